@@ -1,0 +1,152 @@
+"""Record formats: text, pair and claim (one JSON object per JSONL line), and the external formats we
+read as they are (BLiMP minimal pairs, claims as CSV/JSONL with `statement` and `label`).
+
+A record's `id` is the sha256 of its canonical content (the fields that define what it says, not its
+provenance), so the same content has the same id wherever it was made.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from pathlib import Path
+from typing import Iterator
+
+from touchstone.errors import UserError
+from touchstone.files import open_text, read_jsonl
+
+# The fields that define a record's content, by kind; everything else is provenance.
+CONTENT_FIELDS = {
+    "text": ("text",),
+    "pair": ("prompt", "a", "b", "label"),
+    "claim": ("statement", "label"),
+}
+REQUIRED = {
+    "text": {"id": str, "text": str, "source": str},
+    "pair": {"id": str, "kind": str, "prompt": str, "a": str, "b": str, "label": str, "world": str},
+    "claim": {"id": str, "kind": str, "statement": str, "label": bool, "world": str},
+}
+
+
+def content_id(kind: str, **content) -> str:
+    """sha256 of the canonical JSON of the content fields of a record of this kind."""
+    canon = {k: content[k] for k in CONTENT_FIELDS[kind]}
+    canon["_type"] = kind
+    blob = json.dumps(canon, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def record_type(rec: dict) -> str:
+    """'pair', 'claim' or 'text', from the fields present."""
+    if "a" in rec and "b" in rec:
+        return "pair"
+    if "statement" in rec:
+        return "claim"
+    if "text" in rec:
+        return "text"
+    raise KeyError("no 'a'/'b', 'statement' or 'text' field")
+
+
+def text_record(text: str, source: str) -> dict:
+    return {"id": content_id("text", text=text), "text": text, "source": source}
+
+
+def pair_record(prompt: str, a: str, b: str, label: str, *, world: str, kind: str, verdict=None,
+                source: str = "", parent: str | None = None, generation: int | None = None) -> dict:
+    assert label in ("a", "b"), label
+    return {"id": content_id("pair", prompt=prompt, a=a, b=b, label=label), "kind": kind, "prompt": prompt,
+            "a": a, "b": b, "label": label, "world": world, "verdict": verdict, "source": source,
+            "parent": parent, "generation": generation}
+
+
+def claim_record(statement: str, label: bool, *, world: str, kind: str, verdict=None, source: str = "",
+                 parent: str | None = None, generation: int | None = None) -> dict:
+    return {"id": content_id("claim", statement=statement, label=bool(label)), "kind": kind,
+            "statement": statement, "label": bool(label), "world": world, "verdict": verdict,
+            "source": source, "parent": parent, "generation": generation}
+
+
+def schema_errors(rec: dict) -> list[str]:
+    """Problems with a record's schema, each naming the key; empty when the record is well-formed."""
+    try:
+        kind = record_type(rec)
+    except KeyError as e:
+        return [str(e).strip("'\"")]
+    errors = []
+    for key, typ in REQUIRED[kind].items():
+        if key not in rec:
+            errors.append(f"missing key '{key}'")
+        elif not isinstance(rec[key], typ):
+            errors.append(f"key '{key}' should be {typ.__name__}, got {type(rec[key]).__name__}")
+    if kind == "pair" and rec.get("label") not in ("a", "b"):
+        errors.append(f"key 'label' should be \"a\" or \"b\", got {rec.get('label')!r}")
+    if not errors:
+        expect = content_id(kind, **rec)
+        if rec["id"] != expect:
+            errors.append(f"key 'id' is not the sha256 of the content (expected {expect[:12]}...)")
+    return errors
+
+
+def parse_label(value, where: str) -> bool:
+    """Accept true/false, 1/0, "true"/"false", "1"/"0", "yes"/"no" as a claim label."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("1", "true", "yes", "t", "0", "false", "no", "f"):
+        return value.strip().lower() in ("1", "true", "yes", "t")
+    raise UserError(f"{where}: key 'label' must be true/false or 1/0, got {value!r}")
+
+
+def read_claims(path: str | Path) -> Iterator[dict]:
+    """Claims from claim records, or any CSV/JSONL with `statement` and `label` columns."""
+    path = Path(path)
+    name = path.name[:-3] if path.name.endswith(".gz") else path.name
+    if name.endswith(".csv"):
+        with open_text(path) as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or not {"statement", "label"} <= set(reader.fieldnames):
+                raise UserError(f"{path}:1: CSV header must have 'statement' and 'label' columns")
+            for lineno, row in enumerate(reader, 2):
+                yield {"statement": row["statement"], "label": parse_label(row["label"], f"{path}:{lineno}"),
+                       "world": row.get("world") or "external", "id": row.get("id")}
+        return
+    for lineno, obj in read_jsonl(path):
+        for key in ("statement", "label"):
+            if key not in obj:
+                raise UserError(f"{path}:{lineno}: missing key '{key}'")
+        yield {**obj, "label": parse_label(obj["label"], f"{path}:{lineno}")}
+
+
+def read_pairs(path: str | Path) -> Iterator[dict]:
+    """Pair records; a line missing a/b/label is a UserError naming it."""
+    for lineno, obj in read_jsonl(path):
+        for key in ("a", "b", "label"):
+            if key not in obj:
+                raise UserError(f"{path}:{lineno}: missing key '{key}'")
+        if obj["label"] not in ("a", "b"):
+            raise UserError(f"{path}:{lineno}: key 'label' must be \"a\" or \"b\", got {obj['label']!r}")
+        yield {"prompt": "", **obj}
+
+
+def read_minimal_pairs(path: str | Path) -> Iterator[dict]:
+    """BLiMP-style records with `sentence_good` and `sentence_bad`."""
+    for lineno, obj in read_jsonl(path):
+        for key in ("sentence_good", "sentence_bad"):
+            if key not in obj:
+                raise UserError(f"{path}:{lineno}: missing key '{key}'")
+        yield obj
+
+
+def jsonl_files(path: str | Path) -> list[Path]:
+    """A file, or every *.jsonl / *.jsonl.gz under a folder (sorted); an empty folder is a UserError."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file or directory")
+    if path.is_file():
+        return [path]
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.endswith((".jsonl", ".jsonl.gz")))
+    if not files:
+        raise UserError(f"{path}: no .jsonl or .jsonl.gz files in this folder")
+    return files

@@ -1,0 +1,48 @@
+"""The contract every world keeps.
+
+A world is a domain where truth can be checked by a tool. It can
+- `sample(rng)`: draw a fresh item (a plain JSON-able dict);
+- `mutate(item, rng)`: turn an item into a contrasting version (usually a worse or false one);
+- `verify(item)`: check an item with the world's tool and return a `Verdict`;
+- `render(item, rng)`: turn verified items into pair and claim records.
+
+The same `verify` serves evaluation, synthesis and data linting, so the metric and the training
+signal cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Verdict:
+    ok: bool  # the item is correct / true / passes
+    score: float  # a graded measure where the world has one (L/D, distance, fraction of tests passed)
+    reason: str  # a short machine-readable status: "pass", "wrong_answer", "syntax_error", ...
+    evidence: dict[str, Any] = field(default_factory=dict)  # what a person would want to see
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class World:
+    """Base class; subclasses set `name` and implement the four methods."""
+
+    name: str = ""
+    version: int = 1  # bump when sampling, rendering or verification changes (held-out suites key on it)
+
+    def sample(self, rng: random.Random) -> dict:
+        raise NotImplementedError
+
+    def mutate(self, item: dict, rng: random.Random) -> dict:
+        raise NotImplementedError
+
+    def verify(self, item: dict) -> Verdict:
+        raise NotImplementedError
+
+    def render(self, rng: random.Random, n: int) -> list[dict]:
+        """n verified pair/claim records (see touchstone.records); each carries its verdict."""
+        raise NotImplementedError
