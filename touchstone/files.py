@@ -42,10 +42,18 @@ def open_text(path: str | os.PathLike, mode: str = "rt"):
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
     """Yield (line_number, object) for each non-blank line; a bad line is a UserError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
     lineno = 0
     try:
-        with open_text(path) as f:
-            for lineno, line in enumerate(f, 1):
+        # Bytes, decoded line by line, so that invalid UTF-8 is reported on the line where it is.
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            for lineno, raw in enumerate(f, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise UserError(f"{path}:{lineno}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
                 if not line.strip():
                     continue
                 try:
@@ -55,10 +63,8 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
                 if not isinstance(obj, dict):
                     raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
                 yield lineno, obj
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}:{lineno + 1}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
     except (OSError, EOFError) as e:  # truncated .gz, unreadable file
-        raise UserError(f"{path}: cannot read ({e})") from None
+        raise UserError(f"{path}:{lineno + 1}: cannot read ({e})") from None
 
 
 def sha256_bytes(data: bytes) -> str:

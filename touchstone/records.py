@@ -29,10 +29,10 @@ REQUIRED = {
 }
 
 
-def content_id(kind: str, **content) -> str:
-    """sha256 of the canonical JSON of the content fields of a record of this kind."""
-    canon = {k: content[k] for k in CONTENT_FIELDS[kind]}
-    canon["_type"] = kind
+def content_id(type_: str, /, **content) -> str:
+    """sha256 of the canonical JSON of the content fields of a record of this type (text/pair/claim)."""
+    canon = {k: content[k] for k in CONTENT_FIELDS[type_]}
+    canon["_type"] = type_
     blob = json.dumps(canon, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
