@@ -1,0 +1,90 @@
+"""Byte-level BPE tokenizer: train one with Hugging Face `tokenizers`, load any through transformers.
+
+    touchstone tokenizer train data/orig --out tokenizer --vocab-size 8192
+
+Guaranteed:
+- byte-level, so every string round-trips (`decode(encode(s)) == s`) and there is no unknown token;
+- every token of `touchstone.prompts.SPECIAL_TOKENS` is reserved, in that order, at ids 0..10
+  (`<|endoftext|>` is 0 and separates documents; `<|pad|>` is 1), and never produced by merges;
+- the output directory loads with `AutoTokenizer.from_pretrained(dir)` and carries a MANIFEST.json
+  (written last), so an interrupted training never leaves a complete-looking tokenizer.
+
+Training data may be a prepared data directory (its train split), a text/JSONL file, or a folder of
+them; text is streamed to the trainer, whose memory grows with the number of distinct words, not
+with the size of the corpus.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from touchstone.errors import UserError
+from touchstone.prompts import EOS, PAD, SPECIAL_TOKENS
+
+# 2**16: token ids are stored as uint16 in the prepared shards.
+MAX_VOCAB = 65536
+
+
+def _training_texts(data: str | Path) -> Iterator[str]:
+    """Texts to train on: a prepared directory's train split, or anything `data prepare` can read."""
+    from touchstone import data as data_mod
+
+    path = Path(data)
+    train = path / "text" / "train.jsonl.gz"
+    if train.is_file():
+        yield from data_mod.read_texts(train)
+        return
+    for text, _source in data_mod.read_source(str(data), data_mod.PrepareConfig()):
+        yield text
+
+
+def train_from_texts(texts: Iterable[str], out: str | Path, vocab_size: int = 8192) -> Path:
+    """Train a byte-level BPE on `texts` and save it (atomically) as an AutoTokenizer directory."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from touchstone.files import atomic_dir, write_manifest
+
+    if not len(SPECIAL_TOKENS) + 256 <= vocab_size <= MAX_VOCAB:
+        raise UserError(f"vocab size {vocab_size}: must be between {len(SPECIAL_TOKENS) + 256} and {MAX_VOCAB}")
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=2,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    # Peek so that an empty corpus is a clear error rather than a tokenizer with no merges.
+    texts = iter(texts)
+    first = next(texts, None)
+    if first is None:
+        raise UserError("tokenizer: no training text (the data is empty after filtering)")
+    tok.train_from_iterator(itertools.chain([first], texts), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS,
+                                   pad_token=PAD, additional_special_tokens=SPECIAL_TOKENS[2:],
+                                   model_max_length=1 << 20, clean_up_tokenization_spaces=False)
+    with atomic_dir(out, overwrite=True) as staging:
+        fast.save_pretrained(staging)
+        write_manifest(staging, {"kind": "tokenizer", "vocab_size": len(fast)})
+    return Path(out)
+
+
+def train_tokenizer(data: str | Path, out: str | Path, vocab_size: int = 8192) -> Path:
+    """Train on `data` (a prepared directory, a text or JSONL file, or a folder) and save to `out`."""
+    return train_from_texts(_training_texts(data), out, vocab_size)
+
+
+def load_tokenizer(path: str | Path):
+    """A transformers PreTrainedTokenizerFast from a tokenizer, model or prepared data directory."""
+    from transformers import AutoTokenizer
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such tokenizer directory")
+    if (path / "tokenizer").is_dir() and not (path / "tokenizer.json").exists():
+        path = path / "tokenizer"  # a prepared data directory
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot load a tokenizer ({str(e).splitlines()[0]})") from None
