@@ -1,0 +1,570 @@
+"""Pretraining: a GPT-2 architecture language model on prepared token shards, on a CPU.
+
+    touchstone pretrain --data data/orig --out models/gen-0000 --size micro --minutes 60
+    touchstone pretrain --out /tmp/smoke --size nano --tokens 20000      # seconds; embedded corpus
+    touchstone pretrain --data data/orig --out models/gen-0000 --resume   # after an interruption
+
+Guaranteed:
+- the output directory appears only when training finished: a plain Hugging Face model directory
+  (`save_pretrained`, safetensors) with the tokenizer, `recipe.yaml` (the resolved config, the data,
+  the trainer version and git commit), `report.md`, and MANIFEST.json written last. It loads with
+  `AutoModelForCausalLM.from_pretrained(dir)` and `pipeline("text-generation", model=dir)`;
+- while training, state lives beside it in `.OUT.run/`: an atomic checkpoint (model, optimizer,
+  schedule, step, data position, RNG state) every `eval_every` steps and at least every 10 minutes.
+  `--resume` continues exactly where that checkpoint stopped: in fp32 without compile, an interrupted
+  and resumed run ends with the same weights as an uninterrupted one. A corrupt or half-written
+  checkpoint is a one-line error, never a crash in the middle of training;
+- the same seed, data and config give the same model (fp32, no compile, same thread count).
+
+Not guaranteed: bitwise equality under bf16 autocast or torch.compile across resumes (kernels may be
+chosen differently), and with `--minutes` the number of steps depends on the machine's speed (it is
+fixed at the start from a measured step time and then stored, so a resumed run keeps it).
+
+Why a plain loop rather than transformers' `Trainer`: on 2 CPU cores the Trainer's per-step
+machinery (callbacks, dataloader workers, logging, accelerate wrapping) costs a measurable share of
+the step (`benchmarks/bench_pretrain.py` prints the ratio), and its resume replays the data loader
+rather than storing the exact window position. The loop below is short enough to read in one sitting.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from touchstone.config import Config, field, from_dict, to_dict
+from touchstone.errors import UserError
+from touchstone.files import MANIFEST, atomic_dir, atomic_file, check_manifest, write_manifest, write_text_atomic
+
+EVAL_BATCHES = 8  # validation windows = EVAL_BATCHES * batch_size, spread evenly over the val split
+CHECKPOINT_SECONDS = 600  # also checkpoint at least this often, whatever eval_every says
+DEFAULT_MINUTES = 10.0
+
+
+@dataclass
+class PretrainConfig(Config):
+    size: str = field("micro", help="nano | micro | small: the one size dial (shape, lr, batch, context follow)")
+    minutes: float | None = field(None, help="wall-clock training budget in minutes (10 if --tokens is not given)")
+    tokens: int | None = field(None, help="token budget: stop after this many training tokens")
+    lr: float | None = field(None, help="peak learning rate (default: from the size)")
+    batch_size: int | None = field(None, help="sequences per micro-batch (default: from the size)")
+    grad_accum: int = field(1, help="micro-batches per optimizer step (effective batch = batch_size * grad_accum)")
+    seq_len: int | None = field(None, help="tokens per sequence (default: from the size; capped by the model)")
+    warmup: int | None = field(None, help="linear warmup steps before the cosine decay (default: 5%% of steps, <= 200)")
+    eval_every: int = field(50, help="validate and checkpoint every N optimizer steps")
+    seed: int = field(0, help="seed for initialization and data order")
+    compile: bool | None = field(None, help="torch.compile the model (default: on for micro and larger)")
+    bf16: bool | None = field(None, help="bf16 autocast (default: on where the CPU has bf16 matrix units, AMX/AVX512-BF16)")
+    tensorboard: bool = field(False, help="write TensorBoard logs (copied into the model directory)")
+    init_from: str | None = field(None, help="local HF causal-LM directory to continue from (uses its tokenizer)")
+    tokenizer: str | None = field(None, help="tokenizer directory (default: the init model's, else the data's)")
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def fast_bf16() -> bool:
+    """True where bf16 matmuls run on matrix units; elsewhere bf16 is emulated and far slower than fp32."""
+    import torch
+
+    probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def default_cache() -> Path:
+    base = os.environ.get("TOUCHSTONE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "touchstone"
+    return Path(base)
+
+
+def default_data() -> Path:
+    """The embedded default corpus, prepared once into the cache and reused."""
+    path = default_cache() / "default-corpus"
+    if not (path / MANIFEST).exists():
+        from touchstone.corpus import default_sources
+        from touchstone.data import PrepareConfig, prepare
+
+        print(f"preparing the embedded default corpus into {path} (once)", file=sys.stderr)
+        prepare(default_sources(), path, PrepareConfig())
+    return path
+
+
+def git_commit() -> str | None:
+    try:
+        r = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
+                           capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.stdout.strip() or None if r.returncode == 0 else None
+
+
+def _load_tokenizer(path: str | Path):
+    from transformers import AutoTokenizer
+
+    if not Path(path).is_dir():
+        raise UserError(f"{path}: no such tokenizer directory")
+    try:
+        return AutoTokenizer.from_pretrained(str(path))
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+
+
+class Windows:
+    """One split of token ids (np.memmap) read as non-overlapping windows of seq_len + 1 tokens."""
+
+    def __init__(self, path: Path, seq_len: int, dtype="uint16"):
+        import numpy as np
+
+        if not path.is_file():
+            raise UserError(f"{path}: no such token file")
+        if path.stat().st_size == 0:
+            self.ids = np.zeros(0, dtype=dtype)
+        else:
+            # memmap: the split is paged in on demand, never loaded whole (nanoGPT does the same).
+            self.ids = np.memmap(path, dtype=dtype, mode="r")
+        self.path, self.seq_len = path, seq_len
+        self.n = max(0, (len(self.ids) - 1) // seq_len)
+
+    def batch(self, indices):
+        import numpy as np
+        import torch
+
+        t = self.seq_len
+        rows = np.stack([np.asarray(self.ids[i * t: i * t + t + 1], dtype=np.int64) for i in indices])
+        rows = torch.from_numpy(rows)
+        return rows[:, :-1], rows[:, 1:]
+
+
+class Sampler:
+    """Window order: a fresh permutation per epoch from (seed, epoch); the position is two integers."""
+
+    def __init__(self, n: int, seed: int, epoch: int = 0, cursor: int = 0):
+        self.n, self.seed, self.epoch, self.cursor = n, seed, epoch, cursor
+        self._perm = None
+
+    def take(self, k: int) -> list[int]:
+        import numpy as np
+
+        out = []
+        while len(out) < k:
+            if self._perm is None:
+                self._perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+            out.append(int(self._perm[self.cursor]))
+            self.cursor += 1
+            if self.cursor == self.n:
+                self.epoch, self.cursor, self._perm = self.epoch + 1, 0, None
+        return out
+
+    def state(self) -> dict:
+        return {"epoch": self.epoch, "cursor": self.cursor}
+
+
+def _vocab_equal(a, b) -> bool:
+    return a.get_vocab() == b.get_vocab()
+
+
+def token_files(data_dir: Path, tokenizer, run_dir: Path) -> tuple[Path, Path, str]:
+    """The train/val token files for `tokenizer`: the data's own shards, or a re-tokenized copy."""
+    import numpy as np
+
+    tokens = data_dir / "tokens"
+    if not (tokens / "train.bin").is_file():
+        raise UserError(f"{data_dir}: not a prepared data directory (no tokens/train.bin); run `touchstone data prepare`")
+    own = data_dir / "tokenizer"
+    if own.is_dir() and _vocab_equal(_load_tokenizer(own), tokenizer):
+        return tokens / "train.bin", tokens / "val.bin", "uint16"
+    # A different tokenizer (--init-from a foreign model, or --tokenizer): re-tokenize the cleaned text
+    # once into the run directory; ids go to uint32 when the vocabulary does not fit uint16.
+    from touchstone.files import read_jsonl
+
+    dtype = "uint16" if len(tokenizer) <= 65536 else "uint32"
+    out = run_dir / "tokens"
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise UserError(f"{tokenizer.name_or_path}: tokenizer has no end-of-text token to separate documents")
+    for split in ("train", "val"):
+        src, dst = data_dir / "text" / f"{split}.jsonl.gz", out / f"{split}.bin"
+        if dst.exists():
+            continue
+        if not src.is_file():
+            raise UserError(f"{src}: missing; needed to re-tokenize the data for {tokenizer.name_or_path}")
+        with atomic_file(dst, "wb") as f:
+            for lineno, rec in read_jsonl(src):
+                if not isinstance(rec.get("text"), str):
+                    raise UserError(f"{src}:{lineno}: missing key 'text'")
+                ids = tokenizer(rec["text"], add_special_tokens=False)["input_ids"] + [eos]
+                f.write(np.asarray(ids, dtype=dtype).tobytes())
+    return out / "train.bin", out / "val.bin", dtype
+
+
+def lr_at(step: int, peak: float, warmup: int, max_steps: int) -> float:
+    """Linear warmup to `peak`, then cosine decay to peak/10 at `max_steps`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model, lr: float, weight_decay: float = 0.1):
+    """AdamW; weight decay only on matrices (not biases or LayerNorm gains), as in GPT-2 practice."""
+    import torch
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8)
+
+
+def lm_loss(model, x, y):
+    import torch.nn.functional as F
+
+    logits = model(input_ids=x).logits
+    return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+
+
+class LossFn:
+    """`lm_loss`, compiled when asked; if compilation fails, says so in one line and runs eagerly."""
+
+    def __init__(self, model, compile: bool):
+        import functools
+
+        import torch
+
+        self.eager = functools.partial(lm_loss, model)
+        self.fn = torch.compile(self.eager) if compile else self.eager
+        self.compiled = compile
+
+    def forward_backward(self, x, y, scale: float = 1.0) -> float:
+        try:
+            loss = self.fn(x, y)
+            (loss * scale).backward()
+        except Exception as e:  # noqa: BLE001 - any compiler failure falls back to eager
+            if not self.compiled:
+                raise
+            print(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); running eagerly",
+                  file=sys.stderr)
+            self.fn, self.compiled = self.eager, False
+            loss = self.fn(x, y)
+            (loss * scale).backward()
+        return float(loss.detach())
+
+
+def initial_model(cfg: PretrainConfig, vocab_size: int, eos_id: int):
+    """The model before training: `init_from`'s weights, or a fresh GPT-2 of `cfg.size` seeded by cfg.seed."""
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2LMHeadModel
+
+    from touchstone.model import make_config
+
+    torch.manual_seed(cfg.seed)
+    if cfg.init_from:
+        if not (Path(cfg.init_from) / "config.json").is_file():
+            raise UserError(f"{cfg.init_from}: not a model directory (no config.json)")
+        try:
+            return AutoModelForCausalLM.from_pretrained(cfg.init_from, dtype=torch.float32)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{cfg.init_from}: cannot load model ({str(e).splitlines()[0]})") from None
+    padded = -(-vocab_size // 64) * 64  # a multiple of 64 keeps the output matmul on fast kernels
+    return GPT2LMHeadModel(make_config(cfg.size, padded, n_positions=cfg.seq_len, bos_token_id=eos_id,
+                                       eos_token_id=eos_id))
+
+
+def resolve(cfg: PretrainConfig) -> PretrainConfig:
+    """Fill the size-derived defaults (lr, batch_size, seq_len, compile, bf16)."""
+    from touchstone.model import size_defaults
+
+    s = size_defaults(cfg.size)
+    if cfg.grad_accum < 1 or cfg.eval_every < 1:
+        raise UserError("config: key 'grad_accum' and 'eval_every' must be at least 1")
+    if cfg.minutes is not None and cfg.minutes <= 0 or cfg.tokens is not None and cfg.tokens <= 0:
+        raise UserError("config: key 'minutes'/'tokens': the budget must be positive")
+    return replace(
+        cfg,
+        lr=cfg.lr if cfg.lr is not None else s["lr"],
+        batch_size=cfg.batch_size or s["batch_size"],
+        seq_len=cfg.seq_len or s["seq_len"],
+        minutes=cfg.minutes if cfg.minutes is not None or cfg.tokens is not None else DEFAULT_MINUTES,
+        compile=cfg.compile if cfg.compile is not None else cfg.size != "nano",
+        bf16=cfg.bf16 if cfg.bf16 is not None else fast_bf16(),
+    )
+
+
+
+def evaluate(model, val: Windows, indices, batch_size: int, bf16: bool) -> float | None:
+    """Mean next-token loss (nats) over the fixed validation windows; None if the split is too short."""
+    import torch
+
+    if not len(indices):
+        return None
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for i in range(0, len(indices), batch_size):
+            x, y = val.batch(indices[i: i + batch_size])
+            total += float(lm_loss(model, x, y)) * len(x)
+    model.train(was_training)
+    return total / len(indices)
+
+
+# -------------------------------------------------------------------------------------- checkpoints
+def save_checkpoint(run_dir: Path, state: dict) -> None:
+    """Write the whole training state atomically; the previous checkpoint stays valid until the rename."""
+    import torch
+
+    with atomic_dir(run_dir / "checkpoint", overwrite=True) as stage:
+        torch.save(state, stage / "state.pt")
+        write_manifest(stage, {"kind": "pretrain-checkpoint", "step": state["step"]})
+
+
+def load_checkpoint(run_dir: Path) -> dict:
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = run_dir / "checkpoint"
+    if not path.is_dir():
+        raise UserError(f"{path}: nothing to resume (no checkpoint); run without --resume")
+    check_manifest(path)  # a half-written or altered checkpoint fails here, naming the file
+    try:
+        return torch.load(path / "state.pt", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
+        raise UserError(f"{path / 'state.pt'}: unreadable checkpoint ({str(e).splitlines()[0][:200]})") from None
+
+
+def _data_id(path: Path) -> dict:
+    return {"file": str(path), "bytes": path.stat().st_size}
+
+
+# -------------------------------------------------------------------------------------------- train
+def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | None = None, resume: bool = False) -> Path:
+    """Train a model on `data` (a prepared directory; None: the embedded corpus) and save it to `out`."""
+    import numpy as np
+    import torch
+    from tqdm import tqdm
+
+    from touchstone.model import count_parameters
+
+    out = Path(out)
+    run_dir = out.parent / f".{out.name}.run"
+    if (out / MANIFEST).exists():
+        if resume:
+            print(f"{out}: already finished; nothing to resume", file=sys.stderr)
+            return out
+        raise UserError(f"{out}: already exists (a finished model); choose another --out")
+    if out.exists():
+        raise UserError(f"{out}: exists but is not a finished model; remove it or choose another --out")
+
+    state = None
+    if resume:
+        state = load_checkpoint(run_dir)
+        # The checkpoint's resolved config wins: a resumed run must be the same run.
+        cfg = from_dict(PretrainConfig, state["config"], where=f"{run_dir}/checkpoint")
+        data = data if data is not None else state["data"]
+    else:
+        if (run_dir / "checkpoint").exists():
+            print(f"discarding the checkpoint of an interrupted run in {run_dir} (use --resume to continue it)",
+                  file=sys.stderr)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        cfg = resolve(cfg or PretrainConfig())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(data) if data is not None else default_data()
+    if not data_dir.is_dir():
+        raise UserError(f"{data_dir}: no such data directory")
+
+    tok_dir = cfg.tokenizer or cfg.init_from or data_dir / "tokenizer"
+    tokenizer = _load_tokenizer(tok_dir)
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    model = initial_model(cfg, len(tokenizer), eos)
+    max_pos = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if max_pos and cfg.seq_len > max_pos:
+        cfg = replace(cfg, seq_len=max_pos)
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer))
+    train_path, val_path, dtype = token_files(data_dir, tokenizer, run_dir)
+    train, val = Windows(train_path, cfg.seq_len, dtype), Windows(val_path, cfg.seq_len, dtype)
+    if train.n == 0:
+        raise UserError(f"{train_path}: fewer than seq_len + 1 = {cfg.seq_len + 1} tokens to train on")
+    vocab = model.get_input_embeddings().num_embeddings
+    if int(np.max(train.ids)) >= vocab:
+        raise UserError(f"{train_path}: token id {int(np.max(train.ids))} >= the model's vocabulary ({vocab}); "
+                        f"the tokens were made with another tokenizer")
+    data_id = _data_id(train_path)
+    val_idx = np.unique(np.linspace(0, val.n - 1, min(val.n, EVAL_BATCHES * cfg.batch_size)).astype(int)) if val.n else []
+
+    model.train()
+    opt = make_optimizer(model, cfg.lr)
+    sampler = Sampler(train.n, cfg.seed)
+    step, tokens_seen, elapsed0, history = 0, 0, 0.0, []
+    max_steps = None
+    if state is not None:
+        if state["data_id"]["bytes"] != data_id["bytes"]:
+            raise UserError(f"{train_path}: differs from the data the checkpoint was trained on ({state['data_id']['file']})")
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sampler = Sampler(train.n, cfg.seed, **state["position"])
+        step, tokens_seen, elapsed0 = state["step"], state["tokens"], state["elapsed"]
+        max_steps, history = state["schedule"]["max_steps"], state["history"]
+        torch.set_rng_state(state["rng"]["torch"])
+
+    loss_fn = LossFn(model, cfg.compile)
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len
+    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)  # noqa: E731
+    start = time.monotonic()
+
+    # Warm-up passes (no optimizer step, gradients discarded): they trigger compilation, fall back to
+    # eager if it fails, and time a micro-batch so a `--minutes` budget can be turned into steps.
+    probe = train.batch(list(range(min(cfg.batch_size, train.n))))
+    times = []
+    for _ in range(3 if max_steps is None and cfg.tokens is None else 1):
+        t0 = time.monotonic()
+        with autocast():
+            loss_fn.forward_backward(*probe)
+        times.append(time.monotonic() - t0)
+    opt.zero_grad(set_to_none=True)
+    if max_steps is None:
+        if cfg.tokens is not None:
+            max_steps = max(1, math.ceil(cfg.tokens / tokens_per_step))
+        if cfg.minutes is not None:
+            pass_s = min(times[1:] or times)  # the first pass includes compilation
+            eval_s = 0.4 * pass_s * len(val_idx) / cfg.batch_size
+            step_s = 1.05 * cfg.grad_accum * pass_s + eval_s / cfg.eval_every
+            left = cfg.minutes * 60 - (time.monotonic() - start)
+            by_time = max(1, int(left / step_s))
+            max_steps = min(max_steps, by_time) if max_steps else by_time
+        warmup = cfg.warmup if cfg.warmup is not None else max(1, min(200, max_steps // 20))
+        cfg = replace(cfg, warmup=warmup)
+    deadline = cfg.minutes * 60 if cfg.minutes is not None else float("inf")
+
+    writer = None
+    if cfg.tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UserError("config: key 'tensorboard': the tensorboard package is not installed") from None
+        writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step)
+
+    def elapsed() -> float:
+        return elapsed0 + time.monotonic() - start
+
+    def checkpoint():
+        save_checkpoint(run_dir, {
+            "model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "tokens": tokens_seen,
+            "position": sampler.state(), "rng": {"torch": torch.get_rng_state()}, "elapsed": elapsed(),
+            "schedule": {"peak_lr": cfg.lr, "warmup": cfg.warmup, "max_steps": max_steps},
+            "config": to_dict(cfg), "data": str(data_dir), "data_id": data_id, "history": history,
+        })
+
+    def validate():
+        loss = evaluate(model, val, val_idx, cfg.batch_size, cfg.bf16)
+        if loss is not None:
+            history.append({"step": step, "tokens": tokens_seen, "val_loss": loss})
+            bar.write(f"step {step}/{max_steps}  val loss {loss:.4f}  ppl {math.exp(loss):.2f}")
+            if writer:
+                writer.add_scalar("val/loss", loss, step)
+                writer.add_scalar("val/perplexity", math.exp(loss), step)
+        return loss
+
+    n_params = count_parameters(model)
+    print(f"pretrain: {n_params / 1e6:.2f}M parameters, {train.n * cfg.seq_len:,} train tokens, "
+          f"{max_steps} steps of {tokens_per_step} tokens, bf16={cfg.bf16}, compile={loss_fn.compiled}", file=sys.stderr)
+    bar = tqdm(total=max_steps, initial=step, unit="step", dynamic_ncols=True, disable=None)
+    train_time, train_tokens, last_ckpt = 0.0, 0, time.monotonic()
+    while step < max_steps and elapsed() < deadline:
+        t0 = time.monotonic()
+        lr = lr_at(step, cfg.lr, cfg.warmup, max_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        loss = 0.0
+        for _ in range(cfg.grad_accum):
+            with autocast():
+                loss += loss_fn.forward_backward(*train.batch(sampler.take(cfg.batch_size)), 1.0 / cfg.grad_accum)
+        loss /= cfg.grad_accum
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        step += 1
+        tokens_seen += tokens_per_step
+        train_time += time.monotonic() - t0
+        train_tokens += tokens_per_step
+        tok_s = train_tokens / train_time
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss:.3f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
+        if writer:
+            writer.add_scalar("train/loss", loss, step)
+            writer.add_scalar("train/lr", lr, step)
+            writer.add_scalar("train/tokens_per_s", tok_s, step)
+        if step % cfg.eval_every == 0 or time.monotonic() - last_ckpt > CHECKPOINT_SECONDS:
+            if step % cfg.eval_every == 0 and step < max_steps:
+                validate()
+            checkpoint()
+            last_ckpt = time.monotonic()
+    bar.close()
+    final_loss = validate()
+    checkpoint()  # the finished state, so a crash while saving the model below loses nothing
+    if writer:
+        writer.close()
+
+    stats = {"parameters": n_params, "steps": step, "max_steps": max_steps, "tokens": tokens_seen,
+             "tokens_per_s": round(train_tokens / train_time, 1) if train_time else None,
+             "minutes": round(elapsed() / 60, 2), "val_loss": final_loss,
+             "val_perplexity": math.exp(final_loss) if final_loss is not None else None}
+    _save_model(out, model, tokenizer, cfg, stats, history, data_dir, data_id, run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return out
+
+
+def _save_model(out, model, tokenizer, cfg, stats, history, data_dir, data_id, run_dir) -> None:
+    import yaml
+
+    from touchstone import __version__
+    from touchstone.generate import sample
+
+    model.eval()
+    text = sample(model, tokenizer, "The", max_new_tokens=40, temperature=0.8, top_k=50, top_p=0.95, n=1, seed=0)[0]
+    recipe = {
+        "stage": "pretrain",
+        "config": to_dict(cfg),
+        "model": {"type": model.config.model_type, "parameters": stats["parameters"]},
+        "data": {"path": str(data_dir.resolve()), **data_id},
+        "trainer": {"touchstone": __version__, "git_commit": git_commit()},
+    }
+    ppl = f"{stats['val_perplexity']:.2f}" if stats["val_perplexity"] is not None else "n/a (no validation split)"
+    loss = f"{stats['val_loss']:.4f}" if stats["val_loss"] is not None else "n/a"
+    curve = "\n".join(f"| {h['step']} | {h['tokens']:,} | {h['val_loss']:.4f} | {math.exp(h['val_loss']):.2f} |"
+                      for h in history[-12:])
+    report = f"""# Pretraining report
+
+| | |
+|---|---|
+| size | {cfg.size if not cfg.init_from else f"from {cfg.init_from}"} |
+| parameters | {stats['parameters']:,} |
+| tokens | {stats['tokens']:,} ({stats['steps']} steps) |
+| tokens/s | {stats['tokens_per_s']} |
+| wall time | {stats['minutes']} min |
+| final val loss | {loss} |
+| final val perplexity | {ppl} |
+
+## Validation
+
+| step | tokens | loss | perplexity |
+|---|---|---|---|
+{curve}
+
+## Sample (temperature 0.8, top-k 50, top-p 0.95)
+
+```
+The{text}
+```
+"""
+    with atomic_dir(out) as stage:
+        model.save_pretrained(stage)
+        tokenizer.save_pretrained(stage)
+        write_text_atomic(stage / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+        write_text_atomic(stage / "report.md", report)
+        if (run_dir / "tensorboard").is_dir():
+            shutil.copytree(run_dir / "tensorboard", stage / "tensorboard")
+        write_manifest(stage, {"kind": "model", "stage": "pretrain", **stats})
