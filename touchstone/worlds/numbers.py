@@ -1,0 +1,259 @@
+"""Numbers: comparisons, sums, products and orderings, written in digits or in English words.
+
+Items are plain dicts, e.g. {"op": "larger", "x": 81, "y": 53, "words": true} ("eighty-one is larger
+than fifty-three") or {"op": "sum", "x": 37, "y": 45, "claimed": 82, "words": false} ("37 plus 45 is
+82"). Verification is exact integer arithmetic on the parsed numbers.
+
+Guaranteed: every rendered record is re-verified from its own text (`verify_record` parses the words
+or digits back), so a record whose label disagrees with the arithmetic is caught.
+Not covered: negative numbers, fractions, numbers of a million or more in words.
+The number words are written here (about thirty lines) rather than taken from num2words, because the
+verifier must also read them back exactly and a parser for one fixed spelling is simpler than
+following a package's spelling choices (num2words writes "and", commas, and varies by version).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+
+from touchstone.records import claim_record, pair_record
+from touchstone.synth import in_split
+from touchstone.worlds.base import Verdict, World
+
+ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
+        "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+WORD_VALUE = {w: i for i, w in enumerate(ONES)} | {w: 10 * i for i, w in enumerate(TENS) if w}
+MAX_WORDS = 999_999
+
+OPS = ("larger", "smaller", "sum", "product", "order")
+
+
+def to_words(n: int) -> str:
+    """American English without "and": 1205 -> "one thousand two hundred five"."""
+    if not 0 <= n <= MAX_WORDS:
+        raise ValueError(f"{n} is outside 0..{MAX_WORDS}")
+    if n < 20:
+        return ONES[n]
+    if n < 100:
+        return TENS[n // 10] + ("-" + ONES[n % 10] if n % 10 else "")
+    if n < 1000:
+        return ONES[n // 100] + " hundred" + (" " + to_words(n % 100) if n % 100 else "")
+    return to_words(n // 1000) + " thousand" + (" " + to_words(n % 1000) if n % 1000 else "")
+
+
+def parse_number(text: str) -> int:
+    """Digits ("1,205" or "1205") or the words `to_words` writes; ValueError for anything else."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d{1,3}(,\d{3})*|\d+", text):
+        return int(text.replace(",", ""))
+    total = current = 0
+    words = text.replace("-", " ").split()
+    if not words:
+        raise ValueError("empty number")
+    for w in words:
+        if w in WORD_VALUE:
+            current += WORD_VALUE[w]
+        elif w == "hundred" and current:
+            current *= 100
+        elif w == "thousand" and current and not total:
+            total, current = current * 1000, 0
+        elif w != "and":
+            raise ValueError(f"not a number word: {w!r}")
+    return total + current
+
+
+def say(n: int, words: bool) -> str:
+    return to_words(n) if words else str(n)
+
+
+def statement(item: dict) -> str:
+    """The item as one English sentence."""
+    text = _statement(item)
+    return text[0].upper() + text[1:]
+
+
+def _statement(item: dict) -> str:
+    w = item.get("words", False)
+    op = item["op"]
+    if op in ("larger", "smaller"):
+        return f"{say(item['x'], w)} is {op} than {say(item['y'], w)}."
+    if op in ("sum", "product"):
+        verb = "plus" if op == "sum" else "times"
+        return f"{say(item['x'], w)} {verb} {say(item['y'], w)} is {say(item['claimed'], w)}."
+    return ", ".join(say(v, w) for v in item["values"]) + " are in increasing order."
+
+
+CLAIM_PATTERNS = [
+    (re.compile(r"(?P<x>.+) is (?P<op>larger|smaller) than (?P<y>.+)\."), None),
+    (re.compile(r"(?P<x>.+) (?P<op>plus|times) (?P<y>.+) is (?P<claimed>.+)\."), None),
+    (re.compile(r"(?P<values>.+) are in increasing order\."), "order"),
+]
+
+
+def parse_statement(text: str) -> dict:
+    """The inverse of `statement`; ValueError when the text is not one of its forms."""
+    for pattern, op in CLAIM_PATTERNS:
+        m = pattern.fullmatch(text.strip())
+        if not m:
+            continue
+        g = m.groupdict()
+        words = not any(ch.isdigit() for ch in text)
+        if op == "order":
+            return {"op": "order", "values": [parse_number(v) for v in g["values"].split(",")], "words": words}
+        item = {"op": {"plus": "sum", "times": "product"}.get(g["op"], g["op"]), "x": parse_number(g["x"]),
+                "y": parse_number(g["y"]), "words": words}
+        if "claimed" in g:
+            item["claimed"] = parse_number(g["claimed"])
+        return item
+    raise ValueError(f"not a numbers statement: {text!r}")
+
+
+def truth(item: dict) -> int | bool:
+    op, x, y = item["op"], item.get("x"), item.get("y")
+    if op == "larger":
+        return x > y
+    if op == "smaller":
+        return x < y
+    if op == "sum":
+        return x + y
+    if op == "product":
+        return x * y
+    return sorted(item["values"]) == item["values"] and len(set(item["values"])) == len(item["values"])
+
+
+# Pair questions: the prompt asks, a and b answer.
+PAIR_PROMPTS = {
+    "larger": "Which number is larger?",
+    "smaller": "Which number is smaller?",
+    "order": "Which list is in increasing order?",
+}
+PAIR_PROMPT_RE = re.compile(r"What is (?P<x>.+) (?P<op>plus|times) (?P<y>.+)\?")
+
+
+class NumbersWorld(World):
+    name = "numbers"
+    version = 1
+    split = "train"  # "heldout" draws only the reserved items (see touchstone.synth.in_split)
+
+    def sample(self, rng: random.Random) -> dict:
+        op = rng.choice(OPS)
+        words = rng.random() < 0.5
+        top = rng.choice([20, 100, 1000, 100_000])
+        x, y = rng.randint(0, top), rng.randint(0, top)
+        while x == y:
+            y = rng.randint(0, top)
+        if op in ("larger", "smaller"):
+            x, y = (max(x, y), min(x, y)) if op == "larger" else (min(x, y), max(x, y))
+            return {"op": op, "x": x, "y": y, "words": words}
+        if op == "sum":
+            return {"op": op, "x": x, "y": y, "claimed": x + y, "words": words}
+        if op == "product":
+            x, y = x % 1000, y % 1000  # keep products below a million so they have words
+            return {"op": op, "x": x, "y": y, "claimed": x * y, "words": words}
+        values = sorted(rng.sample(range(0, top + 5), rng.randint(3, 5)))
+        return {"op": "order", "values": values, "words": words}
+
+    def mutate(self, item: dict, rng: random.Random) -> dict:
+        """The contrasting item: operands swapped, a near-miss result, or two list entries swapped."""
+        item = dict(item)
+        if item["op"] in ("larger", "smaller"):
+            item["x"], item["y"] = item["y"], item["x"]
+        elif item["op"] in ("sum", "product"):
+            true = truth(item)
+            # Near misses a careless reader would accept: off by one, by ten, or one digit changed.
+            choices = [true + 1, true - 1, true + 10, true - 10, true + 100]
+            if true >= 10:
+                digits = list(str(true))
+                i = rng.randrange(len(digits))
+                digits[i] = str((int(digits[i]) + rng.randint(1, 9)) % 10)
+                if digits[0] != "0":
+                    choices.append(int("".join(digits)))
+            item["claimed"] = rng.choice([c for c in choices if 0 <= c <= MAX_WORDS and c != true])
+        else:
+            values = list(item["values"])
+            i, j = sorted(rng.sample(range(len(values)), 2))
+            values[i], values[j] = values[j], values[i]
+            item["values"] = values
+        return item
+
+    def verify(self, item: dict) -> Verdict:
+        true = truth(item)
+        if item["op"] in ("sum", "product"):
+            ok = item["claimed"] == true
+            return Verdict(ok, float(ok), "correct" if ok else "wrong_answer",
+                           {"claimed": item["claimed"], "actual": true})
+        return Verdict(bool(true), float(true), "correct" if true else "false",
+                       {k: item[k] for k in ("x", "y", "values") if k in item})
+
+    # ------------------------------------------------------------------------------------ records
+    def _pair(self, item: dict, rng: random.Random) -> tuple[str, str, str]:
+        """(prompt, correct answer, wrong answer) for the item."""
+        w = item["words"]
+        op = item["op"]
+        if op in ("larger", "smaller"):
+            return PAIR_PROMPTS[op], say(item["x"], w), say(item["y"], w)
+        if op in ("sum", "product"):
+            verb = "plus" if op == "sum" else "times"
+            wrong = self.mutate(item, rng)["claimed"]
+            return f"What is {say(item['x'], w)} {verb} {say(item['y'], w)}?", say(truth(item), w), say(wrong, w)
+        right = ", ".join(say(v, w) for v in item["values"])
+        wrong = ", ".join(say(v, w) for v in self.mutate(item, rng)["values"])
+        return PAIR_PROMPTS["order"], right, wrong
+
+    def render(self, rng: random.Random, n: int) -> list[dict]:
+        """n records, half pairs and half claims, each re-verified from its own text."""
+        out = []
+        while len(out) < n:
+            item = self.sample(rng)
+            if not in_split(self, item):
+                continue
+            if rng.random() < 0.5:
+                prompt, right, wrong = self._pair(item, rng)
+                label = rng.choice("ab")
+                a, b = (right, wrong) if label == "a" else (wrong, right)
+                rec = pair_record(prompt, a, b, label, world=self.name, kind=item["op"], source="numbers")
+            else:
+                shown = item if rng.random() < 0.5 else self.mutate(item, rng)
+                rec = claim_record(statement(shown), self.verify(shown).ok, world=self.name, kind=item["op"],
+                                   source="numbers")
+            rec["verdict"] = self.verify_record(rec).to_dict()
+            out.append(rec)
+        return out
+
+    def verify_record(self, record: dict) -> Verdict:
+        """Does the record's label agree with the arithmetic? Parses the record's own text."""
+        try:
+            if "statement" in record:
+                item = parse_statement(record["statement"])
+                v = self.verify(item)
+                agree = v.ok == bool(record["label"])
+                return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees",
+                               {"statement_is": v.ok, **v.evidence})
+            prompt, a, b = record["prompt"], record["a"], record["b"]
+            m = PAIR_PROMPT_RE.fullmatch(prompt)
+            if m:
+                x, y = parse_number(m["x"]), parse_number(m["y"])
+                true = x + y if m["op"] == "plus" else x * y
+                right = {"a": parse_number(a) == true, "b": parse_number(b) == true}
+                evidence = {"actual": true}
+            elif prompt == PAIR_PROMPTS["order"]:
+                right = {k: truth({"op": "order", "values": [parse_number(v) for v in s.split(",")]})
+                         for k, s in (("a", a), ("b", b))}
+                evidence = {}
+            elif prompt in (PAIR_PROMPTS["larger"], PAIR_PROMPTS["smaller"]):
+                xa, xb = parse_number(a), parse_number(b)
+                bigger = xa > xb if prompt == PAIR_PROMPTS["larger"] else xa < xb
+                right = {"a": bigger, "b": not bigger and xa != xb}
+                evidence = {"a": xa, "b": xb}
+            else:
+                raise ValueError(f"unknown question {prompt!r}")
+        except (ValueError, KeyError, TypeError) as e:
+            return Verdict(False, 0.0, "unparseable", {"error": str(e)})
+        if right["a"] == right["b"]:
+            return Verdict(False, 0.0, "ambiguous", {**evidence, "a_correct": right["a"], "b_correct": right["b"]})
+        expected = "a" if right["a"] else "b"
+        agree = record["label"] == expected
+        return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees",
+                       {**evidence, "correct": expected})
