@@ -1,0 +1,164 @@
+"""Pretraining: one step moves every weight, exact resume, gradient accumulation, reload, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+
+from touchstone import cli
+from touchstone.pretrain import PretrainConfig, initial_model, pretrain, resolve
+
+SHAKESPEARE = "/work/shared/data/tinyshakespeare/input.txt"
+
+
+def make_data(root, n_chars=60_000):
+    """A tiny prepared data directory: a 512-token byte-level BPE and uint16 shards of real text."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from touchstone.prompts import EOS, SPECIAL_TOKENS
+
+    text = open(SHAKESPEARE, encoding="utf-8").read()[:n_chars]
+    docs = [d for d in text.split("\n\n") if d.strip()]
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(docs, vocab_size=512, special_tokens=SPECIAL_TOKENS, show_progress=False)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOS, pad_token="<|pad|>")
+    tok.save_pretrained(root / "tokenizer")
+    (root / "tokens").mkdir()
+    eos = tok.eos_token_id
+    cut = len(docs) * 9 // 10
+    for split, part in (("train", docs[:cut]), ("val", docs[cut:])):
+        ids = [i for d in part for i in tok(d)["input_ids"] + [eos]]
+        np.asarray(ids, dtype=np.uint16).tofile(root / "tokens" / f"{split}.bin")
+    return root
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_data(tmp_path_factory.mktemp("data"))
+
+
+def nano(**kw):
+    base = dict(size="nano", tokens=4 * 16 * 64, eval_every=2, compile=False, bf16=False, seq_len=64, batch_size=16)
+    return PretrainConfig(**{**base, **kw})
+
+
+def weights(model_dir):
+    from safetensors.torch import load_file
+
+    return load_file(str(model_dir / "model.safetensors"))
+
+
+class Crash(Exception):
+    pass
+
+
+def crash_after_first_checkpoint(monkeypatch):
+    """Make the run die right after its first checkpoint is written, like a killed process."""
+    import touchstone.pretrain as tp
+
+    real = tp.save_checkpoint
+
+    def save_then_crash(run_dir, state):
+        real(run_dir, state)
+        raise Crash(state["step"])
+
+    monkeypatch.setattr(tp, "save_checkpoint", save_then_crash)
+
+
+def test_one_step_changes_every_trainable_parameter(data, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    cfg = nano(tokens=16 * 64)
+    out = pretrain(str(data), tmp_path / "m", cfg)
+    tok = AutoTokenizer.from_pretrained(str(data / "tokenizer"))
+    before = dict(initial_model(resolve(cfg), len(tok), tok.eos_token_id).named_parameters())
+    after = dict(AutoModelForCausalLM.from_pretrained(str(out)).named_parameters())
+    assert before.keys() == after.keys()
+    unchanged = [n for n, p in before.items() if p.requires_grad and p.detach().equal(after[n].detach())]
+    assert unchanged == []
+
+
+def test_resumed_run_equals_uninterrupted_run(data, tmp_path, monkeypatch):
+    cfg = nano(tokens=6 * 16 * 64, eval_every=2)
+    whole = weights(pretrain(str(data), tmp_path / "whole", cfg))
+    with monkeypatch.context() as m:
+        crash_after_first_checkpoint(m)
+        with pytest.raises(Crash):
+            pretrain(str(data), tmp_path / "resumed", cfg)
+    assert not (tmp_path / "resumed").exists()  # an interrupted run never looks finished
+    resumed = weights(pretrain(None, tmp_path / "resumed", PretrainConfig(), resume=True))
+    assert whole.keys() == resumed.keys()
+    assert all(whole[k].equal(resumed[k]) for k in whole)
+
+
+def test_gradient_accumulation_equals_large_batch(data):
+    import torch
+
+    from touchstone.pretrain import LossFn, Sampler, Windows, accumulate
+
+    cfg = resolve(nano())
+    model = initial_model(cfg, 512, 0)
+    train = Windows(data / "tokens" / "train.bin", cfg.seq_len)
+    loss_fn = LossFn(model, compile=False)
+
+    def grads(batch_size, n):
+        model.zero_grad(set_to_none=True)
+        sampler = Sampler(train.n, seed=0)
+        loss = accumulate(loss_fn, (train.batch(sampler.take(batch_size)) for _ in range(n)), n, bf16=False)
+        return loss, [p.grad.clone() for p in model.parameters()]
+
+    big_loss, big = grads(16, 1)
+    acc_loss, acc = grads(4, 4)
+    assert acc_loss == pytest.approx(big_loss, rel=1e-6)
+    assert all(torch.allclose(g, h, rtol=1e-4, atol=1e-7) for g, h in zip(big, acc))
+
+
+def test_saved_model_reloads_with_the_trained_weights(data, tmp_path):
+    """The reloaded model reproduces the validation loss measured by the training model itself."""
+    from transformers import AutoModelForCausalLM, pipeline
+
+    from touchstone.pretrain import EVAL_BATCHES, Windows, evaluate
+
+    out = pretrain(str(data), tmp_path / "m", nano(tokens=3 * 16 * 64))
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    val = Windows(data / "tokens" / "val.bin", 64)
+    idx = np.unique(np.linspace(0, val.n - 1, min(val.n, EVAL_BATCHES * 16)).astype(int))
+    assert evaluate(model, val, idx, 16, bf16=False) == pytest.approx(manifest["val_loss"], abs=1e-5)
+    text = pipeline("text-generation", model=str(out))("The", max_new_tokens=5, do_sample=False)[0]["generated_text"]
+    assert text.startswith("The") and len(text) > 3
+    assert "size: nano" in (out / "recipe.yaml").read_text()
+
+
+def run_cli(argv, capsys):
+    code = cli.main(argv)
+    return code, capsys.readouterr().err.strip()
+
+
+@pytest.mark.parametrize("damage", ["flip-bytes", "no-manifest"])
+def test_corrupt_checkpoint_is_a_one_line_error(data, tmp_path, monkeypatch, capsys, damage):
+    with monkeypatch.context() as m:
+        crash_after_first_checkpoint(m)
+        with pytest.raises(Crash):
+            pretrain(str(data), tmp_path / "m", nano(tokens=4 * 16 * 64))
+    ckpt = tmp_path / ".m.run" / "checkpoint"
+    if damage == "flip-bytes":
+        raw = bytearray((ckpt / "state.pt").read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        (ckpt / "state.pt").write_bytes(bytes(raw))
+    else:
+        (ckpt / "MANIFEST.json").unlink()
+    capsys.readouterr()
+    code, err = run_cli(["pretrain", "--data", str(data), "--out", str(tmp_path / "m"), "--resume"], capsys)
+    assert code == 2
+    assert len(err.splitlines()) == 1 and "checkpoint" in err
+
+
+def test_unknown_config_key_is_a_one_line_error(data, tmp_path, capsys):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("size: nano\nlearning_rate: 0.1\n")
+    code, err = run_cli(["pretrain", "--data", str(data), "--out", str(tmp_path / "m"), "--config", str(recipe)],
+                        capsys)
+    assert code == 2 and len(err.splitlines()) == 1 and "learning_rate" in err
+    assert not (tmp_path / "m").exists()
