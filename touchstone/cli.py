@@ -61,7 +61,7 @@ def _generate(args):
 
     for text in generate(args.model, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                          top_k=args.top_k, top_p=args.top_p, n=args.n, seed=args.seed):
-        print(text)
+        print(args.prompt + text)
 
 
 def _perplexity(args):
