@@ -251,6 +251,20 @@ class LossFn:
         return float(loss.detach())
 
 
+def accumulate(loss_fn: LossFn, micro_batches, n: int, bf16: bool) -> float:
+    """Add the gradient of the mean loss over `n` equal micro-batches to .grad; return that mean loss.
+
+    Each micro-batch's loss is scaled by 1/n, so the summed gradient equals one batch n times larger.
+    """
+    import torch
+
+    total = 0.0
+    for x, y in micro_batches:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            total += loss_fn.forward_backward(x, y, 1.0 / n)
+    return total / n
+
+
 def initial_model(cfg: PretrainConfig, vocab_size: int, eos_id: int):
     """The model before training: `init_from`'s weights, or a fresh GPT-2 of `cfg.size` seeded by cfg.seed."""
     import torch
@@ -478,11 +492,8 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
         lr = lr_at(step, cfg.lr, cfg.warmup, max_steps)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss = 0.0
-        for _ in range(cfg.grad_accum):
-            with autocast():
-                loss += loss_fn.forward_backward(*train.batch(sampler.take(cfg.batch_size)), 1.0 / cfg.grad_accum)
-        loss /= cfg.grad_accum
+        micro_batches = (train.batch(sampler.take(cfg.batch_size)) for _ in range(cfg.grad_accum))
+        loss = accumulate(loss_fn, micro_batches, cfg.grad_accum, cfg.bf16)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
