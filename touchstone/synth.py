@@ -19,7 +19,7 @@ primary item of a record, so it cannot make two records equal).
 
 from __future__ import annotations
 
-import functools
+import copy
 import hashlib
 import json
 import random
@@ -50,18 +50,20 @@ def _world(world):
     return get_world(world) if isinstance(world, str) else world
 
 
-@functools.lru_cache(maxsize=None)
-def _suite(name: str) -> tuple[int, tuple[str, ...]]:
-    world = _world(name)
-    world.split = "heldout"
-    records = world.render(random.Random(HELDOUT_SEED), SUITE_SIZE.get(name, DEFAULT_SUITE_SIZE))
-    return world.version, tuple(json.dumps(r, sort_keys=True) for r in records)
+_suites: dict[tuple, tuple[int, list[str]]] = {}
 
 
 def heldout_suite(world) -> tuple[int, list[dict]]:
-    """(version, records): the world's deterministic held-out suite, for evaluation only."""
-    name = world if isinstance(world, str) else world.name
-    version, lines = _suite(name)
+    """(version, records): the world's deterministic held-out suite, for evaluation only. `world` is a
+    name or a World (e.g. a language world over a given corpus); suites are cached per process."""
+    world = _world(world)
+    key = (world.name, world.version, getattr(world, "sources", None), getattr(world, "xkcd", None))
+    if key not in _suites:
+        reserved = copy.copy(world)
+        reserved.split = "heldout"
+        records = reserved.render(random.Random(HELDOUT_SEED), SUITE_SIZE.get(world.name, DEFAULT_SUITE_SIZE))
+        _suites[key] = (world.version, [json.dumps(r, sort_keys=True) for r in records])
+    version, lines = _suites[key]
     return version, [json.loads(line) for line in lines]
 
 
@@ -76,7 +78,7 @@ def synth(world, n: int, out, seed: int = 0) -> int:
     if seed == HELDOUT_SEED:
         raise UserError(f"seed {HELDOUT_SEED} is reserved for the held-out suites")
     world = _world(world)
-    banned = heldout_ids(world.name)
+    banned = heldout_ids(world)
     rng = random.Random(seed)
     records: list[dict] = []
     seen: set[str] = set()

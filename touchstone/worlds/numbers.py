@@ -111,16 +111,19 @@ def parse_statement(text: str) -> dict:
 
 
 def truth(item: dict) -> int | bool:
-    op, x, y = item["op"], item.get("x"), item.get("y")
+    op = item["op"]
+    if op == "order":
+        return sorted(item["values"]) == item["values"] and len(set(item["values"])) == len(item["values"])
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r} (choose from {', '.join(OPS)})")
+    x, y = item["x"], item["y"]
     if op == "larger":
         return x > y
     if op == "smaller":
         return x < y
     if op == "sum":
         return x + y
-    if op == "product":
-        return x * y
-    return sorted(item["values"]) == item["values"] and len(set(item["values"])) == len(item["values"])
+    return x * y
 
 
 # Pair questions: the prompt asks, a and b answer.

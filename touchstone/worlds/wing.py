@@ -43,7 +43,7 @@ AIRFOILS = ["naca0009", "naca0012", "naca2410", "naca2412", "naca2415", "naca441
 DESIGN_KEYS = ("span", "root_chord", "taper", "sweep", "twist", "airfoil")
 MISSION_KEYS = ("speed", "altitude", "weight", "alpha_limit", "max_span")
 DEFAULTS = {"alpha_limit": 10, "max_span": 1e9}
-POOL_MIN = 16  # below this many designs a pool costs more than it saves
+POOL_MIN = 64  # below this many designs, starting the pool (seconds) costs more than it saves
 
 
 def _round(design: dict) -> dict:

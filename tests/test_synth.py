@@ -1,0 +1,91 @@
+"""synth / verify_file / held-out suites, and the `touchstone verify` and `touchstone synth` commands."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from touchstone import synth as S
+from touchstone.cli import main
+from touchstone.files import read_jsonl
+from touchstone.worlds import get_world
+
+BOOK = Path("/work/shared/data/gutenberg/11.txt")
+
+
+def test_synth_writes_n_verified_records(tmp_path):
+    out = tmp_path / "numbers.jsonl"
+    assert S.synth("numbers", 50, out, seed=1) == 50
+    records = [obj for _, obj in read_jsonl(out)]
+    world = get_world("numbers")
+    assert len(records) == 50 and all(world.verify_record(r).ok for r in records)
+
+
+@pytest.mark.parametrize("name", ["numbers", "facts", "colour"])
+def test_heldout_suite_is_deterministic(name):
+    first = S.heldout_suite(name)
+    S._suites.clear()
+    assert S.heldout_suite(name) == first
+    assert 200 <= len(first[1]) <= 400
+
+
+@pytest.mark.parametrize("name", ["numbers", "facts", "colour"])
+def test_heldout_suite_is_disjoint_from_training_records(name):
+    _, suite = S.heldout_suite(name)
+    train = get_world(name).render(random.Random(11), 2000)
+    assert not {r["id"] for r in suite} & {r["id"] for r in train}
+    texts = lambda recs: {r.get("statement") or (r["prompt"], r["a"], r["b"]) for r in recs}  # noqa: E731
+    assert not texts(suite) & texts(train)
+
+
+@pytest.mark.skipif(not BOOK.is_file(), reason="shared Gutenberg text not present")
+def test_language_heldout_sentences_never_reach_training():
+    world = get_world("language", source=str(BOOK))
+    _, suite = S.heldout_suite(world)
+    held = {r["verdict"]["evidence"]["original"] for r in suite}
+    train = {r["verdict"]["evidence"]["original"] for r in world.render(random.Random(12), 500)}
+    assert held and not held & train
+
+
+def test_verify_file_gives_one_verdict_per_item_and_record(tmp_path):
+    records = get_world("numbers").render(random.Random(13), 5)
+    lines = records + [{"op": "sum", "x": 2, "y": 3, "claimed": 6}]
+    path = tmp_path / "mixed.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n", encoding="utf-8")
+    verdicts = list(S.verify_file("numbers", path))
+    assert [v["line"] for v in verdicts] == list(range(1, 7))
+    assert [v["ok"] for v in verdicts] == [True] * 5 + [False]
+
+
+@pytest.mark.parametrize("content,needle", [
+    ('{"op": "sum", "x": 1\n', ":1: malformed JSON"),
+    ('{"op": "sum", "x": 1, "y": 2, "claimed": 3}\n{"op": "sum", "x": 1}\n', ":2: missing key 'y'"),
+    ('{"a": "1", "b": "2", "label": "c", "prompt": "Which number is larger?"}\n', ":1: key 'label'"),
+    ('{"statement": "1 is larger than 2."}\n', ":1: missing key 'label'"),
+])
+def test_verify_cli_refuses_malformed_input_in_one_line(tmp_path, capsys, content, needle):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(content, encoding="utf-8")
+    assert main(["verify", "numbers", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+
+
+@pytest.mark.parametrize("argv", [["synth", "numbers", "--n", "0"], ["synth", "nosuchworld", "--n", "3"],
+                                  ["synth", "numbers", "--n", "3", "--seed", str(S.HELDOUT_SEED)]])
+def test_synth_cli_refuses_bad_arguments_in_one_line(tmp_path, capsys, argv):
+    assert main(argv + ["--out", str(tmp_path / "x.jsonl")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert not (tmp_path / "x.jsonl").exists()
+
+
+def test_synth_cli_then_verify_cli_agree(tmp_path, capsys):
+    out = tmp_path / "facts.jsonl.gz"
+    assert main(["synth", "facts", "--n", "20", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["verify", "facts", str(out)]) == 0
+    verdicts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(verdicts) == 20 and all(v["ok"] for v in verdicts)

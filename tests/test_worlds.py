@@ -1,0 +1,167 @@
+"""The worlds: rendered records agree with their verifiers, mutations change verdicts, flipped labels
+are caught. Real data from ../shared/data where a world needs it (skipped when absent)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from touchstone.worlds import get_world
+
+SHARED = Path("/work/shared/data")
+BOOK = SHARED / "gutenberg" / "11.txt"  # Alice's Adventures in Wonderland, small
+needs_book = pytest.mark.skipif(not BOOK.is_file(), reason="shared Gutenberg text not present")
+
+
+def make(name: str):
+    if name == "language":
+        if not BOOK.is_file():
+            pytest.skip("shared Gutenberg text not present")
+        return get_world("language", source=str(BOOK))
+    return get_world(name)
+
+
+CHEAP = ["numbers", "facts", "colour", "language"]
+N = {"wing": 6}  # each wing record runs the solver twice
+
+
+def flipped(rec: dict) -> dict:
+    rec = dict(rec)
+    rec["label"] = (not rec["label"]) if "statement" in rec else ("b" if rec["label"] == "a" else "a")
+    return rec
+
+
+@pytest.mark.parametrize("name", CHEAP + ["wing"])
+def test_rendered_records_agree_with_the_verifier(name):
+    world = make(name)
+    records = world.render(random.Random(1), N.get(name, 60))
+    assert len(records) == N.get(name, 60)
+    assert all(r["verdict"]["ok"] and world.verify_record(r).ok for r in records)
+
+
+@pytest.mark.parametrize("name", CHEAP + ["wing"])
+def test_verify_record_catches_a_flipped_label(name):
+    world = make(name)
+    records = world.render(random.Random(2), N.get(name, 40))
+    assert not any(world.verify_record(flipped(r)).ok for r in records)
+
+
+@pytest.mark.parametrize("name", CHEAP + ["wing"])
+def test_render_puts_the_correct_answer_on_both_sides(name):
+    world = make(name)
+    records = world.render(random.Random(3), N.get(name, 80) * 2)
+    pair_labels = {r["label"] for r in records if "a" in r}
+    claim_labels = {r["label"] for r in records if "statement" in r}
+    assert pair_labels == {"a", "b"} and claim_labels == {True, False}
+
+
+@pytest.mark.parametrize("name", CHEAP)
+def test_mutate_turns_a_true_item_false(name):
+    world = make(name)
+    rng = random.Random(4)
+    for _ in range(30):
+        item = world.sample(rng)
+        assert world.verify(item).ok
+        assert not world.verify(world.mutate(item, rng)).ok
+
+
+def test_numbers_words_read_back_exactly():
+    from touchstone.worlds.numbers import parse_number, to_words
+
+    rng = random.Random(5)
+    for n in [0, 13, 40, 100, 1000, 999_999] + [rng.randint(0, 999_999) for _ in range(500)]:
+        assert parse_number(to_words(n)) == n
+
+
+def test_numbers_claim_in_words_is_checked_exactly():
+    world = get_world("numbers")
+    from touchstone.records import claim_record
+
+    true = claim_record("Eighty-one is larger than fifty-three.", True, world="numbers", kind="larger")
+    assert world.verify_record(true).ok
+    assert not world.verify_record(flipped(true)).ok
+
+
+def test_colour_distance_separates_gross_and_subtle_wrong_names():
+    world = get_world("colour")
+    rng = random.Random(6)
+    distances = []
+    for _ in range(40):
+        item = world.sample(rng)
+        wrong = world.mutate(item, rng)
+        distances.append(world.verify(wrong).evidence["delta_e2000"])
+    assert min(distances) >= 10.0  # never an ambiguous "wrong" name
+    assert min(distances) < 20 and max(distances) > 40  # both close neighbours and far-off names occur
+
+
+def test_colour_works_without_the_xkcd_file(tmp_path):
+    world = get_world("colour", xkcd=str(tmp_path / "missing.txt"))
+    assert world.xkcd is None
+    records = world.render(random.Random(7), 20)
+    assert all(world.verify_record(r).ok for r in records)
+
+
+def test_facts_false_statements_are_false_by_lookup():
+    world = get_world("facts")
+    assert world.verify({"kind": "capital", "city": "Nairobi", "country": "Kenya"}).ok
+    assert not world.verify({"kind": "capital", "city": "Mombasa", "country": "Kenya"}).ok
+
+
+@needs_book
+def test_language_never_uses_evaluation_sentences(tmp_path):
+    from touchstone.worlds.language import LanguageWorld
+
+    blimp = sorted((SHARED / "blimp" / "data").glob("*.jsonl.gz"))
+    if not blimp:
+        pytest.skip("BLiMP not present")
+    with gzip.open(blimp[0], "rt", encoding="utf-8") as f:
+        good = [json.loads(line)["sentence_good"] for line in f][:50]
+    corpus = tmp_path / "mixed.txt"
+    corpus.write_text("\n\n".join(good + [BOOK.read_text(encoding="utf-8")[:200_000]]), encoding="utf-8")
+    sentences = set(LanguageWorld(str(corpus)).sentences)
+    assert sentences and not sentences & set(good)
+
+
+@needs_book
+def test_language_record_with_an_edited_side_fails():
+    world = make("language")
+    rec = next(r for r in world.render(random.Random(8), 20) if "a" in r)
+    bad = "b" if rec["label"] == "a" else "a"
+    rec[bad] = rec[bad] + " Indeed."
+    assert not world.verify_record(rec).ok
+
+
+def test_wing_figures_are_consistent():
+    from touchstone.worlds.wing import analyze
+
+    design = {"span": 10.0, "root_chord": 1.2, "taper": 0.5, "sweep": 5, "twist": -2.0, "airfoil": "naca2412",
+              "speed": 50, "altitude": 1000, "weight": 4000, "alpha_limit": 10, "max_span": 12.0}
+    f = analyze(design)
+    assert f["feasible"], f
+    assert f["L_over_D"] == pytest.approx(f["CL"] / f["CD"], rel=1e-3)
+    assert f["wing_loading"] == pytest.approx(4000 / f["wing_area"], rel=1e-3)
+    heavy = analyze({**design, "weight": 400_000})
+    assert not heavy["feasible"] and heavy["reason"] == "cannot_lift"
+    assert analyze({**design, "max_span": 8.0})["reason"] == "span_limit"
+
+
+def test_wing_mutation_changes_the_figures():
+    world = get_world("wing")
+    rng = random.Random(9)
+    item = world.sample(rng)
+    assert world.verify(world.mutate(item, rng)).evidence != world.verify(item).evidence
+
+
+def test_plot_wings_writes_a_png(tmp_path):
+    from touchstone.worlds.wing import plot_wings
+
+    rng = random.Random(10)
+    world = get_world("wing")
+    item = world.sample(rng)
+    out = tmp_path / "wings.png"
+    plot_wings([item, world.mutate(item, rng)], out)
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
