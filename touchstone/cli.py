@@ -24,7 +24,8 @@ def _data_prepare(args):
     from touchstone.data import PrepareConfig, prepare
 
     cfg = PrepareConfig.load(args.config, _overrides(args, "text_field", "lowercase", "min_chars", "max_chars",
-                                                      "near_dup_threshold", "seed", "tokenizer", "workers"))
+                                                      "near_dup_threshold", "seed", "tokenizer", "workers",
+                                                      "vocab_size"))
     summary = prepare(args.sources, args.out, cfg)
     print(json.dumps(summary, indent=2))
 
@@ -178,7 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-chars", type=int)
     s.add_argument("--near-dup-threshold", type=float, help="MinHash Jaccard threshold for near duplicates")
     s.add_argument("--tokenizer", help="tokenizer directory (default: train one on the train split)")
-    s.add_argument("--workers", type=int)
+    s.add_argument("--vocab-size", type=int, help="vocabulary of the trained tokenizer (default 8192)")
+    s.add_argument("--workers", type=int, help="processes for cleaning and filtering (default 1)")
     s.add_argument("--seed", type=int)
 
     t = command("tokenizer", None, "tokenizer training")

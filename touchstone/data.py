@@ -41,9 +41,13 @@ Not guaranteed: near-duplicate detection is probabilistic (LSH may miss a pair j
 threshold or drop one just below it); text inside a single line longer than `max_chars` is dropped,
 not cut.
 
-Past one machine: these stages map one-to-one onto datatrove (a reader, then its `BaseFilter`s, its
-MinHash dedup stages and a tokenizer stage) run by its Local/Slurm/Ray executors; the filter contract
-here (text in, reason out, drops counted) is the same shape. The default path stays plain Python.
+Past one machine: datatrove (installs beside the pinned torch; not a dependency) runs the same stages
+as separate pipelines on its LocalPipelineExecutor, SlurmPipelineExecutor or RayPipelineExecutor:
+JsonlReader/ParquetReader/HuggingFaceDatasetReader -> the filters below as LambdaFilter blocks (same
+contract: document in, keep or drop with a counted reason) -> MinhashDedupSignature, Buckets, Cluster
+and Filter (the near-dup index sharded on disk instead of held in memory) -> JsonlWriter per split ->
+DocumentTokenizer with our tokenizer. On one machine the plain-Python path here is simpler and fast
+enough; `workers` fans cleaning and filtering out over local processes.
 """
 
 from __future__ import annotations
