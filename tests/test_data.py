@@ -283,3 +283,26 @@ def test_refuses_to_replace_a_folder_that_is_not_prepared_data(tmp_path, capsys)
     code, err = run_cli(["data", "prepare", str(tmp_path / "x.jsonl"), "--out", str(tmp_path / "out")], capsys)
     assert code == 2 and "is not a prepared data directory" in err
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep me"
+
+
+# ------------------------------------------------------------------------------------ options, CLI
+def test_workers_give_the_same_output_as_one_process(tmp_path):
+    rows = [{"text": t} for t in distinct_texts(40)] + [{"text": "tiny"}]
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    one = prepare([str(src)], tmp_path / "one", PrepareConfig(**FAST))
+    two = prepare([str(src)], tmp_path / "two", PrepareConfig(workers=2, **FAST))
+    assert one["counts"] == two["counts"] and one["dropped"] == two["dropped"] == {"too_short": 1}
+    for name in data.SPLITS:
+        assert ((tmp_path / "one" / "tokens" / f"{name}.bin").read_bytes() ==
+                (tmp_path / "two" / "tokens" / f"{name}.bin").read_bytes())
+
+
+def test_given_tokenizer_is_used_instead_of_training_one(prepared, tmp_path, capsys):
+    out, _ = prepared
+    src = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in distinct_texts(20, seed=7)])
+    code = cli.main(["data", "prepare", str(src), "--out", str(tmp_path / "o"), "--tokenizer", str(out),
+                     "--min-chars", "20"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["config"]["tokenizer"] == str(out)
+    assert (tmp_path / "o" / "tokenizer" / "tokenizer.json").read_bytes() == \
+        (out / "tokenizer" / "tokenizer.json").read_bytes()

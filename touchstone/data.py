@@ -488,9 +488,11 @@ def write_shard(records_file: Path, tokenizer, out: Path, batch: int = 512) -> i
 
 
 def load_shard(path: str | Path):
-    """A token shard as a read-only numpy memmap of uint16."""
+    """A token shard as a read-only numpy memmap of uint16 (an empty array for an empty split)."""
     import numpy as np
 
+    if Path(path).stat().st_size == 0:  # numpy cannot map an empty file
+        return np.zeros(0, dtype=np.uint16)
     return np.memmap(path, dtype=np.uint16, mode="r")
 
 
