@@ -175,6 +175,8 @@ def read_hf(spec: str, text_field: str) -> Iterator[Doc]:
     rest, _, split = rest.partition("@")
     name, _, config = rest.partition(":")
     split = split or "train"
+    if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
+        raise UserError(f"{spec}: no such dataset folder {name}")
     try:
         if Path(name, "state.json").exists() or Path(name, "dataset_dict.json").exists():
             ds = datasets.load_from_disk(name)  # a save_to_disk folder
