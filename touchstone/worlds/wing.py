@@ -127,6 +127,12 @@ def analyze(design: dict) -> dict:
     return _cache[key]
 
 
+def _one_thread() -> None:
+    # Each worker is one core's worth of work; threaded BLAS inside it would only fight its siblings.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+
+
 def workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
@@ -140,7 +146,8 @@ def analyze_many(designs: list[dict], processes: int | None = None) -> list[dict
         if _pool is None or _pool._max_workers != processes:
             import multiprocessing
 
-            _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"))
+            _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_one_thread)
         for (key, _), result in zip(todo, _pool.map(_analyze, [d for _, d in todo],
                                                      chunksize=max(1, len(todo) // (4 * processes)))):
             _cache[key] = result
