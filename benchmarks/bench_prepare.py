@@ -4,8 +4,8 @@ tokenizer (`encode_batch`), i.e. the least any prepare must do.
 
     python benchmarks/bench_prepare.py [--data ../shared/data] [--workers 1 2]
 
-Each measurement runs in its own process, so peak memory (ru_maxrss) is that stage's alone and
-includes the libraries it imports.
+Each measurement runs in its own process, so peak memory (ru_maxrss of the largest process: the
+stage itself or one of its workers) is that stage's alone and includes the libraries it imports.
 """
 
 from __future__ import annotations
@@ -47,7 +47,9 @@ def child(kind: str, srcs: list[str], out: str, workers: int, tokenizer: str | N
                 ntokens += sum(len(e.ids) for e in backend.encode_batch(paras, add_special_tokens=False))
         result = {"bytes": nbytes, "tokens": ntokens}
     result["seconds"] = time.perf_counter() - start
-    result["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # The largest single process (this one, or a worker it started).
+    result["peak_mb"] = max(resource.getrusage(who).ru_maxrss for who in
+                            (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
     return result
 
 

@@ -306,3 +306,12 @@ def test_given_tokenizer_is_used_instead_of_training_one(prepared, tmp_path, cap
     assert code == 0 and summary["config"]["tokenizer"] == str(out)
     assert (tmp_path / "o" / "tokenizer" / "tokenizer.json").read_bytes() == \
         (out / "tokenizer" / "tokenizer.json").read_bytes()
+
+
+def test_text_files_are_streamed_in_blocks_cut_at_blank_lines(tmp_path):
+    rng = random.Random(8)
+    text = "\n\n".join(paragraph(rng, 20) for _ in range(50)) + "\n"
+    (tmp_path / "big.txt").write_text(text, encoding="utf-8")
+    blocks = [b for b, _ in data.read_text_file(tmp_path / "big.txt", block_chars=1000)]
+    assert len(blocks) > 5 and "".join(blocks) == text
+    assert all(b.endswith("\n\n") for b in blocks[:-1]) and max(map(len, blocks)) < 1000 + 300
