@@ -169,7 +169,7 @@ def write_manifest(directory: str | os.PathLike, extra: dict | None = None) -> d
     directory = Path(directory)
     files = {}
     for p in sorted(directory.rglob("*")):
-        if p.is_file() and p.name != MANIFEST:
+        if p.is_file() and p != directory / MANIFEST:
             files[str(p.relative_to(directory))] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
     manifest = {"files": files, **(extra or {})}
     write_json_atomic(directory / MANIFEST, manifest)
