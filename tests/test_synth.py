@@ -89,3 +89,11 @@ def test_synth_cli_then_verify_cli_agree(tmp_path, capsys):
     assert main(["verify", "facts", str(out)]) == 0
     verdicts = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(verdicts) == 20 and all(v["ok"] for v in verdicts)
+
+
+@pytest.mark.slow
+def test_wing_heldout_suite_is_disjoint_from_training_records():
+    _, suite = S.heldout_suite("wing")
+    train = get_world("wing").render(random.Random(14), 200)
+    assert len(suite) == S.SUITE_SIZE["wing"]
+    assert not {r["id"] for r in suite} & {r["id"] for r in train}

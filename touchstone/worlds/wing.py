@@ -25,6 +25,7 @@ torch threads).
 
 from __future__ import annotations
 
+import atexit
 import functools
 import math
 import os
@@ -148,6 +149,7 @@ def analyze_many(designs: list[dict], processes: int | None = None) -> list[dict
 
             _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
                                         initializer=_one_thread)
+            atexit.register(_pool.shutdown)  # shut down before the interpreter tears modules down
         for (key, _), result in zip(todo, _pool.map(_analyze, [d for _, d in todo],
                                                      chunksize=max(1, len(todo) // (4 * processes)))):
             _cache[key] = result
