@@ -58,7 +58,7 @@ class PretrainConfig(Config):
     warmup: int | None = field(None, help="linear warmup steps before the cosine decay (default: 5%% of steps, <= 200)")
     eval_every: int = field(50, help="validate and checkpoint every N optimizer steps")
     seed: int = field(0, help="seed for initialization and data order")
-    compile: bool | None = field(None, help="torch.compile the model (default: on for micro and larger)")
+    compile: bool | None = field(None, help="torch.compile the loss (default: with bf16, micro and larger)")
     bf16: bool | None = field(None, help="bf16 autocast (default: on where the CPU has bf16 matrix units, AMX/AVX512-BF16)")
     tensorboard: bool = field(False, help="write TensorBoard logs (copied into the model directory)")
     init_from: str | None = field(None, help="local HF causal-LM directory to continue from (uses its tokenizer)")
@@ -290,6 +290,7 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
     from touchstone.model import size_defaults
 
     s = size_defaults(cfg.size)
+    bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
     if cfg.grad_accum < 1 or cfg.eval_every < 1:
         raise UserError("config: key 'grad_accum' and 'eval_every' must be at least 1")
     if cfg.minutes is not None and cfg.minutes <= 0 or cfg.tokens is not None and cfg.tokens <= 0:
@@ -300,8 +301,10 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
         batch_size=cfg.batch_size or s["batch_size"],
         seq_len=cfg.seq_len or s["seq_len"],
         minutes=cfg.minutes if cfg.minutes is not None or cfg.tokens is not None else DEFAULT_MINUTES,
-        compile=cfg.compile if cfg.compile is not None else cfg.size != "nano",
-        bf16=cfg.bf16 if cfg.bf16 is not None else fast_bf16(),
+        bf16=bf16,
+        # Measured (benchmarks/bench_pretrain.py): compile pays for itself where it fuses bf16 casts
+        # around AMX matmuls; in fp32 on AVX2 it gained nothing and cost a minute of compilation.
+        compile=cfg.compile if cfg.compile is not None else bf16 and cfg.size != "nano",
     )
 
 
