@@ -261,6 +261,8 @@ class _Candidate:
 
     def __init__(self, rfd: int, wfd: int):
         self.rfd, self.wfd = rfd, wfd
+        self.last = "nothing"  # repr of the latest answer, for the evidence
+
 
     def __call__(self, *args, **kwargs):
         try:
@@ -271,10 +273,25 @@ class _Candidate:
         if reply is None:
             raise CandidateError("runtime_error", "the program exited before its tests finished")
         if "value" in reply:
-            return decode(reply["value"])
+            value = decode(reply["value"])
+            self.last = repr(value)[:500]
+            return value
         if "unsupported" in reply:
             raise CandidateError("wrong_answer", reply["unsupported"])
         raise CandidateError("runtime_error", str(reply.get("message", "the program raised an exception")))
+
+
+def _test_line(e: BaseException, test: str) -> str:
+    """'test line N: <source>' for the innermost line of the test where `e` was raised."""
+    tb, lineno = e.__traceback__, None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == "<test>":
+            lineno = tb.tb_lineno
+        tb = tb.tb_next
+    if lineno is None:
+        return "the test"
+    lines = test.splitlines()
+    return f"test line {lineno}: `{lines[lineno - 1].strip()}`" if lineno <= len(lines) else f"test line {lineno}"
 
 
 def _test_main(job: dict) -> dict:
@@ -287,19 +304,21 @@ def _test_main(job: dict) -> dict:
     if "error" in first:
         return {"status": "runtime_error", "message": str(first["error"])}
     ns = {"__name__": "touchstone_test"}
+    candidate = _Candidate(3, 4)
     try:
         exec(compile(job.get("prompt") or "", "<prompt>", "exec"), ns)
+        ns[job["entry_point"]] = candidate  # tests may call the function by its name, too
         exec(compile(job["test"], "<test>", "exec"), ns)
     except BaseException as e:  # noqa: BLE001
         return {"status": "test_error", "message": "the test itself failed to load: " + _format_exc(e)}
     try:
-        value = ns["check"](_Candidate(3, 4))
+        value = ns["check"](candidate)
     except CandidateError as e:
         return {"status": e.reason, "message": str(e)}
-    except AssertionError as e:
-        return {"status": "wrong_answer", "message": "a test assertion failed: " + _format_exc(e)}
-    except BaseException as e:  # noqa: BLE001 - e.g. comparing a None answer with a number
-        return {"status": "wrong_answer", "message": "the test failed on the answer: " + _format_exc(e)}
+    except BaseException as e:  # noqa: BLE001 - AssertionError, or e.g. comparing None with a number
+        what = "failed" if isinstance(e, AssertionError) else f"raised {type(e).__name__}: {e}"
+        return {"status": "wrong_answer", "message": f"{_test_line(e, job['test'])} {what}; "
+                                                     f"the last call returned {candidate.last}"[:2000]}
     try:
         return {"status": "pass", "value": encode(value)}
     except Unsupported:
@@ -546,7 +565,7 @@ class _WorkerProcess:
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      cwd=cwd, env=env, start_new_session=True, bufsize=0)
 
-    def request(self, messages: list[dict], timeout: float) -> dict:
+    def request(self, messages: list[dict], timeout: float) -> dict | None:
         if self.proc is None or self.proc.poll() is not None:
             self.close()
             self._start()
@@ -562,7 +581,7 @@ class _WorkerProcess:
             return reply
         except (OSError, EOFError, TimeoutError, ValueError):
             self.close()
-            return {"status": "error", "message": "the sandbox worker died or hung; it was restarted"}
+            return None
 
     def close(self) -> None:
         if self.proc is not None:
@@ -613,6 +632,9 @@ class Sandbox:
         worker = self._idle.get()
         try:
             r = worker.request(messages, timeout)
+            if r is None:  # the worker itself died or hung (infrastructure, not the job): once more
+                r = worker.request(messages, timeout) or {
+                    "status": "error", "message": "the sandbox worker died or hung twice on this job"}
         finally:
             self._idle.put(worker)
         value = None
@@ -639,7 +661,7 @@ class Sandbox:
         `entry_point`. `prompt` is trusted code the test may use (HumanEval's helper functions)."""
         return self._job([{"mode": "check", "program": program, "entry_point": entry_point, "timeout": timeout,
                            "memory_mb": memory_mb, "max_output": max_output},
-                          {"test": test, "prompt": prompt}], timeout)
+                          {"test": test, "prompt": prompt, "entry_point": entry_point}], timeout)
 
     def check_many(self, jobs: list[dict]) -> list[SandboxResult]:
         """`check(**job)` for each job, spread over the workers."""
