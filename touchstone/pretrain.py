@@ -28,6 +28,8 @@ rather than storing the exact window position. The loop below is short enough to
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
 import shutil
@@ -180,7 +182,8 @@ def token_files(data_dir: Path, tokenizer, run_dir: Path) -> tuple[Path, Path, s
     from touchstone.files import read_jsonl
 
     dtype = "uint16" if len(tokenizer) <= 65536 else "uint32"
-    out = run_dir / "tokens"
+    vocab_id = hashlib.sha256(json.dumps(sorted(tokenizer.get_vocab().items())).encode()).hexdigest()[:12]
+    out = run_dir / f"tokens-{vocab_id}"
     eos = tokenizer.eos_token_id
     if eos is None:
         raise UserError(f"{tokenizer.name_or_path}: tokenizer has no end-of-text token to separate documents")
@@ -308,7 +311,6 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
     )
 
 
-
 def evaluate(model, val: Windows, indices, batch_size: int, bf16: bool) -> float | None:
     """Mean next-token loss (nats) over the fixed validation windows; None if the split is too short."""
     import torch
@@ -382,10 +384,6 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
         cfg = from_dict(PretrainConfig, state["config"], where=f"{run_dir}/checkpoint")
         data = data if data is not None else state["data"]
     else:
-        if (run_dir / "checkpoint").exists():
-            print(f"discarding the checkpoint of an interrupted run in {run_dir} (use --resume to continue it)",
-                  file=sys.stderr)
-        shutil.rmtree(run_dir, ignore_errors=True)
         cfg = resolve(cfg or PretrainConfig())
     run_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(data) if data is not None else default_data()
@@ -412,6 +410,12 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     data_id = _data_id(train_path)
     val_idx = np.unique(np.linspace(0, val.n - 1, min(val.n, EVAL_BATCHES * cfg.batch_size)).astype(int)) if val.n else []
 
+    if state is None and (run_dir / "checkpoint").exists():
+        # Only now, with the new run's settings and data checked, is the old state given up.
+        print(f"discarding the checkpoint of an interrupted run in {run_dir} (use --resume to continue it)",
+              file=sys.stderr)
+        shutil.rmtree(run_dir / "checkpoint")
+
     model.train()
     opt = make_optimizer(model, cfg.lr)
     sampler = Sampler(train.n, cfg.seed)
@@ -429,17 +433,15 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
 
     loss_fn = LossFn(model, cfg.compile)
     tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len
-    autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16)  # noqa: E731
     start = time.monotonic()
 
     # Warm-up passes (no optimizer step, gradients discarded): they trigger compilation, fall back to
     # eager if it fails, and time a micro-batch so a `--minutes` budget can be turned into steps.
     probe = train.batch(list(range(min(cfg.batch_size, train.n))))
     times = []
-    for _ in range(3 if max_steps is None and cfg.tokens is None else 1):
+    for _ in range(3 if max_steps is None and cfg.minutes is not None else 1):
         t0 = time.monotonic()
-        with autocast():
-            loss_fn.forward_backward(*probe)
+        accumulate(loss_fn, [probe], 1, cfg.bf16)
         times.append(time.monotonic() - t0)
     opt.zero_grad(set_to_none=True)
     if max_steps is None:
