@@ -1,0 +1,199 @@
+"""The judge: the language model itself answering "which version is correct / better?" and "is this true?".
+
+    touchstone judge models/gen-0003 --prompt "What is 17 + 25?" --a 42 --b 43
+    touchstone judge models/gen-0003 --statement "Paris is the capital of France."
+
+The question is written with `touchstone.prompts` and the answer is read from the model's next-token
+distribution at the `<|answer|>` position, renormalized over the two answer tokens (<|A|>/<|B|> for a
+pair, <|true|>/<|false|> for a claim). Nothing is sampled.
+
+Guaranteed:
+- position bias is removed: a pair is asked in both orders, (a, b) and (b, a), and the two log-odds for
+  "a is better" are averaged, so swapping a and b swaps p_a and p_b (up to float rounding);
+- p_a + p_b = 1 and p_true + p_false = 1; ties go to "a" (a pair) and to true (a claim);
+- a model from elsewhere that lacks the special tokens gets them added and its embeddings resized (its
+  answers are then meaningless until it is fine-tuned, but the judge runs);
+- prompts longer than the context keep their end (the answer position), losing the start;
+- scoring is in fp32 (the verdicts are what the loop gates on; bf16 is not worth a flipped verdict).
+
+`AsyncJudge` lets many coroutines ask at once: their questions are gathered into batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from pathlib import Path
+
+from touchstone import prompts
+
+
+def ensure_special_tokens(model, tokenizer) -> list[str]:
+    """Add any of `prompts.SPECIAL_TOKENS` the tokenizer lacks (resizing the embeddings); return them."""
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in prompts.SPECIAL_TOKENS if t not in vocab]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing})
+    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = prompts.PAD
+    return missing
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids of a question, after <|endoftext|> as every training document is."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    eos = tokenizer.convert_tokens_to_ids(prompts.EOS)
+    return [eos] + ids
+
+
+def context_length(model) -> int:
+    c = model.config
+    return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None) or 1024
+
+
+def last_logits(model, seqs: list[list[int]], pad_id: int):
+    """Next-token logits (fp32) after the last token of each sequence, in one right-padded forward pass.
+
+    Right padding needs no attention mask: with causal attention, padding after a position cannot
+    change it. Only the last position of each row goes through the output layer."""
+    import torch
+
+    width = max(len(s) for s in seqs)
+    x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        x[i, :len(s)] = torch.tensor(s)
+    last = torch.tensor([len(s) - 1 for s in seqs])
+    hidden = model.base_model(input_ids=x).last_hidden_state
+    h = hidden[torch.arange(len(seqs)), last]
+    return model.get_output_embeddings()(h).float()
+
+
+class Judge:
+    """A loaded model answering pairs and claims; see the module docstring for what is guaranteed."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 32):
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        ensure_special_tokens(model, tokenizer)
+        model.eval()
+        ids = tokenizer.convert_tokens_to_ids
+        self.ab = [ids(prompts.ANSWER_A), ids(prompts.ANSWER_B)]
+        self.tf = [ids(prompts.ANSWER_TRUE), ids(prompts.ANSWER_FALSE)]
+        self.max_len = context_length(model)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, batch_size: int = 32) -> "Judge":
+        from touchstone.generate import load_model
+
+        model, tokenizer = load_model(model_dir)
+        return cls(model, tokenizer, batch_size)
+
+    def _log_odds(self, texts: list[str], answers: list[int], progress: bool = False) -> list[float]:
+        """log p(answers[0]) - log p(answers[1]) after each text, in length-sorted batches."""
+        import torch
+
+        seqs = [encode(self.tokenizer, t)[-self.max_len:] for t in texts]
+        order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
+        out = [0.0] * len(seqs)
+        bar = _bar(len(seqs), "judge", progress)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start:start + self.batch_size]
+                logits = last_logits(self.model, [seqs[i] for i in chunk], self.tokenizer.pad_token_id)
+                logp = torch.log_softmax(logits, dim=-1)[:, answers]
+                for i, lo in zip(chunk, (logp[:, 0] - logp[:, 1]).tolist()):
+                    out[i] = lo
+                bar.update(len(chunk))
+        bar.close()
+        return out
+
+    def pairs(self, records: list[dict], progress: bool = False) -> list[dict]:
+        """{"choice", "p_a", "p_b"} for each record with `a`, `b` and optional `prompt`."""
+        texts = []
+        for r in records:
+            p = r.get("prompt") or ""
+            texts += [prompts.pair_prompt(p, r["a"], r["b"]), prompts.pair_prompt(p, r["b"], r["a"])]
+        lo = self._log_odds(texts, self.ab, progress)
+        out = []
+        for i in range(len(records)):
+            # (a, b) asks "is the first better?", (b, a) asks it of b: its negation is a's log-odds.
+            combined = (lo[2 * i] - lo[2 * i + 1]) / 2
+            p_a, p_b = _sigmoid(combined), _sigmoid(-combined)
+            out.append({"choice": "a" if p_a >= p_b else "b", "p_a": p_a, "p_b": p_b})
+        return out
+
+    def claims(self, records: list[dict], progress: bool = False) -> list[dict]:
+        """{"choice": bool, "p_true", "p_false"} for each record with a `statement`."""
+        lo = self._log_odds([prompts.claim_prompt(r["statement"]) for r in records], self.tf, progress)
+        return [{"choice": x >= 0, "p_true": _sigmoid(x), "p_false": _sigmoid(-x)} for x in lo]
+
+    def pair(self, a: str, b: str, prompt: str = "", kind: str | None = None) -> dict:
+        # `kind` is part of the record, not of the question the model sees; kept for the CLI's contract.
+        return self.pairs([{"prompt": prompt, "a": a, "b": b, "kind": kind}])[0]
+
+    def claim(self, statement: str) -> dict:
+        return self.claims([{"statement": statement}])[0]
+
+    def records(self, records: list[dict], progress: bool = False) -> list[dict]:
+        """Judge a mixed list of pair and claim records, keeping their order."""
+        pi = [i for i, r in enumerate(records) if "a" in r]
+        ci = [i for i, r in enumerate(records) if "a" not in r]
+        out: list[dict] = [{}] * len(records)
+        for i, v in zip(pi, self.pairs([records[i] for i in pi], progress)):
+            out[i] = v
+        for i, v in zip(ci, self.claims([records[i] for i in ci], progress)):
+            out[i] = v
+        return out
+
+
+class AsyncJudge:
+    """`await aj.pair(...)` / `await aj.claim(...)` from many coroutines at once: questions that arrive
+    together are answered in one batch, in a worker thread, so the event loop never blocks."""
+
+    def __init__(self, judge: Judge):
+        self.judge = judge
+        self._pending: list[tuple[dict, asyncio.Future]] = []
+        self._running = False
+
+    async def pair(self, a: str, b: str, prompt: str = "") -> dict:
+        return await self._submit({"prompt": prompt, "a": a, "b": b})
+
+    async def claim(self, statement: str) -> dict:
+        return await self._submit({"statement": statement})
+
+    async def _submit(self, record: dict) -> dict:
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((record, future))
+        if not self._running:
+            self._running = True
+            asyncio.get_running_loop().create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # let every coroutine that is ready queue its question first
+        try:
+            while self._pending:
+                batch = self._pending[:4 * self.judge.batch_size]
+                del self._pending[:len(batch)]
+                try:
+                    results = await asyncio.to_thread(self.judge.records, [r for r, _ in batch])
+                except Exception as e:  # noqa: BLE001 - hand the failure to every waiting caller
+                    for _, f in batch:
+                        f.set_exception(e)
+                    continue
+                for (_, f), r in zip(batch, results):
+                    f.set_result(r)
+        finally:
+            self._running = False
+
+
+def _sigmoid(x: float) -> float:
+    return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    from tqdm import tqdm
+
+    # Only worth drawing for long jobs; tqdm writes to stderr, so JSON on stdout stays clean.
+    return tqdm(total=total, desc=desc, disable=not enabled or total < 512, leave=False)
