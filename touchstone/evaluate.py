@@ -1,0 +1,354 @@
+"""The evaluation harness: one model, a list of task specs, one results JSON with provenance.
+
+    touchstone eval models/gen-0003 --task minimal-pairs:../shared/data/blimp/data suite:numbers --json eval.json
+
+Task specs:
+  minimal-pairs:PATH  BLiMP-style `sentence_good`/`sentence_bad` (file or folder, .gz read): the summed
+                      log-probability of each sentence, good must beat bad. Scored as lm-evaluation-harness
+                      scores BLiMP: the context is the tokenizer's BOS token (EOS if it has none) and the
+                      continuation is " " + sentence (its default target delimiter). Pairs whose two
+                      sentences are identical are skipped and counted. Overall, per-file (paradigm) and
+                      per-phenomenon (`linguistics_term`) accuracy. `limit` applies per file.
+  pairs:PATH          pair records through the judge: accuracy, precision/recall/F1 per label and macro.
+  claims:PATH         claim records or CSV/JSONL with statement,label through the judge: the same metrics.
+  perplexity:PATH     perplexity and bits per byte of a text file (see touchstone.generate.perplexity).
+  bleu:PATH           JSONL with prompt,reference: greedy continuation of the prompt, corpus BLEU (sacrebleu).
+  suite:NAME          a world's held-out suite (touchstone.synth.heldout_suite) through the judge, versioned
+                      by the world's version.
+
+Guaranteed: every spec and path is checked before the model loads (a bad one is a one-line UserError);
+accuracy comes with a 95% Wilson interval; the results carry provenance (task versions: a world's version
+or the sha256 of the task files; the sha256 of the weights; the git commit; the settings). Log-likelihood
+work is length-sorted and batched; with bf16 (on by default only where bf16 is fast: a GPU or a CPU with
+AMX/AVX512-BF16) every minimal pair whose score difference is within `NEAR_TIE` nats is rescored in fp32,
+so verdicts equal the fp32 ones unless bf16 moves a sentence pair's difference by more than that margin
+(measured: see benchmarks/bench_eval.py). Suites of several worlds are built in a process pool, since
+building one runs the world's verifier on every record. `aevaluate` is the same call for asyncio code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from touchstone.errors import UserError
+from touchstone.records import jsonl_files
+
+KINDS = ("minimal-pairs", "pairs", "claims", "perplexity", "bleu", "suite")
+NEAR_TIE = 0.5  # nats; bf16 moved a sentence's summed log-prob by far less than this in our measurements
+
+
+# ------------------------------------------------------------------------------------------ metrics
+def wilson(correct: int, n: int, z: float = 1.96) -> list[float]:
+    """95% Wilson score interval for a proportion (sound at 0%, 100% and small n, unlike the normal one)."""
+    if n == 0:
+        return [0.0, 1.0]
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return [max(0.0, centre - half), min(1.0, centre + half)]
+
+
+def classification(gold: list, pred: list, labels: list) -> dict:
+    """Accuracy with its interval, and precision/recall/F1 per label and macro-averaged."""
+    n = len(gold)
+    correct = sum(g == p for g, p in zip(gold, pred))
+    per_label = {}
+    for lab in labels:
+        tp = sum(g == lab and p == lab for g, p in zip(gold, pred))
+        n_pred, n_gold = sum(p == lab for p in pred), sum(g == lab for g in gold)
+        precision = tp / n_pred if n_pred else 0.0
+        recall = tp / n_gold if n_gold else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_label[str(lab)] = {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
+    macro = {f"macro_{m}": sum(v[m] for v in per_label.values()) / max(1, len(labels))
+             for m in ("precision", "recall", "f1")}
+    return {"accuracy": correct / n if n else None, "ci95": wilson(correct, n), "n": n, "correct": correct,
+            **macro, "per_label": per_label}
+
+
+# ---------------------------------------------------------------------------------- log-likelihoods
+def continuation_logprobs(model, requests: list[tuple[list[int], list[int]]], batch_size: int = 64,
+                          bf16: bool = False, progress: bool = False) -> list[float]:
+    """Summed log-probability of each continuation given its context: requests are (context_ids,
+    continuation_ids), the context non-empty. Longest first, so padding is small and memory peaks early;
+    sequences longer than the model's context keep their end, as lm-evaluation-harness does."""
+    import torch
+
+    from touchstone.judge import _bar, context_length
+
+    limit = context_length(model) + 1
+    seqs = [(ctx + cont)[-limit:] for ctx, cont in requests]
+    n_cont = [min(len(cont), len(s) - 1) for (_, cont), s in zip(requests, seqs)]
+    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
+    device = next(model.parameters()).device
+    head = model.get_output_embeddings()
+    out = [0.0] * len(seqs)
+    bar = _bar(len(seqs), "log-likelihood", progress)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            width = len(seqs[chunk[0]]) - 1
+            x = torch.zeros((len(chunk), width), dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.bool)
+            y = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, i in enumerate(chunk):
+                s = torch.tensor(seqs[i])
+                t = len(s) - 1
+                x[row, :t], y[row, :t] = s[:-1], s[1:]
+                mask[row, t - n_cont[i]:t] = True  # positions whose next token is a continuation token
+            x, y, mask = x.to(device), y.to(device), mask.to(device)
+            # Right padding needs no attention mask under causal attention; only continuation positions
+            # go through the output layer, which is a large part of a small model's work.
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                hidden = model.base_model(input_ids=x).last_hidden_state[mask]
+                logits = head(hidden)
+            logits = logits.float()
+            token_logp = logits.gather(1, y[mask][:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+            rows = torch.arange(len(chunk), device=device)[:, None].expand_as(mask)[mask]
+            sums = torch.zeros(len(chunk), dtype=torch.float64, device=device).index_add_(0, rows, token_logp.double())
+            for i, v in zip(chunk, sums.tolist()):
+                out[i] = v
+            bar.update(len(chunk))
+    bar.close()
+    return out
+
+
+def _prefix_id(tokenizer) -> int:
+    # lm-evaluation-harness conditions an empty context on BOS, or on EOS when there is no BOS.
+    return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+
+
+def score_minimal_pairs(model, tokenizer, pairs: list[dict], batch_size: int = 64, bf16: bool = False,
+                        progress: bool = False) -> list[bool]:
+    """For each {sentence_good, sentence_bad}: does good get the higher summed log-probability?
+    A tie counts as wrong. With bf16, near-ties are rescored in fp32 (see NEAR_TIE)."""
+    prefix = [_prefix_id(tokenizer)]
+    texts = [" " + s for p in pairs for s in (p["sentence_good"], p["sentence_bad"])]
+    conts = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    requests = [(prefix, c) for c in conts]
+    scores = continuation_logprobs(model, requests, batch_size, bf16, progress)
+    diffs = [scores[2 * i] - scores[2 * i + 1] for i in range(len(pairs))]
+    if bf16:
+        close = [i for i, d in enumerate(diffs) if abs(d) < NEAR_TIE]
+        exact = continuation_logprobs(model, [requests[2 * i + k] for i in close for k in (0, 1)], batch_size)
+        for j, i in enumerate(close):
+            diffs[i] = exact[2 * j] - exact[2 * j + 1]
+    return [d > 0 for d in diffs]
+
+
+# --------------------------------------------------------------------------------------------- tasks
+def parse_spec(spec: str) -> tuple[str, str]:
+    """(kind, argument) of a task spec; a malformed spec or a missing path is a UserError."""
+    kind, sep, arg = spec.partition(":")
+    if not sep or not arg or kind not in KINDS:
+        raise UserError(f"task spec '{spec}': expected KIND:PATH or suite:WORLD, KIND one of {', '.join(KINDS)}")
+    if kind == "suite":
+        from touchstone.worlds import WORLDS
+
+        if arg not in WORLDS:
+            raise UserError(f"task spec '{spec}': unknown world '{arg}' (known: {', '.join(WORLDS)})")
+    elif kind in ("perplexity", "bleu"):
+        if not Path(arg).is_file():
+            raise UserError(f"task spec '{spec}': {arg}: no such file")
+    else:
+        jsonl_files(arg)  # a file, or a folder with .jsonl(.gz) files
+    return kind, arg
+
+
+def _files(kind: str, arg: str) -> list[Path]:
+    return [Path(arg)] if kind in ("perplexity", "bleu") or Path(arg).is_file() else jsonl_files(arg)
+
+
+def _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16) -> dict:
+    from touchstone.records import read_minimal_pairs
+
+    items, skipped = [], 0
+    for f in jsonl_files(arg):
+        stem = f.name.split(".")[0]
+        for k, rec in enumerate(read_minimal_pairs(f)):
+            if limit is not None and k >= limit:
+                break
+            if rec["sentence_good"] == rec["sentence_bad"]:
+                skipped += 1  # an upstream quirk (BLiMP has 7): no sentence can beat itself
+                continue
+            items.append((stem, rec.get("linguistics_term"), rec))
+    if not items:
+        raise UserError(f"{arg}: no minimal pairs to score")
+    ok = score_minimal_pairs(model, tokenizer, [r for _, _, r in items], batch_size, bf16, progress=True)
+    groups: dict[str, dict] = {"per_file": defaultdict(list), "per_term": defaultdict(list)}
+    for (stem, term, _), v in zip(items, ok):
+        groups["per_file"][stem].append(v)
+        if term:
+            groups["per_term"][term].append(v)
+    correct = sum(ok)
+    result = {"accuracy": correct / len(ok), "ci95": wilson(correct, len(ok)), "n": len(ok), "correct": correct,
+              "skipped_identical": skipped}
+    for name, g in groups.items():
+        if g:
+            result[name] = {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(g.items())}
+    return result
+
+
+def _judged(judge, records: list[dict]) -> dict:
+    """Judge a mixed list of pair and claim records: overall accuracy, and the metrics of each kind."""
+    verdicts = judge.records(records, progress=True)
+    result: dict = {}
+    gold_all, pred_all = [], []
+    for kind, labels in (("pairs", ["a", "b"]), ("claims", ["true", "false"])):
+        idx = [i for i, r in enumerate(records) if ("a" in r) == (kind == "pairs")]
+        if not idx:
+            continue
+        gold = [str(records[i]["label"]).lower() for i in idx]
+        pred = [str(verdicts[i]["choice"]).lower() for i in idx]
+        result[kind] = classification(gold, pred, labels)
+        gold_all += gold
+        pred_all += pred
+    overall = classification(gold_all, pred_all, [])
+    return {k: overall[k] for k in ("accuracy", "ci95", "n", "correct")} | result
+
+
+def _read_records(kind: str, arg: str, limit) -> list[dict]:
+    from touchstone.records import read_claims, read_pairs
+
+    reader = read_pairs if kind == "pairs" else read_claims
+    out = [r for f in _files(kind, arg) for r in reader(f)]
+    return out[:limit] if limit is not None else out
+
+
+def _bleu(model, tokenizer, arg, limit) -> dict:
+    import sacrebleu
+
+    from touchstone.files import read_jsonl
+    from touchstone.generate import sample
+    from touchstone.judge import _bar
+
+    rows = []
+    for lineno, obj in read_jsonl(arg):
+        for key in ("prompt", "reference"):
+            if not isinstance(obj.get(key), str):
+                raise UserError(f"{arg}:{lineno}: missing key '{key}'")
+        rows.append(obj)
+    rows = rows[:limit] if limit is not None else rows
+    hyps = []
+    bar = _bar(len(rows), "generate", True)
+    for r in rows:
+        budget = int(r.get("max_new_tokens") or 2 * len(tokenizer(r["reference"])["input_ids"]) + 8)
+        text = sample(model, tokenizer, r["prompt"], max_new_tokens=budget, temperature=0.0, n=1)[0].strip()
+        # A one-line reference is compared with the first line: a small model rarely stops by itself.
+        hyps.append(text.split("\n")[0] if "\n" not in r["reference"].strip() else text)
+        bar.update()
+    bar.close()
+    bleu = sacrebleu.corpus_bleu(hyps, [[r["reference"] for r in rows]])
+    return {"accuracy": None, "bleu": bleu.score, "n": len(rows), "signature": str(bleu.format(signature=True))}
+
+
+def _build_suites(names: list[str]) -> dict[str, tuple[int, list[dict]]]:
+    """Held-out suites by world name; several are built at once in a process pool (each runs its verifier)."""
+    from touchstone.synth import heldout_suite
+
+    if len(names) <= 1:
+        return {n: heldout_suite(n) for n in names}
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(min(len(names), 4), mp_context=multiprocessing.get_context("spawn")) as pool:
+        return dict(zip(names, pool.map(heldout_suite, names)))
+
+
+# ------------------------------------------------------------------------------------------ evaluate
+def weights_sha256(model_dir: str | Path) -> str | None:
+    from touchstone.files import sha256_file
+    from touchstone.generate import WEIGHTS
+
+    for name in WEIGHTS:
+        if (Path(model_dir) / name).is_file():
+            return sha256_file(Path(model_dir) / name)
+    return None
+
+
+def _task_version(kind: str, arg: str, suite_versions: dict) -> str:
+    if kind == "suite":
+        return str(suite_versions[arg])
+    from touchstone.files import sha256_bytes, sha256_file
+
+    return "sha256:" + sha256_bytes("".join(sha256_file(f) for f in _files(kind, arg)).encode())[:16]
+
+
+def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | None = None,
+             report_dir: str | Path | None = None, batch_size: int = 64, limit: int | None = None,
+             bf16: bool | None = None, compile: bool = False) -> dict:
+    """Run every task spec on the model; write the results JSON and a report if asked; return the results."""
+    import torch
+
+    from touchstone import __version__
+    from touchstone.generate import load_model, perplexity_of
+    from touchstone.judge import Judge
+    from touchstone.pretrain import fast_bf16, git_commit
+
+    parsed = [(spec, *parse_spec(spec)) for spec in specs]  # all specs checked before the model loads
+    if len({s for s, _, _ in parsed}) != len(parsed):
+        raise UserError("eval: the same task spec is given twice")
+    if batch_size < 1 or (limit is not None and limit < 1):
+        raise UserError("eval: batch size and limit must be at least 1")
+    suites = _build_suites([arg for _, kind, arg in parsed if kind == "suite"])
+    model, tokenizer = load_model(model_dir)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    bf16 = (device == "cuda" or fast_bf16()) if bf16 is None else bf16
+    if compile:
+        model.base_model.forward = torch.compile(model.base_model.forward, dynamic=True)
+    judge = None
+    tasks = {}
+    for spec, kind, arg in parsed:
+        if kind in ("pairs", "claims", "suite") and judge is None:
+            judge = Judge(model, tokenizer, batch_size)
+        if kind == "minimal-pairs":
+            tasks[spec] = _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16)
+        elif kind in ("pairs", "claims"):
+            records = _read_records(kind, arg, limit)
+            if not records:
+                raise UserError(f"{arg}: no records")
+            tasks[spec] = _judged(judge, records)
+        elif kind == "suite":
+            records = suites[arg][1][:limit] if limit is not None else suites[arg][1]
+            tasks[spec] = _judged(judge, records)
+        elif kind == "perplexity":
+            from touchstone.files import open_text
+
+            with open_text(arg) as f:
+                text = f.read()
+            r = perplexity_of(model, tokenizer, text, batch_size=max(1, batch_size // 8))
+            tasks[spec] = {"accuracy": None, "n": r["tokens"], **r}
+        else:
+            tasks[spec] = _bleu(model, tokenizer, arg, limit)
+    results = {
+        "model": str(model_dir),
+        "tasks": tasks,
+        "provenance": {
+            "task_versions": {spec: _task_version(kind, arg, {k: v[0] for k, v in suites.items()})
+                              for spec, kind, arg in parsed},
+            "model_sha256": weights_sha256(model_dir),
+            "git_commit": git_commit(),
+            "config": {"batch_size": batch_size, "limit": limit, "bf16": bf16, "compile": compile, "device": device,
+                       "near_tie_nats": NEAR_TIE, "minimal_pairs_prefix": "BOS (else EOS), continuation ' ' + sentence"},
+            "touchstone_version": __version__,
+        },
+    }
+    if json_out is not None:
+        from touchstone.files import write_json_atomic
+
+        write_json_atomic(json_out, results)
+    if report_dir is not None or json_out is not None:
+        from touchstone.report import write_report
+
+        where = Path(report_dir) if report_dir is not None else Path(json_out).parent
+        write_report(results, where, Path(json_out).stem if json_out is not None else "eval")
+    return results
+
+
+async def aevaluate(model_dir, specs, **kwargs) -> dict:
+    """`evaluate` for asyncio callers: runs in a worker thread, so the event loop keeps serving."""
+    return await asyncio.to_thread(evaluate, model_dir, specs, **kwargs)
