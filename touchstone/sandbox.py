@@ -417,7 +417,7 @@ class _Worker:
                 result["message"] = result["stderr"][-2000:]
             return result
         finally:
-            self._kill_all(pids)
+            self._kill_all(pids)  # again, in case the job failed half-way
             shutil.rmtree(workdir, ignore_errors=True)
 
     def _enter_job(self, workdir, stdin_path, out_path, err_path, keep, memory_mb, timeout, uid) -> None:
@@ -460,8 +460,14 @@ class _Worker:
                         kill(pid, signal.SIGKILL)
                     except (ProcessLookupError, PermissionError):
                         pass
-            self._reap(pids)
-            time.sleep(0.001)
+            for pid in pids:  # our own children: wait for them to die, no polling
+                if pid not in self.statuses and pid in victims:
+                    try:
+                        self.statuses[pid] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+                    except ChildProcessError:
+                        pass
+            if any(p not in pids for p in victims):
+                time.sleep(0.001)  # strays (reparented to init) take a moment to go
         return self._reap(pids)
 
     def _reap(self, pids: list[int]) -> dict[int, int]:
