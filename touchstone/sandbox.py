@@ -591,13 +591,17 @@ class _WorkerProcess:
 
     def close(self) -> None:
         if self.proc is not None:
+            self.proc.stdin.close()  # a clean end: the worker leaves its loop and every level exits
+            try:
+                self.proc.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                pass
             try:
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
             self.proc.wait()
-            for f in (self.proc.stdin, self.proc.stdout):
-                f.close()
+            self.proc.stdout.close()
             self.proc = None
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
