@@ -70,46 +70,52 @@ def classification(gold: list, pred: list, labels: list) -> dict:
 
 
 # ---------------------------------------------------------------------------------- log-likelihoods
-def continuation_logprobs(model, requests: list[tuple[list[int], list[int]]], batch_size: int = 64,
-                          bf16: bool = False, progress: bool = False) -> list[float]:
-    """Summed log-probability of each continuation given its context: requests are (context_ids,
-    continuation_ids), the context non-empty. Longest first, so padding is small and memory peaks early;
-    sequences longer than the model's context keep their end, as lm-evaluation-harness does."""
+def batch_logprobs(model, requests: list[tuple[list[int], list[int]]], bf16: bool = False):
+    """Summed log-probability of each continuation given its context, in one right-padded forward pass
+    (a float32 tensor, differentiable: fine-tuning's pairwise loss is this same function). Requests are
+    (context_ids, continuation_ids) with a non-empty context; sequences longer than the model's context
+    keep their end, as lm-evaluation-harness does."""
     import torch
 
-    from touchstone.judge import _bar, context_length
+    from touchstone.judge import context_length
 
     limit = context_length(model) + 1
     seqs = [(ctx + cont)[-limit:] for ctx, cont in requests]
-    n_cont = [min(len(cont), len(s) - 1) for (_, cont), s in zip(requests, seqs)]
-    order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
     device = next(model.parameters()).device
-    head = model.get_output_embeddings()
-    out = [0.0] * len(seqs)
-    bar = _bar(len(seqs), "log-likelihood", progress)
+    width = max(len(s) for s in seqs) - 1
+    x = torch.zeros((len(seqs), width), dtype=torch.long)
+    y = torch.zeros((len(seqs), width), dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.bool)
+    for row, ((_, cont), s) in enumerate(zip(requests, seqs)):
+        t = len(s) - 1
+        x[row, :t], y[row, :t] = torch.tensor(s[:-1]), torch.tensor(s[1:])
+        mask[row, t - min(len(cont), t):t] = True  # positions whose next token is a continuation token
+    x, y, mask = x.to(device), y.to(device), mask.to(device)
+    # Right padding needs no attention mask under causal attention; only continuation positions go
+    # through the output layer, which is a large part of a small model's work.
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        hidden = model.base_model(input_ids=x).last_hidden_state[mask]
+        logits = model.get_output_embeddings()(hidden)
+    logits = logits.float()
+    token_logp = logits.gather(1, y[mask][:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+    rows = torch.arange(len(seqs), device=device)[:, None].expand_as(mask)[mask]
+    return torch.zeros(len(seqs), device=device).index_add(0, rows, token_logp)
+
+
+def continuation_logprobs(model, requests: list[tuple[list[int], list[int]]], batch_size: int = 64,
+                          bf16: bool = False, progress: bool = False) -> list[float]:
+    """`batch_logprobs` over many requests: longest first, so padding is small and memory peaks early."""
+    import torch
+
+    from touchstone.judge import _bar
+
+    order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]) + len(requests[i][1]), reverse=True)
+    out = [0.0] * len(requests)
+    bar = _bar(len(requests), "log-likelihood", progress)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            width = len(seqs[chunk[0]]) - 1
-            x = torch.zeros((len(chunk), width), dtype=torch.long)
-            mask = torch.zeros((len(chunk), width), dtype=torch.bool)
-            y = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, i in enumerate(chunk):
-                s = torch.tensor(seqs[i])
-                t = len(s) - 1
-                x[row, :t], y[row, :t] = s[:-1], s[1:]
-                mask[row, t - n_cont[i]:t] = True  # positions whose next token is a continuation token
-            x, y, mask = x.to(device), y.to(device), mask.to(device)
-            # Right padding needs no attention mask under causal attention; only continuation positions
-            # go through the output layer, which is a large part of a small model's work.
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                hidden = model.base_model(input_ids=x).last_hidden_state[mask]
-                logits = head(hidden)
-            logits = logits.float()
-            token_logp = logits.gather(1, y[mask][:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
-            rows = torch.arange(len(chunk), device=device)[:, None].expand_as(mask)[mask]
-            sums = torch.zeros(len(chunk), dtype=torch.float64, device=device).index_add_(0, rows, token_logp.double())
-            for i, v in zip(chunk, sums.tolist()):
+            for i, v in zip(chunk, batch_logprobs(model, [requests[i] for i in chunk], bf16).tolist()):
                 out[i] = v
             bar.update(len(chunk))
     bar.close()

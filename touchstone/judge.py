@@ -64,9 +64,10 @@ def last_logits(model, seqs: list[list[int]], pad_id: int):
     x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         x[i, :len(s)] = torch.tensor(s)
-    last = torch.tensor([len(s) - 1 for s in seqs])
-    hidden = model.base_model(input_ids=x).last_hidden_state
-    h = hidden[torch.arange(len(seqs)), last]
+    device = next(model.parameters()).device
+    last = torch.tensor([len(s) - 1 for s in seqs], device=device)
+    hidden = model.base_model(input_ids=x.to(device)).last_hidden_state
+    h = hidden[torch.arange(len(seqs), device=device), last]
     return model.get_output_embeddings()(h).float()
 
 

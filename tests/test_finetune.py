@@ -1,0 +1,118 @@
+"""Fine-tuning on a tiny set: it learns, keeps a complete model directory, reports perplexity, refuses bad input."""
+
+import random
+
+import pytest
+
+from touchstone.errors import UserError
+from touchstone.files import check_manifest, write_jsonl_atomic
+from touchstone.finetune import FinetuneConfig, finetune, judge_loss, read_records
+from touchstone.records import claim_record, pair_record
+
+from test_judge import tiny_model_dir
+
+
+def records(n: int = 24, seed: int = 0) -> list[dict]:
+    """Pairs whose right answer is the version with a cat; claims true exactly when a cat is named."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        x = rng.choice(["red", "blue", "green", "small", "big", "old"])
+        good, bad = f"the {x} cat sat.", f"the {x} dog sat."
+        label = rng.choice("ab")
+        a, b = (good, bad) if label == "a" else (bad, good)
+        out.append(pair_record("Which animal sat?", a, b, label, world="test", kind="animal"))
+        out.append(claim_record(f"the {x} {'cat' if i % 2 else 'dog'} sat.", bool(i % 2), world="test", kind="animal"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ft")
+    write_jsonl_atomic(d / "train.jsonl", records(12))
+    return d, tiny_model_dir(d)
+
+
+@pytest.fixture(scope="module")
+def text_data(setup):
+    """A prepared-data directory's token shards, made directly from the tiny tokenizer."""
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from test_judge import TEXT
+
+    d, model = setup
+    tok = AutoTokenizer.from_pretrained(str(model))
+    ids = np.array(tok(TEXT)["input_ids"] * 3, dtype=np.uint16)
+    (d / "text" / "tokens").mkdir(parents=True)
+    ids[: len(ids) * 3 // 4].tofile(d / "text" / "tokens" / "train.bin")
+    ids[len(ids) * 3 // 4:].tofile(d / "text" / "tokens" / "val.bin")
+    return d / "text"
+
+
+def test_finetuning_improves_judge_accuracy_on_its_data(setup):
+    d, model = setup
+    r = finetune(model, [str(d / "train.jsonl")], d / "learned", FinetuneConfig(epochs=8, lr=3e-3, batch_size=8))
+    assert r["judge_accuracy_after"] >= 0.9 and r["judge_accuracy_after"] >= r["judge_accuracy_before"] + 0.3
+
+
+def test_output_is_a_complete_model_dir_with_recipe(setup):
+    from touchstone.judge import Judge
+
+    d, model = setup
+    out = d / "one-step"
+    finetune(model, [str(d / "train.jsonl")], out, FinetuneConfig(epochs=0.1, batch_size=4, objective="answer"))
+    manifest = check_manifest(out)
+    assert {"recipe.yaml", "model.safetensors", "report.md"} <= set(manifest["files"])
+    assert "objective: answer" in (out / "recipe.yaml").read_text()
+    assert Judge.load(out).pair("the cat", "the dog")["choice"] in ("a", "b")
+
+
+def test_lm_loss_and_perplexity_before_and_after(setup, text_data):
+    d, model = setup
+    r = finetune(model, [str(d / "train.jsonl")], d / "with-lm",
+                 FinetuneConfig(epochs=0.5, batch_size=8, text_data=str(text_data), lm_weight=1.0))
+    assert r["perplexity_before"] > 1 and r["perplexity_after"] > 1
+    assert r["perplexity_after"] != r["perplexity_before"]
+
+
+@pytest.mark.parametrize("objective", ["answer", "pairwise", "mix"])
+def test_every_objective_gives_a_finite_loss_with_gradients(setup, objective):
+    import math
+
+    from touchstone.generate import load_model
+
+    d, path = setup
+    model, tok = load_model(path)
+    loss = judge_loss(model, tok, records(4), objective, bf16=False)
+    loss.backward()
+    assert math.isfinite(float(loss)) and model.get_input_embeddings().weight.grad.abs().sum() > 0
+
+
+def test_pairwise_loss_is_bradley_terry_on_sequence_log_likelihoods(setup):
+    import torch
+
+    from touchstone.evaluate import continuation_logprobs
+    from touchstone.finetune import version_requests
+    from touchstone.generate import load_model
+
+    d, path = setup
+    model, tok = load_model(path)
+    pairs = [r for r in records(6) if "a" in r]
+    s = continuation_logprobs(model, [q for r in pairs for q in version_requests(tok, r)])
+    expect = -sum(torch.nn.functional.logsigmoid(torch.tensor(s[2 * i] - s[2 * i + 1])) for i in range(len(pairs))) / len(pairs)
+    with torch.no_grad():
+        assert float(judge_loss(model, tok, pairs, "pairwise", bf16=False)) == pytest.approx(float(expect), abs=1e-4)
+
+
+def test_bad_record_names_its_line(tmp_path):
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"a": "x", "b": "y", "label": "a"}\n{"a": "x", "label": "b"}\n')
+    with pytest.raises(UserError, match=r"bad.jsonl:2: missing key 'b'"):
+        read_records([str(f)])
+
+
+def test_unknown_objective_is_a_user_error(setup):
+    d, model = setup
+    with pytest.raises(UserError, match="objective"):
+        finetune(model, [str(d / "train.jsonl")], d / "x", FinetuneConfig(objective="dpo"))

@@ -1,0 +1,245 @@
+"""Fine-tuning: teach a model to judge pair and claim records while keeping its language-model skill.
+
+    touchstone finetune models/gen-0000 --data numbers.jsonl language.jsonl --out models/gen-0001 \\
+        --text-data data/orig --objective mix
+
+Objectives (`objective`), all on the judge's own question format (touchstone.prompts):
+- "answer":   cross-entropy on the answer token: every pair is asked in both orders (so the model cannot
+              learn a position), every claim once. This is exactly what the judge reads.
+- "pairwise": Bradley-Terry on sequence log-likelihood: -log sigmoid(log p(good | prompt) - log p(bad |
+              prompt)), each version scored as the evaluation scores a sentence (" " + text after the
+              context). It teaches the model to prefer the right version as text, which is what
+              minimal-pair evaluation (BLiMP) measures; claims have no pair, so they always use "answer".
+- "mix":      the sum of both (the default: it was best when measured, see the project notes).
+With `text_data` (a prepared data directory), `lm_weight` x the language-model loss on its training
+tokens is added at every step, and perplexity on its validation tokens is reported before and after.
+
+Guaranteed: the output is a complete model directory (weights, tokenizer, recipe.yaml, report.md,
+MANIFEST.json last) that appears atomically; a bad record is a one-line UserError naming file:line;
+runs are reproducible for a given seed on one machine. bf16 autocast is used only where the CPU runs
+bf16 natively (or on a GPU); elsewhere it is emulated and slower than fp32.
+Not guaranteed: identical weights across torch versions or thread counts.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from touchstone import prompts
+from touchstone.config import Config, field, to_dict
+from touchstone.errors import UserError
+
+OBJECTIVES = ("answer", "pairwise", "mix")
+
+
+@dataclass
+class FinetuneConfig(Config):
+    epochs: float = field(2.0, help="passes over the records (fractions allowed)")
+    lr: float = field(3e-4, help="peak AdamW learning rate (warmup, then cosine decay to a tenth)")
+    batch_size: int = field(16, help="records per step")
+    objective: str = field("mix", help="answer | pairwise | mix (see the module docstring)")
+    lm_weight: float = field(0.5, help="weight of the language-model loss on text_data (0: off)")
+    text_data: str | None = field(None, help="prepared data directory for the language-model loss and perplexity")
+    seed: int = field(0, help="seed for data order")
+    bf16: bool | None = field(None, help="bf16 autocast (default: on a GPU or a CPU with native bf16)")
+    eval_records: int = field(256, help="records (from the training data) whose judge accuracy is reported before/after")
+
+
+def read_records(files: list[str]) -> list[dict]:
+    """Pair and claim records from JSONL files or folders; anything else is a UserError naming the line."""
+    from touchstone.files import read_jsonl
+    from touchstone.records import jsonl_files, parse_label
+
+    out = []
+    for f in [p for name in files for p in jsonl_files(name)]:
+        for lineno, obj in read_jsonl(f):
+            where = f"{f}:{lineno}"
+            if "a" in obj or "b" in obj:
+                for key in ("a", "b", "label"):
+                    if not isinstance(obj.get(key), str):
+                        raise UserError(f"{where}: missing key '{key}'")
+                if obj["label"] not in ("a", "b"):
+                    raise UserError(f"{where}: key 'label' must be \"a\" or \"b\", got {obj['label']!r}")
+                out.append({**obj, "prompt": obj.get("prompt") or ""})
+            elif "statement" in obj:
+                if "label" not in obj:
+                    raise UserError(f"{where}: missing key 'label'")
+                out.append({**obj, "label": parse_label(obj["label"], where)})
+            else:
+                raise UserError(f"{where}: not a pair (a, b, label) or claim (statement, label) record")
+    if not out:
+        raise UserError("finetune: no records in the data files")
+    return out
+
+
+def answer_examples(rec: dict) -> list[tuple[str, str]]:
+    """(question, answer token) for the answer objective: a pair in both orders, a claim once."""
+    if "a" in rec:
+        first, second = (prompts.ANSWER_A, prompts.ANSWER_B) if rec["label"] == "a" else (prompts.ANSWER_B, prompts.ANSWER_A)
+        return [(prompts.pair_prompt(rec["prompt"], rec["a"], rec["b"]), first),
+                (prompts.pair_prompt(rec["prompt"], rec["b"], rec["a"]), second)]
+    return [(prompts.claim_prompt(rec["statement"]), prompts.ANSWER_TRUE if rec["label"] else prompts.ANSWER_FALSE)]
+
+
+def version_requests(tokenizer, rec: dict) -> list[tuple[list[int], list[int]]]:
+    """(context, continuation) for the good then the bad version of a pair, scored as evaluation scores text."""
+    eos = tokenizer.convert_tokens_to_ids(prompts.EOS)
+    ctx = [eos] + (tokenizer(rec["prompt"], add_special_tokens=False)["input_ids"] if rec["prompt"] else [])
+    good, bad = (rec["a"], rec["b"]) if rec["label"] == "a" else (rec["b"], rec["a"])
+    return [(ctx, tokenizer(" " + v, add_special_tokens=False)["input_ids"]) for v in (good, bad)]
+
+
+def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool):
+    """The fine-tuning loss of one batch of records under `objective`."""
+    import torch
+    import torch.nn.functional as F
+
+    from touchstone.evaluate import batch_logprobs
+    from touchstone.judge import context_length, encode, last_logits
+
+    device = next(model.parameters()).device
+    loss = torch.zeros((), device=device)
+    answers = [ex for r in batch if objective != "pairwise" or "a" not in r for ex in answer_examples(r)]
+    if answers:
+        seqs = [encode(tokenizer, q)[-context_length(model):] for q, _ in answers]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+            logits = last_logits(model, seqs, tokenizer.pad_token_id)
+        target = torch.tensor(tokenizer.convert_tokens_to_ids([a for _, a in answers]), device=device)
+        loss = loss + F.cross_entropy(logits, target)
+    pairs = [r for r in batch if "a" in r]
+    if objective != "answer" and pairs:
+        s = batch_logprobs(model, [req for r in pairs for req in version_requests(tokenizer, r)], bf16)
+        loss = loss - F.logsigmoid(s[0::2] - s[1::2]).mean()
+    return loss
+
+
+def heldout_loss(model, windows, n: int = 32, batch_size: int = 8) -> float | None:
+    """Mean next-token loss over the first `n` validation windows (None without any)."""
+    import torch
+
+    from touchstone.pretrain import lm_loss
+
+    idx = list(range(min(n, windows.n)))
+    if not idx:
+        return None
+    total = 0.0
+    with torch.inference_mode():
+        for i in range(0, len(idx), batch_size):
+            x, y = (t.to(next(model.parameters()).device) for t in windows.batch(idx[i:i + batch_size]))
+            total += float(lm_loss(model, x, y)) * len(x)
+    return total / len(idx)
+
+
+def judge_accuracy(model, tokenizer, records: list[dict]) -> float:
+    from touchstone.judge import Judge
+
+    verdicts = Judge(model, tokenizer).records(records)
+    return sum(str(v["choice"]).lower() == str(r["label"]).lower() for r, v in zip(records, verdicts)) / len(records)
+
+
+def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: FinetuneConfig | None = None) -> dict:
+    """Fine-tune the model in `model_dir` on the pair/claim records of `data_files`; write a model dir to `out`."""
+    import torch
+
+    from touchstone.generate import load_model
+    from touchstone.judge import ensure_special_tokens
+    from touchstone.pretrain import Sampler, Windows, fast_bf16, lm_loss, lr_at, make_optimizer
+
+    cfg = cfg or FinetuneConfig()
+    if cfg.objective not in OBJECTIVES:
+        raise UserError(f"objective '{cfg.objective}': unknown (choose from {', '.join(OBJECTIVES)})")
+    if cfg.epochs <= 0 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.lm_weight < 0:
+        raise UserError("finetune: epochs, batch_size and lr must be positive, lm_weight at least 0")
+    if Path(out).exists():
+        raise UserError(f"{out}: already exists")
+    records = read_records(data_files)
+    model, tokenizer = load_model(model_dir)
+    ensure_special_tokens(model, tokenizer)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(device)
+    bf16 = (device.type == "cuda" or fast_bf16()) if cfg.bf16 is None else cfg.bf16
+    seq_len = min(256, model.config.n_positions if hasattr(model.config, "n_positions") else 256)
+    train_lm = val_lm = None
+    if cfg.text_data:
+        tokens = Path(cfg.text_data) / "tokens"
+        if not (tokens / "train.bin").is_file():
+            raise UserError(f"{cfg.text_data}: not a prepared data directory (no tokens/train.bin)")
+        train_lm = Windows(tokens / "train.bin", seq_len)
+        val_lm = Windows(tokens / "val.bin", seq_len) if (tokens / "val.bin").is_file() else None
+    rng = random.Random(cfg.seed)
+    probe = rng.sample(records, min(cfg.eval_records, len(records)))
+    model.eval()
+    before = {"judge_accuracy": judge_accuracy(model, tokenizer, probe),
+              "heldout_loss": heldout_loss(model, val_lm) if val_lm else None}
+
+    torch.manual_seed(cfg.seed)
+    steps = max(1, math.ceil(cfg.epochs * len(records) / cfg.batch_size))
+    opt = make_optimizer(model, cfg.lr, weight_decay=0.0)  # short runs: decay would only pull toward zero
+    lm_sampler = Sampler(train_lm.n, cfg.seed) if train_lm is not None and train_lm.n else None
+    order: list[dict] = []
+    losses, start = [], time.time()
+    model.train()
+    for step in range(steps):
+        if len(order) < cfg.batch_size:
+            fresh = records[:]
+            rng.shuffle(fresh)
+            order += fresh
+        batch, order = order[:cfg.batch_size], order[cfg.batch_size:]
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, cfg.lr, max(1, steps // 20), steps)
+        loss = judge_loss(model, tokenizer, batch, cfg.objective, bf16)
+        if lm_sampler is not None and cfg.lm_weight > 0:
+            x, y = (t.to(device) for t in train_lm.batch(lm_sampler.take(max(1, cfg.batch_size // 4))))
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss + cfg.lm_weight * lm_loss(model, x, y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        losses.append(float(loss.detach()))
+        if step % 50 == 0 or step == steps - 1:
+            print(f"finetune step {step + 1}/{steps} loss {losses[-1]:.4f}", file=sys.stderr)
+    model.eval()
+    after = {"judge_accuracy": judge_accuracy(model, tokenizer, probe),
+             "heldout_loss": heldout_loss(model, val_lm) if val_lm else None}
+    stats = {
+        "records": len(records), "pairs": sum("a" in r for r in records), "steps": steps,
+        "objective": cfg.objective, "minutes": round((time.time() - start) / 60, 2),
+        "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
+        "judge_accuracy_before": before["judge_accuracy"], "judge_accuracy_after": after["judge_accuracy"],
+        "perplexity_before": math.exp(before["heldout_loss"]) if before["heldout_loss"] is not None else None,
+        "perplexity_after": math.exp(after["heldout_loss"]) if after["heldout_loss"] is not None else None,
+    }
+    _save(out, model.cpu(), tokenizer, cfg, stats, model_dir, data_files)
+    return {"out": str(out), **stats}
+
+
+def _save(out, model, tokenizer, cfg: FinetuneConfig, stats: dict, base: str | Path, data_files: list[str]) -> None:
+    import yaml
+
+    from touchstone import __version__
+    from touchstone.evaluate import weights_sha256
+    from touchstone.files import atomic_dir, sha256_file, write_manifest, write_text_atomic
+    from touchstone.pretrain import git_commit
+    from touchstone.records import jsonl_files
+
+    recipe = {
+        "stage": "finetune",
+        "config": to_dict(cfg),
+        "base": {"path": str(Path(base).resolve()), "weights_sha256": weights_sha256(base)},
+        "data": [{"path": str(p.resolve()), "sha256": sha256_file(p)} for name in data_files for p in jsonl_files(name)],
+        "trainer": {"touchstone": __version__, "git_commit": git_commit()},
+    }
+    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in stats.items())
+    report = f"# Fine-tuning report\n\nFrom `{base}`, objective `{cfg.objective}`.\n\n| | |\n|---|---|\n{rows}\n"
+    with atomic_dir(out) as stage:
+        model.save_pretrained(stage)
+        tokenizer.save_pretrained(stage)
+        write_text_atomic(stage / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
+        write_text_atomic(stage / "report.md", report)
+        write_manifest(stage, {"kind": "model", "stage": "finetune", **stats})
