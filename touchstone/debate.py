@@ -1,0 +1,172 @@
+"""Debate: the model picks the better of two wing designs, then argues the choice with the simulator's figures.
+
+    touchstone debate models/gen-0003 a.json b.json --plot wings.png
+
+A design file is one JSON object in the wing world's format (touchstone.worlds.wing): the wing (span,
+root_chord, taper, sweep, twist, airfoil) and the mission (speed, altitude, weight, alpha_limit,
+max_span); a mission key missing from B is taken from A, and the two missions must agree.
+
+The output is plain text: the model's choice and its confidence (the judge on the rendered question,
+both orders), each design's figures (L/D, CL, CD, required angle of attack, wing loading, stall margin),
+the case for the choice, the strongest point for the other design and why it loses, and, when the
+simulator's verdict differs from the model's choice, a sentence saying so. The argument is built from
+the simulator's figures by fixed rules (feasibility first, then L/D); the model only chooses.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from touchstone.errors import UserError
+
+REASONS = {
+    "cannot_lift": "cannot make the lift at all (it needs CL {CL_required:.2f}, its maximum is {CL_max:.2f})",
+    "too_much_wing": "has so much wing that it would need less lift than it makes at its lowest angle",
+    "span_limit": "spans {span:.1f} m, over the {max_span:.1f} m limit",
+    "alpha_limit": "needs {alpha_required:.1f} deg of angle of attack, over the {alpha_limit} deg limit",
+    "stall_margin": "flies with only {stall_pct:.0f}% stall margin, under the 20% minimum",
+}
+
+
+def read_design(path_or_json: str) -> dict:
+    """A design from a JSON file (or an inline JSON object); a bad file is a one-line UserError."""
+    text = path_or_json if path_or_json.lstrip().startswith("{") else None
+    if text is None:
+        p = Path(path_or_json)
+        if not p.is_file():
+            raise UserError(f"{p}: no such design file")
+        text = p.read_text(encoding="utf-8")
+    try:
+        design = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path_or_json}: malformed JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(design, dict):
+        raise UserError(f"{path_or_json}: expected a JSON object with a wing design")
+    return design
+
+
+def _designs(a_json: str, b_json: str) -> tuple[dict, dict]:
+    from touchstone.worlds.wing import DEFAULTS, DESIGN_KEYS, MISSION_KEYS, _round
+
+    a, b = read_design(a_json), read_design(b_json)
+    for key in MISSION_KEYS:
+        if key in a and key not in b:
+            b[key] = a[key]
+        if key in a and key in b and float(a[key]) != float(b[key]):
+            raise UserError(f"{b_json}: key '{key}' differs from {a_json}: both designs must fly the same mission")
+    for name, d in ((a_json, a), (b_json, b)):
+        for key in DESIGN_KEYS + ("speed", "altitude", "weight"):
+            if key not in d:
+                raise UserError(f"{name}: missing key '{key}'")
+    try:
+        return _round({**DEFAULTS, **a}), _round({**DEFAULTS, **b})
+    except (TypeError, ValueError) as e:
+        raise UserError(f"{a_json} / {b_json}: {e}") from None
+
+
+def _figures(name: str, d: dict, f: dict) -> str:
+    if f["L_over_D"] is None:
+        return (f"{name}: cannot fly the mission ({f['reason'].replace('_', ' ')}); needs CL {f['CL_required']:.3f}, "
+                f"CL max {f['CL_max']:.3f}, wing loading {f['wing_loading']:.0f} N/m^2.")
+    return (f"{name}: L/D {f['L_over_D']:.1f}, CL {f['CL']:.3f}, CD {f['CD']:.4f}, required angle of attack "
+            f"{f['alpha_required']:.1f} deg (limit {d['alpha_limit']}), wing loading {f['wing_loading']:.0f} N/m^2, "
+            f"stall margin {100 * f['stall_margin']:.0f}%, {'feasible' if f['feasible'] else 'NOT feasible'}.")
+
+
+def _why_not(d: dict, f: dict) -> str:
+    return REASONS.get(f["reason"], f["reason"].replace("_", " ")).format(**d, **f, stall_pct=100 * f["stall_margin"])
+
+
+def _advantages(x: dict, fx: dict, fy: dict) -> list[tuple[float, str]]:
+    """(relative size, sentence) for each figure where design x beats design y."""
+    out = []
+    if fx["L_over_D"] and fy["L_over_D"] and fx["L_over_D"] > fy["L_over_D"]:
+        gain = fx["L_over_D"] / fy["L_over_D"] - 1
+        out.append((gain, f"a higher L/D ({fx['L_over_D']:.1f} against {fy['L_over_D']:.1f}), so it needs about "
+                          f"{100 * (1 - fy['L_over_D'] / fx['L_over_D']):.0f}% less thrust to cruise (drag = weight / (L/D))"))
+    if fx["stall_margin"] > fy["stall_margin"]:
+        out.append(((fx["stall_margin"] - fy["stall_margin"]) / max(0.05, abs(fy["stall_margin"])),
+                    f"more stall margin ({100 * fx['stall_margin']:.0f}% against {100 * fy['stall_margin']:.0f}%)"))
+    if fx["alpha_required"] is not None and fy["alpha_required"] is not None and fx["alpha_required"] < fy["alpha_required"]:
+        out.append(((fy["alpha_required"] - fx["alpha_required"]) / max(1.0, abs(fy["alpha_required"])),
+                    f"a lower required angle of attack ({fx['alpha_required']:.1f} deg against {fy['alpha_required']:.1f})"))
+    if fx["wing_loading"] < fy["wing_loading"]:
+        out.append((fy["wing_loading"] / fx["wing_loading"] - 1,
+                    f"a lower wing loading ({fx['wing_loading']:.0f} against {fy['wing_loading']:.0f} N/m^2)"))
+    # L/D decides between two feasible wings, so it leads whenever a design has it.
+    return sorted(out, key=lambda t: (t[1].startswith("a higher L/D"), t[0]), reverse=True)
+
+
+def _verdict_reason(reason: str) -> str:
+    """The simulator's reason in words, with designs named A/B: "a_higher_L_over_D" -> "A has the higher L/D"."""
+    side, _, rest = reason.partition("_")
+    if rest == "higher_L_over_D":
+        return f"{side.upper()} has the higher L/D"
+    if rest == "only_feasible":
+        return f"only {side.upper()} can fly the mission"
+    return reason.replace("_", " ")
+
+
+def argue(choice: str, confidence: float, a: dict, b: dict) -> str:
+    """The debate text for the model's `choice` ("a"/"b") from the two designs' simulator figures."""
+    from touchstone.worlds.wing import analyze, compare
+
+    fa, fb = analyze(a), analyze(b)
+    verdict = compare(a, b)
+    names = {"a": "A", "b": "B"}
+    other = "b" if choice == "a" else "a"
+    d = {"a": a, "b": b}
+    f = {"a": fa, "b": fb}
+    x, y = names[choice], names[other]
+    lines = [f"The model chooses design {x} (confidence {100 * confidence:.0f}%).", "",
+             _figures("A", a, fa), _figures("B", b, fb), ""]
+    fx, fy = f[choice], f[other]
+    if fx["feasible"] and not fy["feasible"]:
+        case = f"Only {x} can do the job: {y} {_why_not(d[other], fy)}."
+    elif not fx["feasible"]:
+        case = f"{x} cannot fly this mission as given: it {_why_not(d[choice], fx)}."
+    elif fx["L_over_D"] > fy["L_over_D"]:
+        case = f"Both designs fly the mission; {x} is the more efficient wing."
+    else:
+        case = f"Both designs fly the mission, and {y} is the more efficient one."
+    ours = _advantages(d[choice], fx, fy)
+    if ours:
+        case += f" {x} has " + "; ".join(s for _, s in ours[:2]) + "."
+    lines.append("The case for " + x + ": " + case)
+    theirs = _advantages(d[other], fy, fx)
+    if not fy["feasible"] and fx["feasible"]:
+        lose = f"but {y} {_why_not(d[other], fy)}, and a wing that cannot fly the mission loses whatever its other figures"
+    elif verdict.ok and verdict.evidence["better"] == choice:
+        lose = f"but the mission is decided by feasibility first and then by L/D, where {x} is ahead"
+    elif verdict.ok:
+        lose = "and that point is the deciding one"
+    else:
+        lose = "and the simulator calls the two designs too close to separate"
+    if theirs:
+        lines.append(f"The strongest point for {y}: {theirs[0][1]}; {lose}.")
+    else:
+        lines.append(f"{y} beats {x} on none of these figures.")
+    if not verdict.ok:
+        lines.append(f"The simulator finds no clear winner ({verdict.reason.replace('_', ' ')}).")
+    elif verdict.evidence["better"] != choice:
+        lines.append(f"The simulator disagrees with the model: it rates design {y} better "
+                     f"({_verdict_reason(verdict.reason)}).")
+    else:
+        lines.append(f"The simulator agrees: design {x} is better ({_verdict_reason(verdict.reason)}).")
+    return "\n".join(lines)
+
+
+def debate(model_dir: str | Path, a_json: str, b_json: str, plot: str | Path | None = None) -> str:
+    """The model's choice between two wing designs, argued with the simulator's figures (see module docstring)."""
+    from touchstone.judge import Judge
+    from touchstone.worlds.wing import describe, mission, plot_wings
+
+    a, b = _designs(a_json, b_json)
+    judge = Judge.load(model_dir)
+    r = judge.pair(describe(a), describe(b), prompt=f"A wing must {mission(a)}. Which design is better?")
+    text = argue(r["choice"], r["p_" + r["choice"]], a, b)
+    if plot is not None:
+        plot_wings([a, b], plot, labels=["A", "B"])
+        text += f"\n\nDrawing of both wings: {plot}"
+    return text
