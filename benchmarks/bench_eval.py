@@ -1,0 +1,171 @@
+"""Minimal-pair (BLiMP) scoring: our accuracy and speed against lm-evaluation-harness on the same model and files.
+
+    python benchmarks/bench_eval.py                               # 6 paradigms x 500 pairs, a random micro model
+    python benchmarks/bench_eval.py --model models/gen-0000 --files 67 --limit 1000 --bf16
+
+Prints, all measured in this one run:
+- accuracy of `touchstone.evaluate` and of lm-eval (its HFLM on the same loaded model, its BLiMP task
+  definition pointed at the local files through the `json` dataset builder), the difference in points,
+  and the number of pairs on which the two verdicts differ. lm-eval counts a pair whose sentences are
+  identical as right (argmax picks the first of two equal scores); we skip and count such pairs, so the
+  comparison scores them lm-eval's way;
+- pairs/s of each (model load excluded; each side reads the files and tokenizes), and ours / theirs;
+- with --bf16: how many verdicts bf16 alone flips against fp32, and how many remain after the fp32
+  rescoring of near-ties (must be 0), and the pairs/s of that mode.
+Without --model, a micro-size GPT-2 (random weights) with a byte-level BPE trained on WikiText-2 is built in a
+temporary directory: speed and agreement do not need a trained model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BLIMP = Path("/work/shared/data/blimp/data")
+WIKITEXT = "/work/shared/data/wikitext2/raw/wiki.test.raw"
+
+TASK_YAML = """task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    train: {path}
+output_type: multiple_choice
+validation_split: train
+doc_to_text: ""
+doc_to_target: 0
+doc_to_choice: "{{{{[sentence_good, sentence_bad]}}}}"
+num_fewshot: 0
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
+def build_model(tmp: Path) -> Path:
+    import torch
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from touchstone.model import make_config
+    from touchstone.tokenizer import train_from_texts
+
+    text = Path(WIKITEXT).read_text(encoding="utf-8")
+    train_from_texts([p for p in text.split("\n") if p.strip()], tmp / "tok", vocab_size=8192)
+    tok = AutoTokenizer.from_pretrained(str(tmp / "tok"))
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(make_config("micro", len(tok)))
+    model.save_pretrained(tmp / "model")
+    tok.save_pretrained(tmp / "model")
+    return tmp / "model"
+
+
+def subset(tmp: Path, n_files: int, limit: int) -> tuple[Path, list[dict]]:
+    """The first `limit` pairs of the first `n_files` paradigms, as files both sides read."""
+    out = tmp / "blimp"
+    out.mkdir()
+    pairs = []
+    for f in sorted(BLIMP.glob("*.jsonl.gz"))[:n_files]:
+        with gzip.open(f, "rt", encoding="utf-8") as src:
+            lines = [line for _, line in zip(range(limit), src)]
+        (out / f.name.replace(".gz", "")).write_text("".join(lines), encoding="utf-8")
+        pairs += [json.loads(line) for line in lines]
+    return out, pairs
+
+
+def lm_eval_verdicts(model, tokenizer, folder: Path, batch_size: int, tmp: Path) -> tuple[list[bool], float]:
+    """lm-eval's verdict per pair (in file order) and its seconds, on the already loaded model."""
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    tasks_dir = tmp / "tasks"
+    tasks_dir.mkdir()
+    names = []
+    for f in sorted(folder.glob("*.jsonl")):
+        name = "blimp_local_" + f.stem
+        (tasks_dir / f"{name}.yaml").write_text(TASK_YAML.format(name=name, path=f), encoding="utf-8")
+        names.append(name)
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size)
+    tm = TaskManager(include_path=str(tasks_dir))
+    lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=tm, limit=2)  # builds the dataset caches
+    t = time.perf_counter()
+    res = lm_eval.simple_evaluate(model=lm, tasks=names, task_manager=tm, log_samples=True)
+    seconds = time.perf_counter() - t
+    verdicts = []
+    for name in names:
+        for s in sorted(res["samples"][name], key=lambda s: s["doc_id"]):
+            verdicts.append(bool(s["acc"]))
+    return verdicts, seconds
+
+
+def ours(model, tokenizer, folder: Path, batch_size: int, bf16: bool = False) -> tuple[list[bool], float]:
+    from touchstone.evaluate import score_minimal_pairs
+    from touchstone.records import read_minimal_pairs
+
+    t = time.perf_counter()
+    pairs = [r for f in sorted(folder.glob("*.jsonl")) for r in read_minimal_pairs(f)]
+    keep = [i for i, p in enumerate(pairs) if p["sentence_good"] != p["sentence_bad"]]
+    ok = score_minimal_pairs(model, tokenizer, [pairs[i] for i in keep], batch_size, bf16=bf16)
+    seconds = time.perf_counter() - t
+    verdicts = [True] * len(pairs)  # lm-eval's convention for identical sentences, for the comparison only
+    for i, v in zip(keep, ok):
+        verdicts[i] = v
+    return verdicts, seconds
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", help="HF model directory (default: a random micro model built here)")
+    ap.add_argument("--files", type=int, default=6, help="BLiMP paradigms (files) to use, 67 for all")
+    ap.add_argument("--limit", type=int, default=500, help="pairs per paradigm")
+    ap.add_argument("--batch-size", type=int, default=64, help="the same for both sides")
+    ap.add_argument("--bf16", action="store_true", help="also measure bf16 with fp32 rescoring of near-ties")
+    args = ap.parse_args()
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    import torch
+
+    from touchstone.generate import load_model
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        model_dir = Path(args.model) if args.model else build_model(tmp)
+        folder, pairs = subset(tmp, args.files, args.limit)
+        model, tokenizer = load_model(model_dir)
+        print(f"model {model_dir} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
+              f"{len(pairs)} pairs from {args.files} paradigms, batch {args.batch_size}, torch threads "
+              f"{torch.get_num_threads()}")
+        mine, t_ours = ours(model, tokenizer, folder, args.batch_size)
+        theirs, t_theirs = lm_eval_verdicts(model, tokenizer, folder, args.batch_size, tmp)
+        assert len(mine) == len(theirs) == len(pairs)
+        acc_ours, acc_theirs = 100 * sum(mine) / len(mine), 100 * sum(theirs) / len(theirs)
+        differ = sum(a != b for a, b in zip(mine, theirs))
+        print(f"accuracy: touchstone {acc_ours:.2f}%  lm-eval {acc_theirs:.2f}%  difference "
+              f"{acc_ours - acc_theirs:+.2f} points  verdicts differing {differ}/{len(pairs)}")
+        print(f"speed: touchstone {len(pairs) / t_ours:.0f} pairs/s  lm-eval {len(pairs) / t_theirs:.0f} pairs/s  "
+              f"ratio {t_theirs / t_ours:.2f}x")
+        if args.bf16:
+            from touchstone import evaluate
+
+            margin, evaluate.NEAR_TIE = evaluate.NEAR_TIE, -1.0  # a negative margin rescores nothing
+            raw, _ = ours(model, tokenizer, folder, args.batch_size, bf16=True)
+            evaluate.NEAR_TIE = margin
+            fixed, t_bf16 = ours(model, tokenizer, folder, args.batch_size, bf16=True)
+            print(f"bf16: verdicts flipped against fp32 {sum(a != b for a, b in zip(raw, mine))} before rescoring, "
+                  f"{sum(a != b for a, b in zip(fixed, mine))} after (margin {margin} nats); "
+                  f"{len(pairs) / t_bf16:.0f} pairs/s, ratio to lm-eval {t_theirs / t_bf16:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
