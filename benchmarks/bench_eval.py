@@ -130,6 +130,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=500, help="pairs per paradigm")
     ap.add_argument("--batch-size", type=int, default=64, help="the same for both sides")
     ap.add_argument("--bf16", action="store_true", help="also measure bf16 with fp32 rescoring of near-ties")
+    ap.add_argument("--threads", type=int, help="torch threads for both sides (default: torch's own)")
     args = ap.parse_args()
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -137,6 +138,9 @@ def main() -> None:
     import torch
 
     from touchstone.generate import load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)

@@ -38,6 +38,7 @@ from touchstone.records import jsonl_files
 
 KINDS = ("minimal-pairs", "pairs", "claims", "perplexity", "bleu", "suite")
 NEAR_TIE = 0.5  # nats; bf16 moved a sentence's summed log-prob by far less than this in our measurements
+EXACT_TIE = 1e-3  # nats; the shared-prefix fp32 scoring differs from the plain one only by float rounding
 
 
 # ------------------------------------------------------------------------------------------ metrics
@@ -127,21 +128,79 @@ def _prefix_id(tokenizer) -> int:
     return tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
 
 
+def _shared_prefix(good: list[int], bad: list[int]) -> int:
+    k = 0
+    while k < min(len(good), len(bad)) and good[k] == bad[k]:
+        k += 1
+    return k
+
+
+def pair_differences(model, prefix_id: int, pairs: list[tuple[list[int], list[int]]], bf16: bool = False):
+    """log p(good) - log p(bad) for each (good_ids, bad_ids), both after [prefix_id], in ONE forward row
+    per pair: [prefix] + good + bad[k:], where k tokens start both sentences. The bad branch restarts
+    its positions at 1 + k and may not attend to good's own tokens (a tree-shaped attention mask), so
+    each branch sees exactly the context it would see alone; the shared prefix is computed once and its
+    log-probabilities, equal on both sides, cancel. Pairs that do not fit the context must be left out."""
+    import torch
+
+    rows, targets = [], []  # targets: (row, position, token, +1 good / -1 bad)
+    for r, (g, b) in enumerate(pairs):
+        k = _shared_prefix(g, b)
+        rows.append(([prefix_id] + g + b[k:], list(range(1 + len(g))) + list(range(1 + k, 1 + len(b))), len(g), k))
+        targets += [(r, p, g[p], 1.0) for p in range(k, len(g))]  # position p predicts good token p
+        bad_from = [k] + list(range(1 + len(g), len(g) + len(b) - k))  # predictors of bad[k:], in order
+        targets += [(r, p, t, -1.0) for p, t in zip(bad_from, b[k:])]
+    device = next(model.parameters()).device
+    width = max(len(t) for t, _, _, _ in rows)
+    x = torch.zeros((len(rows), width), dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    allow = torch.tril(torch.ones(width, width, dtype=torch.bool)).repeat(len(rows), 1, 1)
+    for r, (tokens, positions, n_good, k) in enumerate(rows):
+        x[r, :len(tokens)], pos[r, :len(tokens)] = torch.tensor(tokens), torch.tensor(positions)
+        allow[r, 1 + n_good:, 1 + k:1 + n_good] = False  # the bad branch does not see good's own tokens
+    r_idx, p_idx, tok, sign = (torch.tensor(v, device=device) for v in zip(*targets)) if targets else ([],) * 4
+    diffs = torch.zeros(len(rows), device=device)
+    if not targets:
+        return diffs
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+        hidden = model.base_model(input_ids=x.to(device), position_ids=pos.to(device),
+                                  attention_mask=allow[:, None].to(device)).last_hidden_state
+        logits = model.get_output_embeddings()(hidden[r_idx, p_idx])
+    logits = logits.float()
+    logp = logits.gather(1, tok[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
+    return diffs.index_add(0, r_idx, sign * logp)
+
+
 def score_minimal_pairs(model, tokenizer, pairs: list[dict], batch_size: int = 64, bf16: bool = False,
                         progress: bool = False) -> list[bool]:
     """For each {sentence_good, sentence_bad}: does good get the higher summed log-probability?
-    A tie counts as wrong. With bf16, near-ties are rescored in fp32 (see NEAR_TIE)."""
-    prefix = [_prefix_id(tokenizer)]
+    A tie counts as wrong. Scored with `pair_differences` (shared prefix once, length-sorted batches);
+    differences within `EXACT_TIE` nats (or `NEAR_TIE` with bf16) are rescored with `continuation_logprobs`
+    in fp32, the plain one-sentence-per-row computation, so the verdicts are the fp32 ones."""
+    import torch
+
+    from touchstone.judge import _bar, context_length
+
+    prefix = _prefix_id(tokenizer)
     texts = [" " + s for p in pairs for s in (p["sentence_good"], p["sentence_bad"])]
-    conts = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
-    requests = [(prefix, c) for c in conts]
-    scores = continuation_logprobs(model, requests, batch_size, bf16, progress)
-    diffs = [scores[2 * i] - scores[2 * i + 1] for i in range(len(pairs))]
-    if bf16:
-        close = [i for i, d in enumerate(diffs) if abs(d) < NEAR_TIE]
-        exact = continuation_logprobs(model, [requests[2 * i + k] for i in close for k in (0, 1)], batch_size)
-        for j, i in enumerate(close):
-            diffs[i] = exact[2 * j] - exact[2 * j + 1]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    tokens = [(ids[2 * i], ids[2 * i + 1]) for i in range(len(pairs))]
+    fits = [i for i, (g, b) in enumerate(tokens) if 1 + max(len(g), len(b)) <= context_length(model)]
+    order = sorted(fits, key=lambda i: len(tokens[i][0]) + len(tokens[i][1]), reverse=True)
+    diffs = [0.0] * len(pairs)
+    bar = _bar(len(pairs), "minimal pairs", progress)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            for i, d in zip(chunk, pair_differences(model, prefix, [tokens[i] for i in chunk], bf16).tolist()):
+                diffs[i] = d
+            bar.update(len(chunk))
+    bar.close()
+    margin = NEAR_TIE if bf16 else EXACT_TIE
+    redo = sorted(set(range(len(pairs))) - set(fits) | {i for i in fits if abs(diffs[i]) < margin})
+    exact = continuation_logprobs(model, [([prefix], tokens[i][k]) for i in redo for k in (0, 1)], batch_size)
+    for j, i in enumerate(redo):
+        diffs[i] = exact[2 * j] - exact[2 * j + 1]
     return [d > 0 for d in diffs]
 
 
