@@ -133,3 +133,16 @@ def test_bf16_verdicts_equal_fp32(model_dir):
     model, tok = load_model(model_dir)
     pairs = [{"sentence_good": g, "sentence_bad": b} for g, b in PAIRS[:3]] * 3
     assert score_minimal_pairs(model, tok, pairs, bf16=True) == score_minimal_pairs(model, tok, pairs)
+
+
+def test_shared_prefix_rows_give_the_same_differences_as_separate_sentences(model_dir):
+    """One row per pair (tree attention mask) equals scoring each sentence alone, prefix cases included."""
+    from touchstone.evaluate import pair_differences
+
+    model, tok = load_model(model_dir)
+    cases = [(g, b) for g, b in PAIRS[:3]] + [("The cat sat.", "The cat sat on the mat."), ("A dog.", "The dog.")]
+    ids = [(tok(" " + g, add_special_tokens=False)["input_ids"], tok(" " + b, add_special_tokens=False)["input_ids"])
+           for g, b in cases]
+    got = pair_differences(model, tok.bos_token_id, ids).tolist()
+    for d, (g, b) in zip(got, cases):
+        assert d == pytest.approx(manual_logprob(model, tok, g) - manual_logprob(model, tok, b), abs=1e-4)
