@@ -77,8 +77,9 @@ def fast_bf16() -> bool:
 
 
 def default_cache() -> Path:
-    base = os.environ.get("TOUCHSTONE_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "touchstone"
-    return Path(base)
+    if os.environ.get("TOUCHSTONE_CACHE"):
+        return Path(os.environ["TOUCHSTONE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "touchstone"
 
 
 def default_data() -> Path:
@@ -99,7 +100,9 @@ def git_commit() -> str | None:
                            capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
         return None
-    return r.stdout.strip() or None if r.returncode == 0 else None
+    if r.returncode != 0:
+        return None
+    return r.stdout.strip() or None
 
 
 def _load_tokenizer(path: str | Path):
