@@ -29,7 +29,7 @@ def records(n: int = 24, seed: int = 0) -> list[dict]:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("ft")
-    write_jsonl_atomic(d / "train.jsonl", records(12))
+    write_jsonl_atomic(d / "train.jsonl", records(8))
     return d, tiny_model_dir(d)
 
 
@@ -52,7 +52,7 @@ def text_data(setup):
 
 def test_finetuning_improves_judge_accuracy_on_its_data(setup):
     d, model = setup
-    r = finetune(model, [str(d / "train.jsonl")], d / "learned", FinetuneConfig(epochs=8, lr=3e-3, batch_size=8))
+    r = finetune(model, [str(d / "train.jsonl")], d / "learned", FinetuneConfig(epochs=10, lr=3e-3, batch_size=8))
     assert r["judge_accuracy_after"] >= 0.9 and r["judge_accuracy_after"] >= r["judge_accuracy_before"] + 0.3
 
 
