@@ -146,3 +146,14 @@ def test_shared_prefix_rows_give_the_same_differences_as_separate_sentences(mode
     got = pair_differences(model, tok.bos_token_id, ids).tolist()
     for d, (g, b) in zip(got, cases):
         assert d == pytest.approx(manual_logprob(model, tok, g) - manual_logprob(model, tok, b), abs=1e-4)
+
+
+def test_aevaluate_runs_tasks_from_asyncio(model_dir, tmp_path):
+    import asyncio
+
+    from touchstone.evaluate import aevaluate
+
+    f = tmp_path / "claims.jsonl"
+    f.write_text(json.dumps({"statement": "Two is even.", "label": 1}) + "\n")
+    res = asyncio.run(aevaluate(model_dir, [f"claims:{f}"]))
+    assert res["tasks"][f"claims:{f}"] == evaluate(model_dir, [f"claims:{f}"])["tasks"][f"claims:{f}"]
