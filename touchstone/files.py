@@ -28,6 +28,14 @@ from touchstone.errors import UserError
 MANIFEST = "MANIFEST.json"
 
 
+def shared_data() -> Path:
+    """The shared data folder (BLiMP, WikiText-2, HumanEval, XKCD colours...): $TOUCHSTONE_SHARED_DATA, else
+    `shared/data` beside the repository checkout. It may not exist; callers use what they find there."""
+    if os.environ.get("TOUCHSTONE_SHARED_DATA"):
+        return Path(os.environ["TOUCHSTONE_SHARED_DATA"])
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 def open_text(path: str | os.PathLike, mode: str = "rt"):
     """Open a text file for reading, decompressing `.gz`; strict UTF-8 so bad bytes are caught."""
     path = Path(path)

@@ -147,8 +147,10 @@ def judge_accuracy(model, tokenizer, records: list[dict]) -> float:
     return sum(str(v["choice"]).lower() == str(r["label"]).lower() for r, v in zip(records, verdicts)) / len(records)
 
 
-def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: FinetuneConfig | None = None) -> dict:
-    """Fine-tune the model in `model_dir` on the pair/claim records of `data_files`; write a model dir to `out`."""
+def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: FinetuneConfig | None = None,
+             loop: dict | None = None) -> dict:
+    """Fine-tune the model in `model_dir` on the pair/claim records of `data_files`; write a model dir to `out`.
+    `loop`: the self-improvement loop's generation, champion and recipe, kept in recipe.yaml."""
     import torch
 
     from touchstone.generate import load_model
@@ -220,11 +222,12 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
         "perplexity_before": math.exp(before["heldout_loss"]) if before["heldout_loss"] is not None else None,
         "perplexity_after": math.exp(after["heldout_loss"]) if after["heldout_loss"] is not None else None,
     }
-    _save(out, model.cpu(), tokenizer, cfg, stats, model_dir, data_files)
+    _save(out, model.cpu(), tokenizer, cfg, stats, model_dir, data_files, loop)
     return {"out": str(out), **stats}
 
 
-def _save(out, model, tokenizer, cfg: FinetuneConfig, stats: dict, base: str | Path, data_files: list[str]) -> None:
+def _save(out, model, tokenizer, cfg: FinetuneConfig, stats: dict, base: str | Path, data_files: list[str],
+          loop: dict | None = None) -> None:
     import yaml
 
     from touchstone import __version__
@@ -240,6 +243,8 @@ def _save(out, model, tokenizer, cfg: FinetuneConfig, stats: dict, base: str | P
         "data": [{"path": str(p.resolve()), "sha256": sha256_file(p)} for name in data_files for p in jsonl_files(name)],
         "trainer": {"touchstone": __version__, "git_commit": git_commit()},
     }
+    if loop is not None:
+        recipe["loop"] = loop
     rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in stats.items())
     report = f"# Fine-tuning report\n\nFrom `{base}`, objective `{cfg.objective}`.\n\n| | |\n|---|---|\n{rows}\n"
     with atomic_dir(out) as stage:

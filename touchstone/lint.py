@@ -86,8 +86,10 @@ def _pieces(text: str) -> list[str]:
 
 
 def default_eval_sets() -> list[Path]:
+    from touchstone.files import shared_data
+
     root = os.environ.get("TOUCHSTONE_EVAL_DATA")
-    base = Path(root) if root else Path(__file__).resolve().parents[2] / "shared" / "data"
+    base = Path(root) if root else shared_data()
     found = [base / "blimp", base / "humaneval", base / "wikitext2" / "raw", base / "wikitext2" / "tokens"]
     return [p for p in found if p.exists()]
 

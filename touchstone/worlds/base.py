@@ -46,3 +46,11 @@ class World:
     def render(self, rng: random.Random, n: int) -> list[dict]:
         """n verified pair/claim records (see touchstone.records); each carries its verdict."""
         raise NotImplementedError
+
+    def verify_record(self, record: dict) -> Verdict:
+        """Does a pair or claim record's label agree with the tool? Read from the record's own text."""
+        raise NotImplementedError
+
+    def verify_many(self, objs: list[dict]) -> list[Verdict]:
+        """Records or raw items, in order; worlds with an expensive tool override this to fan out."""
+        return [self.verify_record(o) if ("a" in o or "statement" in o) else self.verify(o) for o in objs]

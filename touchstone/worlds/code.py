@@ -209,9 +209,9 @@ class CodeWorld(World):
 
     # ------------------------------------------------------------------------------ sample / mutate
     def sample(self, rng: random.Random) -> dict:
-        return self._sample_many(rng, 1)[0]
+        return self.sample_many(rng, 1)[0]
 
-    def _sample_many(self, rng: random.Random, n: int) -> list[dict]:
+    def sample_many(self, rng: random.Random, n: int) -> list[dict]:
         """n template items whose expected values come from running the reference in the sandbox."""
         drafts = []
         for _ in range(n):
@@ -314,7 +314,7 @@ class CodeWorld(World):
         """n records, half pairs (working vs broken, the working side at random) and half claims."""
         out: list[dict] = []
         while len(out) < n:
-            items = [it for it in self._sample_many(rng, min(16, 2 * (n - len(out)))) if in_split(self, it)]
+            items = [it for it in self.sample_many(rng, min(16, 2 * (n - len(out)))) if in_split(self, it)]
             mutants = [self.mutate(it, rng) for it in items]
             for item, mutant, v in zip(items, mutants, self.verify_many(mutants)):
                 if v.ok or len(out) >= n:

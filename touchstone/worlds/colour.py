@@ -1,8 +1,8 @@
 """Colours: names and RGB values, checked by perceptual distance (CIEDE2000, computed by coloraide).
 
 Names come from the CSS colour keywords (the `webcolors` package) and, when the file is present, the
-XKCD colour survey (`rgb.txt`, read at run time; `$TOUCHSTONE_SHARED_DATA/xkcd_colors/rgb.txt`, default
-/work/shared/data). A name may have several reference colours (CSS "green" is #008000, XKCD "green"
+XKCD colour survey (`rgb.txt`, read at run time; `xkcd_colors/rgb.txt` under the shared data folder,
+`touchstone.files.shared_data()`). A name may have several reference colours (CSS "green" is #008000, XKCD "green"
 #15b01a); a colour matches a name when it is close to any of them.
 
 An item is {"colour": "#ff0000", "name": "red"}: "The colour #ff0000 is red." It is true when the
@@ -18,7 +18,6 @@ depend on whether the XKCD file was found.
 from __future__ import annotations
 
 import functools
-import os
 import random
 import re
 from pathlib import Path
@@ -36,7 +35,9 @@ HEX_PROMPT_RE = re.compile(r"Which colour is (?P<name>.+)\?")
 
 
 def xkcd_path() -> Path:
-    return Path(os.environ.get("TOUCHSTONE_SHARED_DATA", "/work/shared/data")) / "xkcd_colors" / "rgb.txt"
+    from touchstone.files import shared_data
+
+    return shared_data() / "xkcd_colors" / "rgb.txt"
 
 
 def to_hex(colour: str) -> str:

@@ -31,6 +31,7 @@ import re
 from pathlib import Path
 
 from touchstone.errors import UserError
+from touchstone.files import shared_data
 from touchstone.records import claim_record, pair_record
 from touchstone.synth import in_split
 from touchstone.worlds.base import Verdict, World
@@ -50,10 +51,6 @@ DETERMINERS = {"a": "an", "an": "a", "this": "these", "these": "this", "that": "
 PRONOUNS = {"he": "him", "him": "he", "she": "her", "they": "them", "them": "they", "i": "me", "me": "I",
             "we": "us", "us": "we", "himself": "herself", "herself": "himself", "themselves": "himself",
             "myself": "me"}
-
-
-def shared_data() -> Path:
-    return Path(os.environ.get("TOUCHSTONE_SHARED_DATA", "/work/shared/data"))
 
 
 def norm(sentence: str) -> str:

@@ -1,0 +1,72 @@
+"""The gate: does a challenger beat the champion by more than chance?
+
+Both models judge the same gate records, so the outcomes are paired: per record, each model is right
+or wrong. The test is McNemar's exact test, one-sided: only the discordant records carry evidence
+(b = challenger right and champion wrong, c = the reverse), and under "no difference" b follows
+Binomial(b + c, 1/2). We promote when P(B >= b) < `alpha` (0.05). Exact rather than the chi-square
+approximation because a generation's gate set is a few hundred records and b + c can be small;
+one-sided because the only decision is "promote or not"; paired because both models see the same
+items, which removes the item-difficulty variance an unpaired two-proportion test would carry.
+
+The regression guard: on every held-out suite (never trained on, never used to gate) the challenger
+may not fall more than `tolerance` (0.05 accuracy) below the champion. Five points is about two
+standard errors of a 300-record suite near 75% accuracy: a drop larger than that is unlikely to be
+noise, a smaller one would block most promotions by chance alone.
+
+Not guaranteed: the error rate over many generations. Each gate is a separate test at `alpha`; over a
+long run some promotions will be chance wins (the regression guard and the next gates limit the harm).
+"""
+
+from __future__ import annotations
+
+import math
+
+ALPHA = 0.05
+TOLERANCE = 0.05
+
+
+def mcnemar(champion: list[bool], challenger: list[bool]) -> dict:
+    """One-sided exact McNemar test that the challenger is right more often than the champion."""
+    from scipy.stats import binomtest
+
+    if len(champion) != len(challenger):
+        raise ValueError("the two models were judged on different numbers of records")
+    b = sum(1 for x, y in zip(champion, challenger) if y and not x)
+    c = sum(1 for x, y in zip(champion, challenger) if x and not y)
+    p = binomtest(b, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
+    n = len(champion)
+    return {"test": "mcnemar_exact_one_sided", "n": n, "challenger_only": b, "champion_only": c,
+            "champion_accuracy": sum(champion) / n if n else None,
+            "challenger_accuracy": sum(challenger) / n if n else None, "p_value": p}
+
+
+def paired_difference(before: list[bool], after: list[bool], z: float = 1.96) -> dict:
+    """Accuracy difference after - before on the same items, with a normal-approximation 95% interval
+    of the paired difference (its variance uses the per-item differences, so shared difficulty cancels)."""
+    n = len(before)
+    if n == 0 or n != len(after):
+        raise ValueError("need the same non-empty set of items for both models")
+    d = [int(a) - int(b) for a, b in zip(after, before)]
+    mean = sum(d) / n
+    var = sum((x - mean) ** 2 for x in d) / max(1, n - 1)
+    half = z * math.sqrt(var / n)
+    return {"n": n, "before": sum(before) / n, "after": sum(after) / n, "difference": mean,
+            "ci95": [mean - half, mean + half]}
+
+
+def decide(gate: dict, suites_champion: dict[str, float], suites_challenger: dict[str, float],
+           alpha: float = ALPHA, tolerance: float = TOLERANCE) -> tuple[bool, str]:
+    """(promote?, reason in one line) from the gate test and the held-out suite accuracies."""
+    drops = {name: suites_champion[name] - suites_challenger[name] for name in suites_champion
+             if suites_champion[name] - suites_challenger.get(name, 0.0) > tolerance}
+    if gate["p_value"] >= alpha:
+        return False, (f"not significant: challenger {gate['challenger_accuracy']:.3f} vs champion "
+                       f"{gate['champion_accuracy']:.3f} on {gate['n']} gate records, McNemar p = "
+                       f"{gate['p_value']:.3g} >= {alpha}")
+    if drops:
+        worst = max(drops, key=drops.get)
+        return False, (f"regression: suite {worst} dropped {drops[worst]:.3f} (> {tolerance}) although the gate "
+                       f"passed (p = {gate['p_value']:.3g})")
+    return True, (f"promoted: challenger {gate['challenger_accuracy']:.3f} vs champion {gate['champion_accuracy']:.3f} "
+                  f"on {gate['n']} gate records, McNemar p = {gate['p_value']:.3g} < {alpha}; no suite dropped more "
+                  f"than {tolerance}")
