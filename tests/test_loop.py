@@ -1,0 +1,210 @@
+"""The loop: the gate's statistics, recipe mutation, the ledger, the workspace lock, one real generation
+end to end (invariants, status, history, plot), a sabotaged recipe rejected by the gate, and (slow)
+kill -9 at random instants with the invariants checked after every restart."""
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import fields, replace
+from pathlib import Path
+
+import pytest
+
+from touchstone.errors import UserError
+from touchstone.files import shared_data
+from touchstone.gate import decide, mcnemar, paired_difference
+from touchstone.ledger import Ledger
+from touchstone.loop import LoopConfig, Workspace, check_invariants, history, run, status
+from touchstone.recipe import Recipe, load_recipe, mutate, recipe_yaml
+
+SHAKESPEARE = shared_data() / "tinyshakespeare"
+needs_corpus = pytest.mark.skipif(not SHAKESPEARE.is_dir(), reason="shared tiny Shakespeare not present")
+
+
+# ------------------------------------------------------------------------------------------- gate
+def test_mcnemar_uses_only_discordant_records():
+    champion = [True] * 50 + [False] * 50
+    challenger = [True] * 50 + [True] * 10 + [False] * 40  # 10 wins, no losses
+    r = mcnemar(champion, challenger)
+    assert (r["challenger_only"], r["champion_only"]) == (10, 0)
+    assert r["p_value"] == pytest.approx(0.5 ** 10)
+    tie = mcnemar([True, False] * 20, [False, True] * 20)  # 20 wins, 20 losses
+    assert tie["p_value"] > 0.5
+    assert mcnemar([True] * 5, [True] * 5)["p_value"] == 1.0
+
+
+def test_decide_needs_significance_and_no_suite_regression():
+    win = mcnemar([False] * 40 + [True] * 60, [True] * 100)
+    assert decide(win, {"numbers": 0.8}, {"numbers": 0.78})[0]
+    promote, reason = decide(win, {"numbers": 0.8, "code": 0.9}, {"numbers": 0.8, "code": 0.8})
+    assert not promote and "code" in reason and "regression" in reason
+    promote, reason = decide(mcnemar([True] * 100, [True] * 100), {}, {})
+    assert not promote and "not significant" in reason
+
+
+def test_paired_difference_interval_brackets_the_difference():
+    rng = random.Random(0)
+    before = [rng.random() < 0.5 for _ in range(400)]
+    after = [b or rng.random() < 0.3 for b in before]
+    d = paired_difference(before, after)
+    lo, hi = d["ci95"]
+    assert lo < d["difference"] < hi and lo > 0
+
+
+# ----------------------------------------------------------------------------------------- recipe
+def test_mutation_changes_one_or_two_settings_within_bounds():
+    base = Recipe()
+    names = [f.name for f in fields(Recipe)]
+    for seed in range(60):
+        new, changes = mutate(base, random.Random(seed))
+        changed = [n for n in names if getattr(new, n) != getattr(base, n)]
+        assert 1 <= len(changes) <= 2 and len(changed) <= len(changes)
+        assert 2e-5 <= new.lr <= 2e-3 and 0.5 <= new.epochs <= 3 and 500 <= new.train_records <= 4000
+
+
+def test_recipe_file_round_trips_and_rejects_unknown_keys(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text(recipe_yaml(Recipe(lr=1e-3), ["lr 3e-4 -> 1e-3"], {"touchstone": "x"}))
+    assert load_recipe(p).lr == 1e-3
+    p.write_text("lrr: 0.1\n")
+    with pytest.raises(UserError, match="unknown key 'lrr'"):
+        load_recipe(p)
+    p.write_text("mixture: {numbers: 1, poetry: 2}\n")
+    with pytest.raises(UserError, match="poetry"):
+        load_recipe(p)
+
+
+# ----------------------------------------------------------------------------------------- ledger
+def test_ledger_transaction_is_all_or_nothing(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.sqlite")
+    ledger.start_generation(1, "gen-0000")
+    with pytest.raises(RuntimeError):
+        with ledger.transaction():
+            ledger.finish_step(1, "synthesize", 1.0, {})
+            raise RuntimeError("killed mid-step")
+    assert ledger.done_steps(1) == {}
+    with ledger.transaction():
+        ledger.finish_step(1, "synthesize", 1.0, {"candidates": 3})
+    ledger.close()
+    assert Ledger(tmp_path / "ledger.sqlite").done_steps(1) == {"synthesize": {"candidates": 3}}
+
+
+# -------------------------------------------------------------------------------------- workspace
+def test_a_second_loop_on_the_same_workspace_refuses(tmp_path):
+    ws = Workspace(tmp_path / "ws")
+    with ws.lock():
+        r = subprocess.run([sys.executable, "-m", "touchstone", "run", "--workspace", str(ws.root)],
+                           capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert "in use by another loop" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_status_of_a_folder_that_is_not_a_workspace(tmp_path):
+    with pytest.raises(UserError, match="not a Touchstone workspace"):
+        status(tmp_path)
+
+
+# ---------------------------------------------------------------------------------- a generation
+def tiny_config(**recipe) -> LoopConfig:
+    return LoopConfig(size="nano", pretrain_minutes=0.1, sources=[str(SHAKESPEARE)], worlds=["numbers", "facts"],
+                      records_per_world=60, own_samples=4, mutations=10, gate_per_world=40, reverify_sample=10,
+                      disagreement_sample=20, recipe={"train_records": 100, **recipe})
+
+
+@pytest.fixture(scope="module")
+def bootstrapped(tmp_path_factory):
+    """A workspace after generation 0 (prepared corpus, pretrained nano model, baseline scores)."""
+    root = tmp_path_factory.mktemp("loop") / "ws"
+    run(root, tiny_config(), generations=0)
+    return root
+
+
+@needs_corpus
+def test_one_generation_end_to_end(bootstrapped, tmp_path):
+    root = tmp_path / "ws"
+    shutil.copytree(bootstrapped, root)
+    result = run(root, tiny_config(), generations=1)
+    assert result["finished"] == 1 and not result["stopped"]
+    assert check_invariants(root) == []
+    ws = Workspace(root)
+    orig_before = json.loads((bootstrapped / "data/orig/MANIFEST.json").read_text())
+    assert json.loads((ws.orig / "MANIFEST.json").read_text()) == orig_before  # data/orig untouched
+    new = [json.loads(line) for line in (ws.new / "gen-0001.jsonl").read_text().splitlines()]
+    assert new and all(r["verdict"]["ok"] and r["generation"] == 1 for r in new)
+    gate_ids = {json.loads(line)["id"] for line in (ws.gen_dir(1) / "gate.jsonl").read_text().splitlines()}
+    assert gate_ids and not gate_ids & {r["id"] for r in new}  # the gate set is never trained on
+    ledger = Ledger(ws.ledger_path)
+    g = ledger.generation(1)
+    assert g["decision"] in ("promoted", "rejected") and g["reason"] and g["p_value"] is not None
+    assert set(ledger.done_steps(1)) == {"synthesize", "verify", "rework", "recipe", "train", "gate"}
+    ledger.close()
+    assert ws.champion() == ("gen-0001" if g["decision"] == "promoted" else "gen-0000")
+    text = status(root)
+    assert "champion" in text and "1 finished" in text
+    assert "| 1 |" in history(root) and (ws.reports / "history.png").stat().st_size > 1000
+    # Asking again does nothing: the workspace already has its generation.
+    assert run(root, tiny_config(), generations=1)["finished"] == 1
+
+
+@needs_corpus
+def test_the_gate_rejects_a_sabotaged_recipe(bootstrapped, tmp_path):
+    root = tmp_path / "ws"
+    shutil.copytree(bootstrapped, root)
+    sabotaged = replace(Recipe(), lr=Recipe().lr * 1000, train_records=100)  # a thousand times too high
+    run(root, tiny_config(), generations=1, recipe_override=sabotaged)
+    ws = Workspace(root)
+    ledger = Ledger(ws.ledger_path)
+    g = ledger.generation(1)
+    ledger.close()
+    assert g["decision"] == "rejected", g["reason"]
+    assert load_recipe(ws.recipes / "gen-0001.yaml").lr == pytest.approx(0.3)
+    assert ws.champion() == "gen-0000" and check_invariants(root) == []
+    stats = json.loads(g["stats"])
+    assert stats["gate"]["challenger_accuracy"] <= stats["gate"]["champion_accuracy"] + 0.05
+
+
+# ------------------------------------------------------------------------------ fault injection
+@pytest.mark.slow
+@needs_corpus
+def test_the_loop_survives_kill_9_at_random_instants(tmp_path):
+    """Kill the loop with SIGKILL at random instants (at least 20 times), restart it each time, and check
+    the invariants after every kill; at the end the run must complete with every generation decided."""
+    import yaml
+
+    from touchstone.config import to_dict
+
+    root = tmp_path / "ws"
+    cfg_path = tmp_path / "loop.yaml"
+    cfg_path.write_text(yaml.safe_dump(to_dict(tiny_config())))
+    cmd = [sys.executable, "-m", "touchstone", "run", "--workspace", str(root), "--config", str(cfg_path),
+           "--generations", "3"]
+    rng = random.Random(1)
+    kills = 0
+    while kills < 24:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            proc.wait(timeout=rng.uniform(2, 25))
+            err = proc.stderr.read()
+            assert proc.returncode == 0, err[-2000:]
+            break  # it finished before the kill came
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            kills += 1
+        assert check_invariants(root) == [], f"after kill {kills}"
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert check_invariants(root) == []
+    ledger = Ledger(root / "ledger.sqlite")
+    gens = [g for g in ledger.generations() if g["gen"] > 0]
+    ids = ledger.record_ids()
+    ledger.close()
+    assert len(gens) == 3 and all(g["decision"] in ("promoted", "rejected") for g in gens)
+    assert len(ids) == len(set(ids))
+    assert kills >= 20
