@@ -9,9 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import fields, replace
-from pathlib import Path
 
 import pytest
 

@@ -111,7 +111,14 @@ def _verify(args):
 def _synth(args):
     from touchstone.synth import synth
 
-    n = synth(args.world, n=args.n, out=args.out, seed=args.seed)
+    world = args.world
+    if args.source is not None:
+        if args.world != "language":
+            raise UserError(f"synth: --source is for the language world only, not '{args.world}'")
+        from touchstone.worlds import get_world
+
+        world = get_world("language", source=args.source)
+    n = synth(world, n=args.n, out=args.out, seed=args.seed)
     print(f"wrote {n} verified records to {args.out}")
 
 
@@ -125,7 +132,9 @@ def _lint(args):
 def _run(args):
     from touchstone.loop import LoopConfig, run
 
-    cfg = LoopConfig.load(args.config, _overrides(args, "size", "pretrain_minutes", "seed"))
+    given = _overrides(args, "size", "pretrain_minutes", "seed")
+    # None: the workspace's own saved settings (or the defaults, for a new workspace).
+    cfg = LoopConfig.load(args.config, given) if (args.config or given) else None
     hours = None if args.forever else args.hours
     generations = None if (args.forever or args.hours) else (args.generations or 5)
     run(args.workspace, cfg, generations=generations, hours=hours)
@@ -157,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("run", _run, "the main job: prepare, pretrain, then improve generation after generation")
     s.add_argument("--workspace", default="workspace", help=ws_help)
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--generations", type=int, help="stop after N generations (default 5)")
+    g.add_argument("--generations", type=int, help="stop once the workspace has N finished generations (default 5; "
+                   "a restarted run finishes what is left)")
     g.add_argument("--hours", type=float, help="stop after H hours")
     g.add_argument("--forever", action="store_true", help="run until interrupted")
     s.add_argument("--config", help="loop recipe YAML overlaying the defaults")
@@ -256,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=int, default=100)
     s.add_argument("--out", required=True)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--source", help="language world: the corpus its sentences come from (a prepared data "
+                                    "directory, folder or text file; default: the embedded corpus)")
 
     s = command("lint", _lint, "the training-data compiler: check records, optionally --fix into a rework dir")
     s.add_argument("files", nargs="+", metavar="FILE")

@@ -94,20 +94,19 @@ def champion_code(model, tokenizer, rng: random.Random, n: int, source: str) -> 
     return out
 
 
-def mutate_records(records: list[dict], rng: random.Random, n: int, generation: int) -> list[dict]:
-    """Up to n new candidates, each a mutation of an existing numbers/code claim or language pair."""
-    from touchstone.worlds import get_world
+def mutate_records(records: list[dict], rng: random.Random, n: int, generation: int, worlds: dict) -> list[dict]:
+    """Up to n new candidates, each a mutation of an existing numbers/code claim or language pair;
+    `worlds` maps names to the World objects to use (the language world knows its corpus)."""
     from touchstone.worlds.numbers import parse_statement, statement
 
-    worlds = {}
     code_claims = []  # (item, mutant, parent id): labelled together by one sandbox batch below
-    usable = [r for r in records if (r["world"] in ("numbers", "code") and "statement" in r)
-              or (r["world"] == "language" and "a" in r)]
+    usable = [r for r in records if r["world"] in worlds and ((r["world"] in ("numbers", "code") and "statement" in r)
+                                                          or (r["world"] == "language" and "a" in r))]
     out = []
     for rec in rng.sample(usable, min(len(usable), 2 * n)):
         if len(out) >= n:
             break
-        world = worlds.setdefault(rec["world"], get_world(rec["world"]))
+        world = worlds[rec["world"]]
         try:
             if rec["world"] == "numbers":
                 item = parse_statement(rec["statement"])

@@ -192,16 +192,15 @@ def _ids_in(paths) -> set[str]:
     return {r["id"] for p in paths for r in _records(p)}
 
 
-def _world(name: str, cache: dict):
+def make_worlds(ws: Workspace, names: list[str]) -> dict:
+    """The loop's worlds; the language world reads its sentences from data/orig (the workspace's corpus)."""
     from touchstone.worlds import get_world
 
-    if name not in cache:
-        cache[name] = get_world(name)
-    return cache[name]
+    return {n: get_world(n, source=str(ws.orig)) if n == "language" else get_world(n) for n in names}
 
 
 # ---------------------------------------------------------------------------- held-out suites
-def suite_scores(model_dir: Path, worlds: list[str]) -> dict[str, dict]:
+def suite_scores(model_dir: Path, worlds: dict) -> dict[str, dict]:
     """Per world: the judge's accuracy on the held-out suite and the per-record correctness, cached in
     the model directory's eval.json (the model never changes, the suites are versioned)."""
     from touchstone.judge import Judge
@@ -209,7 +208,7 @@ def suite_scores(model_dir: Path, worlds: list[str]) -> dict[str, dict]:
 
     cache = model_dir / "eval.json"
     have = json.loads(cache.read_text(encoding="utf-8")).get("suites", {}) if cache.exists() else {}
-    suites = {w: heldout_suite(w) for w in worlds}
+    suites = {name: heldout_suite(world) for name, world in worlds.items()}
     todo = [w for w in worlds if w not in have or have[w].get("version") != suites[w][0]]
     if todo:
         judge = Judge.load(model_dir)
@@ -279,7 +278,7 @@ def bootstrap(ws: Workspace, cfg: LoopConfig, ledger, stop: Stop) -> bool:
         return {k: v for k, v in json.loads((out / MANIFEST).read_text()).items() if k != "files"}
 
     def baseline():
-        scores = suite_scores(ws.model(0), cfg.worlds)
+        scores = suite_scores(ws.model(0), make_worlds(ws, cfg.worlds))
         ws.set_champion("gen-0000")
         with ledger.transaction():
             ledger.set_metrics(0, "gen-0000", {f"suite:{w}": s for w, s in scores.items()})
@@ -307,15 +306,15 @@ class Generation:
         self.champion_dir = ws.models / self.champion
         self.challenger = f"gen-{gen:04d}"
         self.recipe_override = recipe_override
-        self.worlds: dict = {}
+        self.worlds = make_worlds(ws, cfg.worlds)
 
     def banned_ids(self) -> set[str]:
         """Ids that may never enter data/new: the held-out suites and every gate set so far."""
         from touchstone.synth import heldout_ids
 
         ids = set()
-        for w in self.cfg.worlds:
-            ids |= heldout_ids(w)
+        for world in self.worlds.values():
+            ids |= heldout_ids(world)
         return ids | _ids_in(sorted(self.ws.generations.glob("gen-*/gate.jsonl")))
 
     # 1 ------------------------------------------------------------------------------------------
@@ -326,7 +325,7 @@ class Generation:
         cfg, gen = self.cfg, self.gen
         candidates, made = [], {}
         for w in cfg.worlds:
-            recs = _world(w, self.worlds).render(random.Random(_seed(cfg.seed, gen, w, "synth")), cfg.records_per_world)
+            recs = self.worlds[w].render(random.Random(_seed(cfg.seed, gen, w, "synth")), cfg.records_per_world)
             candidates += recs
             made[f"{w}/generator"] = len(recs)
         unparseable = 0
@@ -344,7 +343,8 @@ class Generation:
                 made["code/champion"] = len(recs)
         existing = [r for p in _new_files(self.ws) for r in _records(p) if r["world"] in cfg.worlds]
         if cfg.mutations and existing:
-            recs = mutate_records(existing, random.Random(_seed(cfg.seed, gen, "mutate")), cfg.mutations, gen)
+            recs = mutate_records(existing, random.Random(_seed(cfg.seed, gen, "mutate")), cfg.mutations, gen,
+                                  self.worlds)
             candidates += recs
             made["mutation"] = len(recs)
         for r in candidates:
@@ -354,7 +354,7 @@ class Generation:
         taken = self.banned_ids() | {r["id"] for r in candidates} | _ids_in(_new_files(self.ws))
         gate = []
         for w in cfg.worlds:
-            recs = _world(w, self.worlds).render(random.Random(_seed(cfg.seed, gen, w, "gate")), cfg.gate_per_world)
+            recs = self.worlds[w].render(random.Random(_seed(cfg.seed, gen, w, "gate")), cfg.gate_per_world)
             gate += [r for r in recs if r["id"] not in taken and (r.get("verdict") or {}).get("ok")]
         self.dir.mkdir(parents=True, exist_ok=True)
         write_jsonl_atomic(self.dir / "gate.jsonl", gate)
@@ -373,7 +373,7 @@ class Generation:
             by_world.setdefault(r["world"], []).append(r)
         kept, seen, stats = [], set(), {}
         for w, recs in sorted(by_world.items()):
-            verdicts = _world(w, self.worlds).verify_many(recs)
+            verdicts = self.worlds[w].verify_many(recs)
             for r, v in zip(recs, verdicts):
                 source = "champion" if str(r.get("source", "")).startswith("champion") else (
                     "mutation" if r.get("source") == "mutation" else "generator")
@@ -428,7 +428,7 @@ class Generation:
         audit = rng.sample(older, min(cfg.reverify_sample, len(older)))
         reverify_failed = 0
         for w, recs in _group(audit).items():
-            for r, v in zip(recs, _world(w, self.worlds).verify_many(recs)):
+            for r, v in zip(recs, self.worlds[w].verify_many(recs)):
                 if not v.ok:
                     reverify_failed += 1
                     done.add(r["id"])
@@ -439,7 +439,7 @@ class Generation:
         probe = rng.sample(recent, min(cfg.disagreement_sample, len(recent)))
         disagreements = [r for r, ok in zip(probe, judge_correct(self.champion_dir, probe) if probe else []) if not ok]
         for w, recs in _group(disagreements).items():
-            for r, v in zip(recs, _world(w, self.worlds).verify_many(recs)):
+            for r, v in zip(recs, self.worlds[w].verify_many(recs)):
                 note = {"original_id": r["id"], "source": f"champion {self.champion} disagreed with the label"}
                 if v.ok:
                     hard.append({**r, "rework": {"reasons": ["verifier upholds the label"], **note}})
@@ -521,8 +521,8 @@ class Generation:
             if idx:
                 per_world[w] = {"n": len(idx), "champion": sum(champ[i] for i in idx) / len(idx),
                                 "challenger": sum(chall[i] for i in idx) / len(idx)}
-        s_champ = suite_scores(self.champion_dir, self.cfg.worlds)
-        s_chall = suite_scores(self.ws.model(self.gen), self.cfg.worlds)
+        s_champ = suite_scores(self.champion_dir, self.worlds)
+        s_chall = suite_scores(self.ws.model(self.gen), self.worlds)
         promote, reason = decide(test, {w: s["accuracy"] for w, s in s_champ.items()},
                                  {w: s["accuracy"] for w, s in s_chall.items()}, self.cfg.alpha, self.cfg.tolerance)
         stats = {"gate": test, "gate_per_world": per_world,
@@ -737,6 +737,7 @@ def write_reports(ws: Workspace, ledger) -> Path | None:
         if s:
             lines.append(f"| {gen} | " + " | ".join(f"{s.get(w, float('nan')):.3f}" for w in worlds)
                          + f" | {sum(s.values()) / len(s):.3f} |")
+    lines += _against_generation_0(ws)
     times: dict[int, dict[str, float]] = {}
     for gen, step, seconds in ledger.step_times():
         times.setdefault(gen, {})[step] = seconds
@@ -772,6 +773,35 @@ def write_reports(ws: Workspace, ledger) -> Path | None:
     plt.close(fig)
     os.replace(tmp, png)
     return png
+
+
+def _against_generation_0(ws: Workspace) -> list[str]:
+    """Lines comparing the champion with generation 0 on the same held-out records (paired 95% CI)."""
+    from touchstone.gate import paired_difference
+
+    champion = ws.champion()
+    first, last = ws.model(0) / "eval.json", ws.models / str(champion) / "eval.json"
+    if not champion or champion == "gen-0000" or not first.exists() or not last.exists():
+        return []
+    before = json.loads(first.read_text(encoding="utf-8"))["suites"]
+    after = json.loads(last.read_text(encoding="utf-8"))["suites"]
+    lines = ["", f"Champion {champion} against generation 0 on the held-out suites (paired, 95% CI):", "",
+             "| suite | n | gen 0 | champion | difference | 95% CI |", "|---|---|---|---|---|---|"]
+    pooled_before, pooled_after = [], []
+    for w in sorted(set(before) & set(after)):
+        if before[w]["version"] != after[w]["version"]:
+            continue
+        b, a = [bool(x) for x in before[w]["correct"]], [bool(x) for x in after[w]["correct"]]
+        pooled_before += b
+        pooled_after += a
+        d = paired_difference(b, a)
+        lines.append(f"| {w} | {d['n']} | {d['before']:.3f} | {d['after']:.3f} | {d['difference']:+.3f} | "
+                     f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |")
+    if pooled_before:
+        d = paired_difference(pooled_before, pooled_after)
+        lines.append(f"| all | {d['n']} | {d['before']:.3f} | {d['after']:.3f} | {d['difference']:+.3f} | "
+                     f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |")
+    return lines
 
 
 # -------------------------------------------------------------------------------------- checking
