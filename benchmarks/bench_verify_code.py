@@ -32,7 +32,7 @@ def workload(n: int, box: Sandbox) -> list[dict]:
         with gzip.open(HUMANEVAL, "rt", encoding="utf-8") as f:
             items = [humaneval_item(json.loads(line)) for line in f]
     else:
-        items = CodeWorld(sandbox=box)._sample_many(random.Random(0), 64)
+        items = CodeWorld(sandbox=box).sample_many(random.Random(0), 64)
     return [items[i % len(items)] for i in range(n)]
 
 
