@@ -3,6 +3,8 @@
     touchstone pretrain --data data/orig --out models/gen-0000 --size micro --minutes 60
     touchstone pretrain --out /tmp/smoke --size nano --tokens 20000      # seconds; embedded corpus
     touchstone pretrain --data data/orig --out models/gen-0000 --resume   # after an interruption
+    torchrun --nproc_per_node 4 -m touchstone pretrain --data data/orig --out models/gen-0000 --size small
+    accelerate launch --multi_gpu --num_processes 4 -m touchstone pretrain --data data/orig --out models/gen-0000
 
 Guaranteed:
 - the output directory appears only when training finished: a plain Hugging Face model directory
@@ -15,6 +17,20 @@ Guaranteed:
   and resumed run ends with the same weights as an uninterrupted one. A corrupt or half-written
   checkpoint is a one-line error, never a crash in the middle of training;
 - the same seed, data and config give the same model (fp32, no compile, same thread count).
+
+Data parallel: under `torchrun` or `accelerate launch` (WORLD_SIZE > 1) every process joins a gloo
+process group (the model trains on the CPU, so there is no CUDA device to give each rank) and wraps
+the model in DistributedDataParallel. The per-process batch stays `batch_size`: each optimizer step
+draws one global batch of `batch_size * world_size` windows per micro-batch from the shared sampler and
+rank r trains on the r-th share, so a step sees `batch_size * grad_accum * world_size` sequences and
+`--tokens` is reached in proportionally fewer steps; DDP averages the gradients, which makes a step
+equal, up to float rounding, to one process with `batch_size * world_size`. Rank 0 alone validates,
+prints, checkpoints and saves the model; the others wait for it in the next gradient all-reduce and at
+a final barrier. The step count of a `--minutes` budget and the stop at the deadline are rank 0's
+decisions, broadcast, so every rank runs the same number of steps. The sampler position is the same
+on every rank, so rank 0's checkpoint resumes all of them; a checkpoint resumes only with the number
+of processes that wrote it. The loss on the progress bar is rank 0's share of the batch.
+(`--multi_gpu` is accelerate's name for its torchrun launcher; it works on CPUs too.)
 
 Not guaranteed: bitwise equality under bf16 autocast or torch.compile across resumes (kernels may be
 chosen differently), and with `--minutes` the number of steps depends on the machine's speed (it is
@@ -264,16 +280,20 @@ class LossFn:
         return float(loss.detach())
 
 
-def accumulate(loss_fn: LossFn, micro_batches, n: int, bf16: bool) -> float:
+def accumulate(loss_fn: LossFn, micro_batches, n: int, bf16: bool, no_sync=None) -> float:
     """Add the gradient of the mean loss over `n` equal micro-batches to .grad; return that mean loss.
 
     Each micro-batch's loss is scaled by 1/n, so the summed gradient equals one batch n times larger.
+    `no_sync` (DDP's) skips the gradient all-reduce on all but the last micro-batch.
     """
+    import contextlib
+
     import torch
 
     total = 0.0
-    for x, y in micro_batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    for i, (x, y) in enumerate(micro_batches):
+        sync = no_sync() if no_sync is not None and i < n - 1 else contextlib.nullcontext()
+        with sync, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             total += loss_fn.forward_backward(x, y, 1.0 / n)
     return total / n
 
@@ -370,7 +390,37 @@ def _data_id(path: Path) -> dict:
 
 # -------------------------------------------------------------------------------------------- train
 def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | None = None, resume: bool = False) -> Path:
-    """Train a model on `data` (a prepared directory; None: the embedded corpus) and save it to `out`."""
+    """Train a model on `data` (a prepared directory; None: the embedded corpus) and save it to `out`.
+
+    Under a distributed launcher (WORLD_SIZE > 1) every process calls this; see the module docstring.
+    """
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return _pretrain(data, out, cfg, resume, 0, 1)
+    import torch.distributed as dist
+
+    owned = not dist.is_initialized()
+    if owned:
+        dist.init_process_group("gloo")  # CPU tensors; nccl would need the model on CUDA devices
+    try:
+        out = _pretrain(data, out, cfg, resume, dist.get_rank(), dist.get_world_size())
+        dist.barrier()  # the other ranks return only once rank 0 has saved the model
+        return out
+    finally:
+        if owned:
+            dist.destroy_process_group()
+
+
+def _broadcast(value: int) -> int:
+    """Rank 0's `value`, on every rank."""
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor([value], dtype=torch.int64)
+    dist.broadcast(t, 0)
+    return int(t)
+
+
+def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, world: int) -> Path:
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -420,7 +470,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     data_id = _data_id(train_path)
     val_idx = np.unique(np.linspace(0, val.n - 1, min(val.n, EVAL_BATCHES * cfg.batch_size)).astype(int)) if val.n else []
 
-    if state is None and (run_dir / "checkpoint").exists():
+    if state is None and rank == 0 and (run_dir / "checkpoint").exists():
         # Only now, with the new run's settings and data checked, is the old state given up.
         print(f"discarding the checkpoint of an interrupted run in {run_dir} (use --resume to continue it)",
               file=sys.stderr)
@@ -434,6 +484,9 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     if state is not None:
         if state["data_id"]["bytes"] != data_id["bytes"]:
             raise UserError(f"{train_path}: differs from the data the checkpoint was trained on ({state['data_id']['file']})")
+        if state.get("world_size", 1) != world:
+            raise UserError(f"{run_dir}/checkpoint: written by {state.get('world_size', 1)} processes; "
+                            f"resume it with as many (this run has {world})")
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sampler = Sampler(train.n, cfg.seed, **state["position"])
@@ -441,8 +494,14 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
         max_steps, history = state["schedule"]["max_steps"], state["history"]
         torch.set_rng_state(state["rng"]["torch"])
 
-    loss_fn = LossFn(model, cfg.compile)
-    tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len
+    ddp = None
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        ddp = DistributedDataParallel(model)
+    loss_fn = LossFn(ddp or model, cfg.compile)
+    no_sync = ddp.no_sync if ddp else None
+    tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len * world
     start = time.monotonic()
 
     # Warm-up passes (no optimizer step, gradients discarded): they trigger compilation, fall back to
@@ -464,12 +523,14 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             left = cfg.minutes * 60 - (time.monotonic() - start)
             by_time = max(1, int(left / step_s))
             max_steps = min(max_steps, by_time) if max_steps else by_time
+        if world > 1:
+            max_steps = _broadcast(max_steps)  # measured times differ between ranks; rank 0's count rules
         warmup = cfg.warmup if cfg.warmup is not None else max(1, min(200, max_steps // 20))
         cfg = replace(cfg, warmup=warmup)
     deadline = cfg.minutes * 60 if cfg.minutes is not None else float("inf")
 
     writer = None
-    if cfg.tensorboard:
+    if cfg.tensorboard and rank == 0:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -485,7 +546,14 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             "position": sampler.state(), "rng": {"torch": torch.get_rng_state()}, "elapsed": elapsed(),
             "schedule": {"peak_lr": cfg.lr, "warmup": cfg.warmup, "max_steps": max_steps},
             "config": to_dict(cfg), "data": str(data_dir), "data_id": data_id, "history": history,
+            **({"world_size": world} if world > 1 else {}),
         })
+
+    def keep_going() -> bool:
+        go = step < max_steps and elapsed() < deadline
+        if world > 1 and deadline != float("inf"):
+            go = bool(_broadcast(go))  # the clocks of the ranks differ; all must stop at the same step
+        return go
 
     def validate():
         loss = evaluate(model, val, val_idx, cfg.batch_size, cfg.bf16)
@@ -498,17 +566,22 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
         return loss
 
     n_params = count_parameters(model)
-    print(f"pretrain: {n_params / 1e6:.2f}M parameters, {train.n * cfg.seq_len:,} train tokens, "
-          f"{max_steps} steps of {tokens_per_step} tokens, bf16={cfg.bf16}, compile={loss_fn.compiled}", file=sys.stderr)
-    bar = tqdm(total=max_steps, initial=step, unit="step", dynamic_ncols=True, disable=None)
+    if rank == 0:
+        procs = f" on {world} processes" if world > 1 else ""
+        print(f"pretrain: {n_params / 1e6:.2f}M parameters, {train.n * cfg.seq_len:,} train tokens, "
+              f"{max_steps} steps of {tokens_per_step} tokens{procs}, bf16={cfg.bf16}, compile={loss_fn.compiled}",
+              file=sys.stderr)
+    bar = tqdm(total=max_steps, initial=step, unit="step", dynamic_ncols=True, disable=None if rank == 0 else True)
     train_time, train_tokens, last_ckpt = 0.0, 0, time.monotonic()
-    while step < max_steps and elapsed() < deadline:
+    while keep_going():
         t0 = time.monotonic()
         lr = lr_at(step, cfg.lr, cfg.warmup, max_steps)
         for group in opt.param_groups:
             group["lr"] = lr
-        micro_batches = (train.batch(sampler.take(cfg.batch_size)) for _ in range(cfg.grad_accum))
-        loss = accumulate(loss_fn, micro_batches, cfg.grad_accum, cfg.bf16)
+        # Every rank draws the same global batch from the same sampler and keeps its own share.
+        share = slice(rank * cfg.batch_size, (rank + 1) * cfg.batch_size)
+        micro_batches = (train.batch(sampler.take(cfg.batch_size * world)[share]) for _ in range(cfg.grad_accum))
+        loss = accumulate(loss_fn, micro_batches, cfg.grad_accum, cfg.bf16, no_sync)
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -523,12 +596,14 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             writer.add_scalar("train/loss", loss, step)
             writer.add_scalar("train/lr", lr, step)
             writer.add_scalar("train/tokens_per_s", tok_s, step)
-        if step % cfg.eval_every == 0 or time.monotonic() - last_ckpt > CHECKPOINT_SECONDS:
+        if rank == 0 and (step % cfg.eval_every == 0 or time.monotonic() - last_ckpt > CHECKPOINT_SECONDS):
             if step % cfg.eval_every == 0 and step < max_steps:
                 validate()
             checkpoint()
             last_ckpt = time.monotonic()
     bar.close()
+    if rank != 0:
+        return out
     final_loss = validate()
     checkpoint()  # the finished state, so a crash while saving the model below loses nothing
     if writer:
@@ -537,7 +612,8 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     stats = {"parameters": n_params, "steps": step, "max_steps": max_steps, "tokens": tokens_seen,
              "tokens_per_s": round(train_tokens / train_time, 1) if train_time else None,
              "minutes": round(elapsed() / 60, 2), "val_loss": final_loss,
-             "val_perplexity": math.exp(final_loss) if final_loss is not None else None}
+             "val_perplexity": math.exp(final_loss) if final_loss is not None else None,
+             **({"world_size": world, "tokens_per_step": tokens_per_step} if world > 1 else {})}
     _save_model(out, model, tokenizer, cfg, stats, history, data_dir, data_id, run_dir)
     shutil.rmtree(run_dir, ignore_errors=True)
     return out
@@ -556,7 +632,8 @@ def _save_model(out, model, tokenizer, cfg, stats, history, data_dir, data_id, r
         "config": to_dict(cfg),
         "model": {"type": model.config.model_type, "parameters": stats["parameters"]},
         "data": {"path": str(data_dir.resolve()), **data_id},
-        "trainer": {"touchstone": __version__, "git_commit": git_commit()},
+        "trainer": {"touchstone": __version__, "git_commit": git_commit(),
+                    **({"world_size": stats["world_size"]} if "world_size" in stats else {})},
     }
     ppl = f"{stats['val_perplexity']:.2f}" if stats["val_perplexity"] is not None else "n/a (no validation split)"
     loss = f"{stats['val_loss']:.4f}" if stats["val_loss"] is not None else "n/a"
