@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from touchstone.errors import UserError
@@ -45,7 +46,8 @@ def _pretrain(args):
         args, "size", "minutes", "tokens", "lr", "batch_size", "grad_accum", "seq_len", "warmup", "eval_every",
         "seed", "compile", "bf16", "tensorboard", "init_from", "tokenizer"))
     out = pretrain(args.data, args.out, cfg, resume=args.resume)
-    print(f"model saved to {out}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns here; one line is enough
+        print(f"model saved to {out}")
 
 
 def _finetune(args):
