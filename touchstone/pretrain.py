@@ -34,7 +34,9 @@ of processes that wrote it. The loss on the progress bar is rank 0's share of th
 
 Not guaranteed: bitwise equality under bf16 autocast or torch.compile across resumes (kernels may be
 chosen differently), and with `--minutes` the number of steps depends on the machine's speed (it is
-fixed at the start from a measured step time and then stored, so a resumed run keeps it).
+fixed at the start from a measured step time and then stored, so a resumed run keeps it); under
+`--minutes` the learning-rate schedule also follows the clock (see `schedule_step`), so a resumed
+time-budgeted run is not bitwise equal to an uninterrupted one. A `--tokens` budget is exact.
 
 Why a plain loop rather than transformers' `Trainer`: on 2 CPU cores the Trainer's per-step
 machinery (callbacks, dataloader workers, logging, accelerate wrapping) costs a measurable share of
@@ -555,6 +557,15 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
             go = bool(_broadcast(go))  # the clocks of the ranks differ; all must stop at the same step
         return go
 
+    def schedule_step() -> int:
+        """Where the learning-rate schedule stands. Under a time budget it follows the clock as well as the
+        step count, so a machine that slows down mid-run (a shared CPU) still ends on the decayed rate
+        instead of being cut off at the deadline with the rate still high."""
+        if deadline == float("inf"):
+            return step
+        pos = max(step, int(max_steps * elapsed() / deadline))
+        return _broadcast(pos) if world > 1 else pos  # one schedule for all ranks, or their weights drift
+
     def validate():
         loss = evaluate(model, val, val_idx, cfg.batch_size, cfg.bf16)
         if loss is not None:
@@ -575,7 +586,7 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
     train_time, train_tokens, last_ckpt = 0.0, 0, time.monotonic()
     while keep_going():
         t0 = time.monotonic()
-        lr = lr_at(step, cfg.lr, cfg.warmup, max_steps)
+        lr = lr_at(schedule_step(), cfg.lr, cfg.warmup, max_steps)
         for group in opt.param_groups:
             group["lr"] = lr
         # Every rank draws the same global batch from the same sampler and keeps its own share.
