@@ -60,7 +60,7 @@ STEPS = ("synthesize", "verify", "rework", "recipe", "train", "gate")
 @dataclass
 class LoopConfig(Config):
     size: str = field("micro", help="model size of generation 0 (nano | micro | small)")
-    pretrain_minutes: float = field(15.0, help="pretraining budget of generation 0, in minutes")
+    pretrain_minutes: float = field(12.0, help="pretraining budget of generation 0, in minutes")
     sources: list = field([], help="what data/orig is prepared from (default: the embedded corpus)")
     worlds: list = field(list(WORLD_NAMES), help="the worlds the loop synthesizes from and is gated on")
     records_per_world: int = field(200, help="candidates from each world's generator per generation")
