@@ -96,12 +96,25 @@ def fsync_dir(path: str | os.PathLike) -> None:
             os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _plain_mode(path: str | os.PathLike, directory: bool = False) -> None:
+    """Give a staging file or directory the mode a plain `open`/`mkdir` would have (mkstemp and mkdtemp
+    make them private, which would leave every output readable by its owner only)."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w"):
     """Open a staging file beside `path`; on clean exit fsync it and rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _plain_mode(tmp)
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode if binary else mode, **({} if binary else {"encoding": "utf-8"})) as f:
@@ -152,6 +165,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
     if path.exists() and not overwrite:
         raise UserError(f"{path}: already exists")
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
+    _plain_mode(staging, directory=True)
     try:
         yield staging
         for root, _, names in os.walk(staging):
