@@ -367,7 +367,8 @@ class Generation:
         from touchstone.records import schema_errors
 
         candidates = _records(self.dir / "candidates.jsonl")
-        banned = self.banned_ids() | _ids_in(p for p in _new_files(self.ws) if p.name != f"gen-{self.gen:04d}.jsonl")
+        reserved = self.banned_ids()
+        earlier = _ids_in(p for p in _new_files(self.ws) if p.name != f"gen-{self.gen:04d}.jsonl")
         by_world: dict[str, list[dict]] = {}
         for r in candidates:
             by_world.setdefault(r["world"], []).append(r)
@@ -383,8 +384,10 @@ class Generation:
                 why = None
                 if not v.ok:
                     why = v.reason
-                elif r["id"] in banned:
-                    why = "held_out_or_gate" if r["id"] in self.banned_ids() else "already_in_data_new"
+                elif r["id"] in reserved:
+                    why = "held_out_or_gate"
+                elif r["id"] in earlier:
+                    why = "already_in_data_new"
                 elif r["id"] in seen:
                     why = "duplicate"
                 elif schema_errors(r):
