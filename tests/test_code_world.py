@@ -93,3 +93,13 @@ def test_all_humaneval_solutions_pass_and_mutants_fail(world):
     quick = CodeWorld(timeout=0.5, sandbox=world.sandbox)
     assert {v.reason for v in quick.verify_many([humaneval_item(p, _broken(p, "timeout")) for p in problems[::8]])} \
         == {"timeout"}
+
+
+def test_code_that_does_not_parse_has_no_mutation():
+    import random
+
+    from touchstone.worlds.code import CodeWorld, mutate_source
+
+    assert mutate_source("def gcd(a, b):\n", "flip_operator", random.Random(0)) is None
+    with pytest.raises(ValueError):
+        CodeWorld().mutate({"completion": "def gcd(a, b):\n", "entry_point": "gcd", "test": ""}, random.Random(0))

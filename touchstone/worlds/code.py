@@ -114,8 +114,12 @@ _FLIPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.FloorDiv: a
 
 
 def mutate_source(source: str, kind: str, rng: random.Random) -> str | None:
-    """`source` broken by one mutation of `kind`, or None when the source has nothing to break that way."""
-    tree = ast.parse(source)
+    """`source` broken by one mutation of `kind`, or None when the source has nothing to break that way
+    (source that does not parse, such as a model's unfinished function, has nothing left to break)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
     func = next((n for n in tree.body if isinstance(n, ast.FunctionDef)), None)
     if func is None:
         return None
