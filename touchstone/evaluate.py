@@ -22,8 +22,8 @@ or the sha256 of the task files; the sha256 of the weights; the git commit; the 
 work is length-sorted and batched; with bf16 (on by default only where bf16 is fast: a GPU or a CPU with
 AMX/AVX512-BF16) every minimal pair whose score difference is within `NEAR_TIE` nats is rescored in fp32,
 so verdicts equal the fp32 ones unless bf16 moves a sentence pair's difference by more than that margin
-(measured: see benchmarks/bench_eval.py). Suites of several worlds are built in a process pool, since
-building one runs the world's verifier on every record. `aevaluate` is the same call for asyncio code.
+(measured: see benchmarks/bench_eval.py). Suites are built in this process (their worlds fan
+verification out themselves). `aevaluate` is the same call for asyncio code.
 """
 
 from __future__ import annotations
@@ -311,16 +311,12 @@ def _bleu(model, tokenizer, arg, limit) -> dict:
 
 
 def _build_suites(names: list[str]) -> dict[str, tuple[int, list[dict]]]:
-    """Held-out suites by world name; several are built at once in a process pool (each runs its verifier)."""
+    """Held-out suites by world name, built in this process. Not in a process pool: the wing and code
+    worlds start pools of their own, and a pool inside a pool worker deadlocked here (seen: an eval of six
+    suites sat at 0% CPU for 20 minutes)."""
     from touchstone.synth import heldout_suite
 
-    if len(names) <= 1:
-        return {n: heldout_suite(n) for n in names}
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(min(len(names), 4), mp_context=multiprocessing.get_context("spawn")) as pool:
-        return dict(zip(names, pool.map(heldout_suite, names)))
+    return {n: heldout_suite(n) for n in names}
 
 
 # ------------------------------------------------------------------------------------------ evaluate
