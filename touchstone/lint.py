@@ -285,8 +285,7 @@ def _verify(entries: list[_Entry]) -> None:
             continue
         world = get_world(name)
         try:
-            verdicts = (world.verify_many([e.rec for e in group]) if hasattr(world, "verify_many")
-                        else [world.verify_record(e.rec) for e in group])
+            verdicts = world.verify_many([e.rec for e in group])
         except Exception:  # noqa: BLE001 - find the records the verifier cannot handle, one by one
             verdicts = []
             for e in group:

@@ -341,7 +341,8 @@ class Generation:
                 recs = champion_code(model, tokenizer, rng, cfg.own_samples, source)
                 candidates += recs
                 made["code/champion"] = len(recs)
-        existing = [r for p in _new_files(self.ws) for r in _records(p) if r["world"] in cfg.worlds]
+        in_new = [r for p in _new_files(self.ws) for r in _records(p)]
+        existing = [r for r in in_new if r["world"] in cfg.worlds]
         if cfg.mutations and existing:
             recs = mutate_records(existing, random.Random(_seed(cfg.seed, gen, "mutate")), cfg.mutations, gen,
                                   self.worlds)
@@ -351,7 +352,7 @@ class Generation:
             r["generation"] = gen
             r.setdefault("parent", None)
         # The gate set: fresh records drawn with their own seed, outside everything trained on so far.
-        taken = self.banned_ids() | {r["id"] for r in candidates} | _ids_in(_new_files(self.ws))
+        taken = self.banned_ids() | {r["id"] for r in candidates} | {r["id"] for r in in_new}
         gate = []
         for w in cfg.worlds:
             recs = self.worlds[w].render(random.Random(_seed(cfg.seed, gen, w, "gate")), cfg.gate_per_world)

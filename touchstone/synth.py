@@ -113,7 +113,7 @@ def _entry(path: Path, lineno: int, obj: dict) -> dict:
 def verify_file(world, file) -> Iterator[dict]:
     """One verdict per line of `file`: a pair/claim record is checked with `verify_record` (does its label
     agree with the tool?), anything else is taken as a raw item of the world and checked with `verify`.
-    Worlds with a `verify_many` (wing) get the lines in chunks, to fan them out over processes."""
+    Lines go to the world's `verify_many` in chunks, so worlds with an expensive tool can fan them out."""
     world = _world(world)
     path = Path(file)
     chunk: list[tuple[int, dict]] = []
@@ -121,17 +121,12 @@ def verify_file(world, file) -> Iterator[dict]:
     def flush():
         objs = [obj for _, obj in chunk]
         try:
-            if hasattr(world, "verify_many"):
-                verdicts = world.verify_many(objs)
-            else:
-                verdicts = [world.verify_record(o) if ("a" in o or "statement" in o) else world.verify(o)
-                            for o in objs]
+            verdicts = world.verify_many(objs)
         except (KeyError, TypeError, ValueError) as e:
             # Find the offending line, so the message names it.
             for lineno, obj in chunk:
                 try:
-                    world.verify_many([obj]) if hasattr(world, "verify_many") else (
-                        world.verify_record(obj) if ("a" in obj or "statement" in obj) else world.verify(obj))
+                    world.verify_many([obj])
                 except KeyError as e2:
                     raise UserError(f"{path}:{lineno}: missing key {e2}") from None
                 except (TypeError, ValueError) as e2:
