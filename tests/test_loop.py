@@ -36,11 +36,18 @@ def test_mcnemar_uses_only_discordant_records():
     assert mcnemar([True] * 5, [True] * 5)["p_value"] == 1.0
 
 
-def test_decide_needs_significance_and_no_suite_regression():
+def test_decide_needs_significance_and_no_significant_suite_regression():
     win = mcnemar([False] * 40 + [True] * 60, [True] * 100)
-    assert decide(win, {"numbers": 0.8}, {"numbers": 0.78})[0]
-    promote, reason = decide(win, {"numbers": 0.8, "code": 0.9}, {"numbers": 0.8, "code": 0.8})
+    same = [True] * 80 + [False] * 20
+    assert decide(win, {"numbers": same}, {"numbers": [True] * 78 + [False] * 22})[0]
+    # code: 90% -> 80%, the champion alone right on 10 records: a material and significant drop
+    promote, reason = decide(win, {"numbers": same, "code": [True] * 90 + [False] * 10},
+                             {"numbers": same, "code": [True] * 80 + [False] * 20})
     assert not promote and "code" in reason and "regression" in reason
+    # near chance, a 6-point drop made of 28 losses and 22 wins is noise, not a regression
+    noisy_champion = [True] * 28 + [False] * 22 + [True] * 25 + [False] * 25
+    noisy_challenger = [False] * 28 + [True] * 22 + [True] * 25 + [False] * 25
+    assert decide(win, {"language": noisy_champion}, {"language": noisy_challenger})[0]
     promote, reason = decide(mcnemar([True] * 100, [True] * 100), {}, {})
     assert not promote and "not significant" in reason
 

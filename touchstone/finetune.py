@@ -114,8 +114,15 @@ def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool):
         seqs = [encode(tokenizer, q)[-context_length(model):] for q, _ in answers]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             logits = last_logits(model, seqs, tokenizer.pad_token_id)
-        target = torch.tensor(tokenizer.convert_tokens_to_ids([a for _, a in answers]), device=device)
-        loss = loss + F.cross_entropy(logits, target)
+        # Cross-entropy over the two answer tokens the judge reads (its renormalized log-odds), not over
+        # the whole vocabulary: a full-vocabulary loss first spends its steps lifting tokens that
+        # pretraining never saw, and the judge ignores every other token anyway.
+        pair_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_A, prompts.ANSWER_B])
+        claim_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_TRUE, prompts.ANSWER_FALSE])
+        choices = torch.tensor([pair_ids if a in (prompts.ANSWER_A, prompts.ANSWER_B) else claim_ids
+                                for _, a in answers], device=device)
+        target = torch.tensor([int(a in (prompts.ANSWER_B, prompts.ANSWER_FALSE)) for _, a in answers], device=device)
+        loss = loss + F.cross_entropy(logits.gather(1, choices), target)
     pairs = [r for r in batch if "a" in r]
     if objective != "answer" and pairs:
         s = batch_logprobs(model, [req for r in pairs for req in version_requests(tokenizer, r)], bf16)

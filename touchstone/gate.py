@@ -9,9 +9,12 @@ one-sided because the only decision is "promote or not"; paired because both mod
 items, which removes the item-difficulty variance an unpaired two-proportion test would carry.
 
 The regression guard: on every held-out suite (never trained on, never used to gate) the challenger
-may not fall more than `tolerance` (0.05 accuracy) below the champion. Five points is about two
-standard errors of a 300-record suite near 75% accuracy: a drop larger than that is unlikely to be
-noise, a smaller one would block most promotions by chance alone.
+may not fall more than `tolerance` (0.05 accuracy) below the champion where that drop is also
+significant by the same paired test in the other direction (champion better, p < `alpha`). Both
+conditions, because either alone misfires: near chance, two judges disagree on about half of a
+300-record suite, so its accuracy difference has a standard deviation of about 4 points and a bare
+5-point rule would block about half of all promotions across six suites by noise alone; a bare test
+would block a real but immaterial one-point loss on a large suite.
 
 Not guaranteed: the error rate over many generations. Each gate is a separate test at `alpha`; over a
 long run some promotions will be chance wins (the regression guard and the next gates limit the harm).
@@ -54,19 +57,28 @@ def paired_difference(before: list[bool], after: list[bool], z: float = 1.96) ->
             "ci95": [mean - half, mean + half]}
 
 
-def decide(gate: dict, suites_champion: dict[str, float], suites_challenger: dict[str, float],
+def suite_regression(champion: list[bool], challenger: list[bool], alpha: float = ALPHA,
+                     tolerance: float = TOLERANCE) -> dict:
+    """Did the challenger lose on this suite by more than `tolerance`, significantly (paired, one-sided)?"""
+    reverse = mcnemar(challenger, champion)  # "the champion is right more often"
+    drop = reverse["challenger_accuracy"] - reverse["champion_accuracy"]
+    return {"drop": drop, "p_value": reverse["p_value"], "regressed": drop > tolerance and reverse["p_value"] < alpha}
+
+
+def decide(gate: dict, suites_champion: dict[str, list[bool]], suites_challenger: dict[str, list[bool]],
            alpha: float = ALPHA, tolerance: float = TOLERANCE) -> tuple[bool, str]:
-    """(promote?, reason in one line) from the gate test and the held-out suite accuracies."""
-    drops = {name: suites_champion[name] - suites_challenger[name] for name in suites_champion
-             if suites_champion[name] - suites_challenger.get(name, 0.0) > tolerance}
+    """(promote?, reason in one line) from the gate test and both models' per-record suite results."""
+    checks = {name: suite_regression(suites_champion[name], suites_challenger[name], alpha, tolerance)
+              for name in suites_champion}
+    drops = {name: c for name, c in checks.items() if c["regressed"]}
     if gate["p_value"] >= alpha:
         return False, (f"not significant: challenger {gate['challenger_accuracy']:.3f} vs champion "
                        f"{gate['champion_accuracy']:.3f} on {gate['n']} gate records, McNemar p = "
                        f"{gate['p_value']:.3g} >= {alpha}")
     if drops:
-        worst = max(drops, key=drops.get)
-        return False, (f"regression: suite {worst} dropped {drops[worst]:.3f} (> {tolerance}) although the gate "
-                       f"passed (p = {gate['p_value']:.3g})")
+        worst = max(drops, key=lambda name: drops[name]["drop"])
+        return False, (f"regression: suite {worst} dropped {drops[worst]['drop']:.3f} (> {tolerance}, paired p = "
+                       f"{drops[worst]['p_value']:.3g}) although the gate passed (p = {gate['p_value']:.3g})")
     return True, (f"promoted: challenger {gate['challenger_accuracy']:.3f} vs champion {gate['champion_accuracy']:.3f} "
-                  f"on {gate['n']} gate records, McNemar p = {gate['p_value']:.3g} < {alpha}; no suite dropped more "
-                  f"than {tolerance}")
+                  f"on {gate['n']} gate records, McNemar p = {gate['p_value']:.3g} < {alpha}; no suite dropped "
+                  f"significantly by more than {tolerance}")

@@ -19,8 +19,9 @@ generation runs these steps, each recorded in the ledger with its wall time:
                (fixed, quarantine, hard: each with the reason and the original id). data/orig is
                hash-checked against its manifest at the start of every generation.
 4. recipe      the champion's recipe with one or two settings mutated (touchstone.recipe)
-5. train       a challenger fine-tuned from the champion on a draw from data/new (minus quarantined,
-               hard examples repeated) plus the language-model loss on data/orig
+5. train       a challenger fine-tuned on a draw from data/new (minus quarantined, hard examples
+               repeated) plus the language-model loss on data/orig, starting from the champion, or
+               from the last rejected challenger when the gate found that one no worse (training_base)
 6. gate        champion and challenger on the gate set (McNemar's exact test) and on every held-out
                suite (regression guard); see touchstone.gate. Promotion moves models/CHAMPION.
 
@@ -63,10 +64,11 @@ class LoopConfig(Config):
     pretrain_minutes: float = field(12.0, help="pretraining budget of generation 0, in minutes")
     sources: list = field([], help="what data/orig is prepared from (default: the embedded corpus)")
     worlds: list = field(list(WORLD_NAMES), help="the worlds the loop synthesizes from and is gated on")
-    records_per_world: int = field(200, help="candidates from each world's generator per generation")
+    records_per_world: int = field(300, help="candidates from each world's generator per generation")
     own_samples: int = field(32, help="champion samples per generation for each world that has them (numbers, code)")
     mutations: int = field(100, help="candidates made by mutating existing records, per generation")
-    gate_per_world: int = field(60, help="fresh gate records per world per generation")
+    # 100 per world: 600 paired records let McNemar's test see a gain of about 4-5 points near chance.
+    gate_per_world: int = field(100, help="fresh gate records per world per generation")
     reverify_sample: int = field(200, help="older records re-verified per generation (a rolling audit)")
     disagreement_sample: int = field(300, help="this generation's records the champion judges, to find disagreements")
     alpha: float = field(0.05, help="gate significance level (one-sided McNemar exact test)")
@@ -307,6 +309,11 @@ class Generation:
         self.challenger = f"gen-{gen:04d}"
         self.recipe_override = recipe_override
         self.worlds = make_worlds(ws, cfg.worlds)
+        self.base = training_base(ws, ledger, gen) or self.champion
+
+    @property
+    def base_dir(self) -> Path:
+        return self.ws.models / self.base
 
     def banned_ids(self) -> set[str]:
         """Ids that may never enter data/new: the held-out suites and every gate set so far."""
@@ -465,11 +472,11 @@ class Generation:
         if self.recipe_override is not None:
             recipe, changes = self.recipe_override.check(), ["given by the caller"]
         else:
-            base_path = self.ws.recipes / f"{self.champion}.yaml"
+            base_path = self.ws.recipes / f"{self.base}.yaml"
             base = load_recipe(base_path) if base_path.exists() else from_dict(Recipe, self.cfg.recipe, "config: recipe").check()
             recipe, changes = mutate(base, random.Random(_seed(self.cfg.seed, self.gen, "recipe")))
         write_text_atomic(self.ws.recipes / f"{self.challenger}.yaml", recipe_yaml(recipe, changes))
-        return {"changes": changes, "recipe": to_dict(recipe)}
+        return {"base": self.base, "changes": changes, "recipe": to_dict(recipe)}
 
     # 5 ------------------------------------------------------------------------------------------
     def training_draw(self, recipe: Recipe) -> list[dict]:
@@ -506,14 +513,14 @@ class Generation:
             fcfg = FinetuneConfig(epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size,
                                   objective=recipe.objective, lm_weight=recipe.lm_weight, text_data=str(self.ws.orig),
                                   seed=_seed(self.cfg.seed, self.gen, "train"))
-            finetune(self.champion_dir, [str(self.dir / "train.jsonl")], out, fcfg,
-                     loop={"generation": self.gen, "champion": self.champion, "recipe": to_dict(recipe)})
+            finetune(self.base_dir, [str(self.dir / "train.jsonl")], out, fcfg,
+                     loop={"generation": self.gen, "champion": self.champion, "base": self.base, "recipe": to_dict(recipe)})
         manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-        return {k: v for k, v in manifest.items() if k != "files"}
+        return {"base": self.base, **{k: v for k, v in manifest.items() if k != "files"}}
 
     # 6 ------------------------------------------------------------------------------------------
     def gate(self) -> dict:
-        from touchstone.gate import decide, mcnemar
+        from touchstone.gate import decide, mcnemar, suite_regression
 
         records = _records(self.dir / "gate.jsonl")
         champ = judge_correct(self.champion_dir, records)
@@ -527,9 +534,14 @@ class Generation:
                                 "challenger": sum(chall[i] for i in idx) / len(idx)}
         s_champ = suite_scores(self.champion_dir, self.worlds)
         s_chall = suite_scores(self.ws.model(self.gen), self.worlds)
-        promote, reason = decide(test, {w: s["accuracy"] for w, s in s_champ.items()},
-                                 {w: s["accuracy"] for w, s in s_chall.items()}, self.cfg.alpha, self.cfg.tolerance)
-        stats = {"gate": test, "gate_per_world": per_world,
+        correct = {w: [bool(c) for c in s["correct"]] for w, s in s_champ.items()}
+        correct_chall = {w: [bool(c) for c in s["correct"]] for w, s in s_chall.items()}
+        promote, reason = decide(test, correct, correct_chall, self.cfg.alpha, self.cfg.tolerance)
+        # A rejected challenger that is no worse than the champion stays the next challenger's base (see
+        # training_base); one that lost significantly, on the gate or any suite, is dropped.
+        worse = mcnemar(chall, champ)["p_value"] < self.cfg.alpha or any(
+            suite_regression(correct[w], correct_chall[w], self.cfg.alpha, self.cfg.tolerance)["regressed"] for w in correct)
+        stats = {"gate": test, "gate_per_world": per_world, "base": self.base, "continue": not promote and not worse,
                  "suites_champion": {w: s["accuracy"] for w, s in s_champ.items()},
                  "suites_challenger": {w: s["accuracy"] for w, s in s_chall.items()},
                  "alpha": self.cfg.alpha, "tolerance": self.cfg.tolerance}
@@ -598,13 +610,33 @@ def run_generation(ws: Workspace, cfg: LoopConfig, ledger, gen: int, stop: Stop,
         summary = getattr(g, name)()
         with ledger.transaction():
             ledger.finish_step(gen, name, time.monotonic() - t0, summary)
-    if not cfg.keep_rejected and ledger.generation(gen)["decision"] == "rejected":
-        doomed = ws.model(gen)
-        if doomed.exists():
+    if not cfg.keep_rejected:
+        drop_rejected(ws, ledger, keep=training_base(ws, ledger, gen + 1))
+    return True
+
+
+def training_base(ws: Workspace, ledger, gen: int) -> str | None:
+    """The model generation `gen`'s challenger continues from when it is not the champion: the previous
+    generation's rejected challenger, if the gate found it no worse than the champion ("continue").
+
+    Why: one generation's fine-tuning (a few hundred steps here) is rarely enough for a significant win,
+    and a rejected challenger's training would otherwise be thrown away. Continuing it lets training
+    accumulate across generations while the champion moves only when the gate says so."""
+    prev = ledger.generation(gen - 1) if gen > 1 else None
+    if not prev or prev["decision"] != "rejected" or not json.loads(prev["stats"] or "{}").get("continue"):
+        return None
+    name = f"gen-{gen - 1:04d}"
+    return name if (ws.models / name / MANIFEST).exists() else None
+
+
+def drop_rejected(ws: Workspace, ledger, keep: str | None) -> None:
+    """Delete the weights of every rejected challenger except `keep` (idempotent, so a crash is harmless)."""
+    for g in ledger.generations():
+        doomed = ws.model(g["gen"])
+        if g["decision"] == "rejected" and doomed.name != keep and doomed.exists():
             hidden = doomed.with_name(f".{doomed.name}.rejected")
             os.replace(doomed, hidden)  # out of sight first, so a crash mid-delete leaves nothing half there
             shutil.rmtree(hidden, ignore_errors=True)
-    return True
 
 
 # -------------------------------------------------------------------------------------------- run
