@@ -17,7 +17,7 @@ from touchstone.errors import UserError
 from touchstone.files import shared_data
 from touchstone.gate import decide, mcnemar, paired_difference
 from touchstone.ledger import Ledger
-from touchstone.loop import LoopConfig, Workspace, check_invariants, history, run, status
+from touchstone.loop import LoopConfig, Workspace, check_invariants, drop_rejected, history, run, status, training_base
 from touchstone.recipe import Recipe, load_recipe, mutate, recipe_yaml
 
 SHAKESPEARE = shared_data() / "tinyshakespeare"
@@ -112,6 +112,24 @@ def test_a_second_loop_on_the_same_workspace_refuses(tmp_path):
 def test_status_of_a_folder_that_is_not_a_workspace(tmp_path):
     with pytest.raises(UserError, match="not a Touchstone workspace"):
         status(tmp_path)
+
+
+def test_training_continues_from_a_rejected_challenger_only_when_it_was_no_worse(tmp_path):
+    ws = Workspace(tmp_path)
+    ledger = Ledger(ws.ledger_path)
+    for gen in (0, 1, 2):
+        (ws.model(gen)).mkdir(parents=True)
+        (ws.model(gen) / "MANIFEST.json").write_text("{}")
+        ledger.start_generation(gen, "gen-0000")
+    ledger.decide(1, "gen-0001", "rejected", "not significant", 0.3, {"continue": True})
+    ledger.decide(2, "gen-0002", "rejected", "worse", 0.9, {"continue": False})
+    assert training_base(ws, ledger, 1) is None  # generation 1 starts from the champion
+    assert training_base(ws, ledger, 2) == "gen-0001"
+    assert training_base(ws, ledger, 3) is None  # generation 2 lost: back to the champion
+    drop_rejected(ws, ledger, keep=training_base(ws, ledger, 3))
+    assert not ws.model(1).exists() and not ws.model(2).exists() and ws.model(0).exists()
+    assert training_base(ws, ledger, 2) is None  # its weights are gone: the champion again
+    ledger.close()
 
 
 # ---------------------------------------------------------------------------------- a generation

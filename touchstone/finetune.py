@@ -4,8 +4,9 @@
         --text-data data/orig --objective mix
 
 Objectives (`objective`), all on the judge's own question format (touchstone.prompts):
-- "answer":   cross-entropy on the answer token: every pair is asked in both orders (so the model cannot
-              learn a position), every claim once. This is exactly what the judge reads.
+- "answer":   cross-entropy on the answer token, over the two answer tokens the judge compares: every
+              pair is asked in both orders (so the model cannot learn a position), every claim once.
+              This is exactly what the judge reads.
 - "pairwise": Bradley-Terry on sequence log-likelihood: -log sigmoid(log p(good | prompt) - log p(bad |
               prompt)), each version scored as the evaluation scores a sentence (" " + text after the
               context). It teaches the model to prefer the right version as text, which is what

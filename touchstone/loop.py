@@ -763,10 +763,13 @@ def write_reports(ws: Workspace, ledger) -> Path | None:
             stats.get("suites_challenger") if g["decision"] == "promoted" else stats.get("suites_champion"))
         suites[g["gen"]] = champ or {}
     worlds = sorted({w for s in suites.values() for w in s})
-    lines = ["# Loop history", "", "| gen | decision | challenger | champion before | p | reason |", "|---|---|---|---|---|---|"]
+    lines = ["# Loop history", "", "| gen | decision | challenger | trained from | champion before | p | reason |",
+             "|---|---|---|---|---|---|---|"]
     for g in gens:
         p = f"{g['p_value']:.3g}" if g["p_value"] is not None else ""
-        lines.append(f"| {g['gen']} | {g['decision']} | {g['challenger']} | {g['champion_before'] or ''} | {p} | {g['reason']} |")
+        base = json.loads(g["stats"] or "{}").get("base", "")
+        lines.append(f"| {g['gen']} | {g['decision']} | {g['challenger']} | {base} | {g['champion_before'] or ''} | {p} "
+                     f"| {g['reason']} |")
     lines += ["", "Held-out suite accuracy of the champion after each generation:", "",
               "| gen | " + " | ".join(worlds) + " | mean |", "|---" * (len(worlds) + 2) + "|"]
     for gen, s in suites.items():
