@@ -68,6 +68,14 @@ def test_output_is_a_complete_model_dir_with_recipe(setup):
     assert Judge.load(out).pair("the cat", "the dog")["choice"] in ("a", "b")
 
 
+def test_a_time_budget_stops_early_with_a_complete_model(setup):
+    d, model = setup
+    out = d / "budgeted"
+    r = finetune(model, [str(d / "train.jsonl")], out, FinetuneConfig(epochs=50, batch_size=2, minutes=0.02))
+    assert 1 <= r["steps"] < r["steps_planned"] == 400
+    check_manifest(out)
+
+
 def test_lm_loss_and_perplexity_before_and_after(setup, text_data):
     d, model = setup
     r = finetune(model, [str(d / "train.jsonl")], d / "with-lm",

@@ -185,7 +185,7 @@ def test_the_gate_rejects_a_sabotaged_recipe(bootstrapped, tmp_path):
     g = ledger.generation(1)
     ledger.close()
     assert g["decision"] == "rejected", g["reason"]
-    assert load_recipe(ws.recipes / "gen-0001.yaml").lr == pytest.approx(0.3)
+    assert load_recipe(ws.recipes / "gen-0001.yaml").lr == pytest.approx(Recipe().lr * 1000)
     assert ws.champion() == "gen-0000" and check_invariants(root) == []
     stats = json.loads(g["stats"])
     assert stats["gate"]["challenger_accuracy"] <= stats["gate"]["champion_accuracy"] + 0.05

@@ -54,7 +54,7 @@ def _finetune(args):
     from touchstone.finetune import FinetuneConfig, finetune
 
     cfg = FinetuneConfig.load(args.config, _overrides(args, "epochs", "lr", "batch_size", "objective", "lm_weight",
-                                                       "seed", "text_data"))
+                                                       "seed", "text_data", "minutes"))
     report = finetune(args.model, args.data, args.out, cfg)
     print(json.dumps(report, indent=2))
 
@@ -236,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lm-weight", type=float, help="weight of the language-model loss kept during fine-tuning")
     s.add_argument("--text-data", help="prepared data directory for the language-model loss")
     s.add_argument("--seed", type=int)
+    s.add_argument("--minutes", type=float, help="time budget: stop then, on the decayed learning rate")
 
     s = command("generate", _generate, "sample text from a model")
     s.add_argument("model")

@@ -54,6 +54,7 @@ class FinetuneConfig(Config):
     seed: int = field(0, help="seed for data order")
     bf16: bool | None = field(None, help="bf16 autocast (default: on a GPU or a CPU with native bf16)")
     eval_records: int = field(256, help="records (from the training data) whose judge accuracy is reported before/after")
+    minutes: float | None = field(None, help="stop after this many minutes of training, schedule decayed (default: no limit)")
 
 
 def read_records(files: list[str]) -> list[dict]:
@@ -168,8 +169,8 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
     cfg = cfg or FinetuneConfig()
     if cfg.objective not in OBJECTIVES:
         raise UserError(f"objective '{cfg.objective}': unknown (choose from {', '.join(OBJECTIVES)})")
-    if cfg.epochs <= 0 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.lm_weight < 0:
-        raise UserError("finetune: epochs, batch_size and lr must be positive, lm_weight at least 0")
+    if cfg.epochs <= 0 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.lm_weight < 0 or (cfg.minutes is not None and cfg.minutes <= 0):
+        raise UserError("finetune: epochs, batch_size, lr and minutes must be positive, lm_weight at least 0")
     if Path(out).exists():
         raise UserError(f"{out}: already exists")
     records = read_records(data_files)
@@ -198,15 +199,22 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
     lm_sampler = Sampler(train_lm.n, cfg.seed) if train_lm is not None and train_lm.n else None
     order: list[dict] = []
     losses, start = [], time.time()
+    budget = cfg.minutes * 60 if cfg.minutes else float("inf")
     model.train()
     for step in range(steps):
+        # Under a time budget the schedule follows the clock as well as the step count (as pretraining's
+        # does), so a run cut short by the budget still ends on the decayed learning rate.
+        at = max(step, int(steps * (time.time() - start) / budget)) if budget < float("inf") else step
+        if step > 0 and at >= steps:
+            print(f"finetune: time budget of {cfg.minutes:g} min reached at step {step}/{steps}", file=sys.stderr)
+            break
         if len(order) < cfg.batch_size:
             fresh = records[:]
             rng.shuffle(fresh)
             order += fresh
         batch, order = order[:cfg.batch_size], order[cfg.batch_size:]
         for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.lr, max(1, steps // 20), steps)
+            g["lr"] = lr_at(at, cfg.lr, max(1, steps // 20), steps)
         loss = judge_loss(model, tokenizer, batch, cfg.objective, bf16)
         if lm_sampler is not None and cfg.lm_weight > 0:
             x, y = (t.to(device) for t in train_lm.batch(lm_sampler.take(max(1, cfg.batch_size // 4))))
@@ -223,7 +231,7 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
     after = {"judge_accuracy": judge_accuracy(model, tokenizer, probe),
              "heldout_loss": heldout_loss(model, val_lm) if val_lm else None}
     stats = {
-        "records": len(records), "pairs": sum("a" in r for r in records), "steps": steps,
+        "records": len(records), "pairs": sum("a" in r for r in records), "steps": len(losses), "steps_planned": steps,
         "objective": cfg.objective, "minutes": round((time.time() - start) / 60, 2),
         "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
         "judge_accuracy_before": before["judge_accuracy"], "judge_accuracy_after": after["judge_accuracy"],

@@ -73,6 +73,7 @@ class LoopConfig(Config):
     disagreement_sample: int = field(300, help="this generation's records the champion judges, to find disagreements")
     alpha: float = field(0.05, help="gate significance level (one-sided McNemar exact test)")
     tolerance: float = field(0.05, help="largest accuracy drop on any held-out suite a promotion may cause")
+    train_minutes: float = field(6.0, help="time budget of a challenger's training (keeps a generation near 10 minutes)")
     keep_rejected: bool = field(False, help="keep rejected challengers' weights (default: ledger only)")
     seed: int = field(0, help="seed of everything the loop draws")
     recipe: dict = field({}, help="settings overlaying the default recipe of generation 1")
@@ -512,7 +513,7 @@ class Generation:
             write_jsonl_atomic(self.dir / "train.jsonl", draw)
             fcfg = FinetuneConfig(epochs=recipe.epochs, lr=recipe.lr, batch_size=recipe.batch_size,
                                   objective=recipe.objective, lm_weight=recipe.lm_weight, text_data=str(self.ws.orig),
-                                  seed=_seed(self.cfg.seed, self.gen, "train"))
+                                  seed=_seed(self.cfg.seed, self.gen, "train"), minutes=self.cfg.train_minutes)
             finetune(self.base_dir, [str(self.dir / "train.jsonl")], out, fcfg,
                      loop={"generation": self.gen, "champion": self.champion, "base": self.base, "recipe": to_dict(recipe)})
         manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
