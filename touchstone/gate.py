@@ -65,12 +65,18 @@ def suite_regression(champion: list[bool], challenger: list[bool], alpha: float 
     return {"drop": drop, "p_value": reverse["p_value"], "regressed": drop > tolerance and reverse["p_value"] < alpha}
 
 
+def regressed_suites(suites_champion: dict[str, list[bool]], suites_challenger: dict[str, list[bool]],
+                     alpha: float = ALPHA, tolerance: float = TOLERANCE) -> dict[str, dict]:
+    """The suites on which the challenger regressed (see suite_regression), with their checks."""
+    checks = {name: suite_regression(suites_champion[name], suites_challenger[name], alpha, tolerance)
+              for name in suites_champion}
+    return {name: c for name, c in checks.items() if c["regressed"]}
+
+
 def decide(gate: dict, suites_champion: dict[str, list[bool]], suites_challenger: dict[str, list[bool]],
            alpha: float = ALPHA, tolerance: float = TOLERANCE) -> tuple[bool, str]:
     """(promote?, reason in one line) from the gate test and both models' per-record suite results."""
-    checks = {name: suite_regression(suites_champion[name], suites_challenger[name], alpha, tolerance)
-              for name in suites_champion}
-    drops = {name: c for name, c in checks.items() if c["regressed"]}
+    drops = regressed_suites(suites_champion, suites_challenger, alpha, tolerance)
     if gate["p_value"] >= alpha:
         return False, (f"not significant: challenger {gate['challenger_accuracy']:.3f} vs champion "
                        f"{gate['champion_accuracy']:.3f} on {gate['n']} gate records, McNemar p = "

@@ -18,7 +18,7 @@ generation runs these steps, each recorded in the ledger with its wall time:
                makes a hard example, overruling it quarantines the record. Output: data/rework/gen-NNNN/
                (fixed, quarantine, hard: each with the reason and the original id). data/orig is
                hash-checked against its manifest at the start of every generation.
-4. recipe      the champion's recipe with one or two settings mutated (touchstone.recipe)
+4. recipe      the recipe of the model trained on (see 5) with one or two settings mutated (touchstone.recipe)
 5. train       a challenger fine-tuned on a draw from data/new (minus quarantined, hard examples
                repeated) plus the language-model loss on data/orig, starting from the champion, or
                from the last rejected challenger when the gate found that one no worse (training_base)
@@ -521,7 +521,7 @@ class Generation:
 
     # 6 ------------------------------------------------------------------------------------------
     def gate(self) -> dict:
-        from touchstone.gate import decide, mcnemar, suite_regression
+        from touchstone.gate import decide, mcnemar, regressed_suites
 
         records = _records(self.dir / "gate.jsonl")
         champ = judge_correct(self.champion_dir, records)
@@ -540,8 +540,8 @@ class Generation:
         promote, reason = decide(test, correct, correct_chall, self.cfg.alpha, self.cfg.tolerance)
         # A rejected challenger that is no worse than the champion stays the next challenger's base (see
         # training_base); one that lost significantly, on the gate or any suite, is dropped.
-        worse = mcnemar(chall, champ)["p_value"] < self.cfg.alpha or any(
-            suite_regression(correct[w], correct_chall[w], self.cfg.alpha, self.cfg.tolerance)["regressed"] for w in correct)
+        worse = (mcnemar(chall, champ)["p_value"] < self.cfg.alpha
+                 or bool(regressed_suites(correct, correct_chall, self.cfg.alpha, self.cfg.tolerance)))
         stats = {"gate": test, "gate_per_world": per_world, "base": self.base, "continue": not promote and not worse,
                  "suites_champion": {w: s["accuracy"] for w, s in s_champ.items()},
                  "suites_challenger": {w: s["accuracy"] for w, s in s_chall.items()},
