@@ -15,7 +15,7 @@ import pytest
 
 from touchstone.errors import UserError
 from touchstone.files import shared_data
-from touchstone.gate import decide, mcnemar, paired_difference
+from touchstone.gate import decide, holm, mcnemar, paired_difference, regressed_suites
 from touchstone.ledger import Ledger
 from touchstone.loop import LoopConfig, Workspace, check_invariants, drop_rejected, history, run, status, training_base
 from touchstone.recipe import Recipe, load_recipe, mutate, recipe_yaml
@@ -50,6 +50,29 @@ def test_decide_needs_significance_and_no_significant_suite_regression():
     assert decide(win, {"language": noisy_champion}, {"language": noisy_challenger})[0]
     promote, reason = decide(mcnemar([True] * 100, [True] * 100), {}, {})
     assert not promote and "not significant" in reason
+
+
+def test_holm_corrects_for_the_number_of_suites():
+    assert holm({"a": 0.001, "b": 0.02, "c": 0.04}) == {"a", "b", "c"}  # 0.001 < .05/3, .02 < .05/2, .04 < .05
+    assert holm({"a": 0.001, "b": 0.03, "c": 0.04}) == {"a"}  # 0.03 >= .05/2 stops the procedure
+    assert holm({"a": 0.03, "b": 0.5, "c": 0.5, "d": 0.5, "e": 0.5, "f": 0.5}) == set()  # alone it would pass
+
+
+def test_one_chance_drop_among_six_suites_does_not_count_as_a_regression():
+    # numbers: 58 -> 50, the champion alone right on 18 records and the challenger on 10: one-sided
+    # p ~ 0.09 alone is not significant; code: 62 -> 54, 20 against 12, p ~ 0.11; with the others
+    # unchanged, Holm over six suites flags neither, and a drop of 20 losses to 2 wins it does flag.
+    same = [True] * 50 + [False] * 50
+    champ = {w: same for w in ("wing", "colour", "language", "facts")}
+    chall = dict(champ)
+    champ["numbers"], chall["numbers"] = [True] * 18 + [False] * 10 + [True] * 40 + [False] * 32, \
+        [False] * 18 + [True] * 10 + [True] * 40 + [False] * 32
+    champ["code"], chall["code"] = [True] * 20 + [False] * 12 + [True] * 42 + [False] * 26, \
+        [False] * 20 + [True] * 12 + [True] * 42 + [False] * 26
+    assert regressed_suites(champ, chall) == {}
+    champ["code"], chall["code"] = [True] * 20 + [False] * 2 + [True] * 42 + [False] * 36, \
+        [False] * 20 + [True] * 2 + [True] * 42 + [False] * 36
+    assert set(regressed_suites(champ, chall)) == {"code"}
 
 
 def test_paired_difference_interval_brackets_the_difference():

@@ -41,6 +41,20 @@ def test_heldout_suite_is_disjoint_from_training_records(name):
     assert not texts(suite) & texts(train)
 
 
+@pytest.mark.parametrize("name", ["numbers", "facts", "colour"])
+def test_gate_items_are_disjoint_from_training_and_heldout_items(name):
+    world = get_world(name)
+    gate = S.split_world(world, "gate").render(random.Random(5), 150)
+    train = world.render(random.Random(5), 1500)
+    _, suite = S.heldout_suite(name)
+    texts = lambda recs: {r.get("statement") or (r["prompt"], r["a"], r["b"]) for r in recs}  # noqa: E731
+    assert len(gate) >= 100 and not texts(gate) & texts(train) and not texts(gate) & texts(suite)
+    if name == "facts":  # a true fact used in training, as a pair or as a claim, never reaches a gate
+        truths = lambda recs: {r[r["label"]] if "a" in r else r["statement"] for r in recs  # noqa: E731
+                               if r["label"] is not False}
+        assert truths(gate) and not truths(gate) & truths(train)
+
+
 @pytest.mark.skipif(not BOOK.is_file(), reason="shared Gutenberg text not present")
 def test_language_heldout_sentences_never_reach_training():
     world = get_world("language", source=str(BOOK))

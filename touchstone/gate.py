@@ -14,7 +14,10 @@ significant by the same paired test in the other direction (champion better, p <
 conditions, because either alone misfires: near chance, two judges disagree on about half of a
 300-record suite, so its accuracy difference has a standard deviation of about 4 points and a bare
 5-point rule would block about half of all promotions across six suites by noise alone; a bare test
-would block a real but immaterial one-point loss on a large suite.
+would block a real but immaterial one-point loss on a large suite. The significance is Holm's step-down
+over all suites together (family-wise error `alpha`): six separate tests at 0.05 would flag at least
+one suite by chance in about a quarter of all generations, and each flag blocks a promotion and breaks
+a training lineage.
 
 Not guaranteed: the error rate over many generations. Each gate is a separate test at `alpha`; over a
 long run some promotions will be chance wins (the regression guard and the next gates limit the harm).
@@ -65,12 +68,26 @@ def suite_regression(champion: list[bool], challenger: list[bool], alpha: float 
     return {"drop": drop, "p_value": reverse["p_value"], "regressed": drop > tolerance and reverse["p_value"] < alpha}
 
 
+def holm(p_values: dict[str, float], alpha: float = ALPHA) -> set[str]:
+    """The names whose null hypothesis Holm's step-down procedure rejects at family-wise level `alpha`."""
+    rejected = set()
+    ordered = sorted(p_values, key=p_values.get)
+    for i, name in enumerate(ordered):
+        if p_values[name] >= alpha / (len(ordered) - i):
+            break
+        rejected.add(name)
+    return rejected
+
+
 def regressed_suites(suites_champion: dict[str, list[bool]], suites_challenger: dict[str, list[bool]],
                      alpha: float = ALPHA, tolerance: float = TOLERANCE) -> dict[str, dict]:
-    """The suites on which the challenger regressed (see suite_regression), with their checks."""
+    """The suites on which the challenger regressed: a drop above `tolerance` that is significant after
+    Holm's correction over all the suites (see the module docstring), with their checks."""
     checks = {name: suite_regression(suites_champion[name], suites_challenger[name], alpha, tolerance)
               for name in suites_champion}
-    return {name: c for name, c in checks.items() if c["regressed"]}
+    significant = holm({name: c["p_value"] for name, c in checks.items()}, alpha)
+    return {name: {**c, "regressed": True} for name, c in checks.items()
+            if c["drop"] > tolerance and name in significant}
 
 
 def decide(gate: dict, suites_champion: dict[str, list[bool]], suites_challenger: dict[str, list[bool]],

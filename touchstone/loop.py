@@ -9,7 +9,8 @@ models/gen-0000 and scores it on every world's held-out suite; it becomes the ch
 generation runs these steps, each recorded in the ledger with its wall time:
 
 1. synthesize  candidates from each world's generator, the champion's own samples (touchstone.grow)
-               and mutations of existing records; plus this generation's gate set, drawn fresh
+               and mutations of existing records; plus this generation's gate set, drawn fresh from
+               the worlds' gate items, which training records never use (touchstone.synth)
 2. verify      every candidate re-checked by its world's verifier; only agreeing records, new and
                outside the held-out suites and gate sets, enter data/new/gen-NNNN.jsonl with their verdict
 3. rework      the training-data compiler over all of data/new (schema, duplicates, conflicting labels,
@@ -61,7 +62,7 @@ STEPS = ("synthesize", "verify", "rework", "recipe", "train", "gate")
 @dataclass
 class LoopConfig(Config):
     size: str = field("micro", help="model size of generation 0 (nano | micro | small)")
-    pretrain_minutes: float = field(12.0, help="pretraining budget of generation 0, in minutes")
+    pretrain_minutes: float = field(10.0, help="pretraining budget of generation 0, in minutes")
     sources: list = field([], help="what data/orig is prepared from (default: the embedded corpus)")
     worlds: list = field(list(WORLD_NAMES), help="the worlds the loop synthesizes from and is gated on")
     records_per_world: int = field(300, help="candidates from each world's generator per generation")
@@ -73,7 +74,9 @@ class LoopConfig(Config):
     disagreement_sample: int = field(300, help="this generation's records the champion judges, to find disagreements")
     alpha: float = field(0.05, help="gate significance level (one-sided McNemar exact test)")
     tolerance: float = field(0.05, help="largest accuracy drop on any held-out suite a promotion may cause")
-    train_minutes: float = field(6.0, help="time budget of a challenger's training (keeps a generation near 10 minutes)")
+    # 5: measured generations took 2.5-4.5 minutes besides training, and five of them plus generation 0
+    # must fit in an hour.
+    train_minutes: float = field(5.0, help="time budget of a challenger's training (keeps a generation under 10 minutes)")
     keep_rejected: bool = field(False, help="keep rejected challengers' weights (default: ledger only)")
     seed: int = field(0, help="seed of everything the loop draws")
     recipe: dict = field({}, help="settings overlaying the default recipe of generation 1")
@@ -329,6 +332,7 @@ class Generation:
     def synthesize(self) -> dict:
         from touchstone.generate import load_model
         from touchstone.grow import champion_code, champion_numbers, mutate_records
+        from touchstone.synth import split_world
 
         cfg, gen = self.cfg, self.gen
         candidates, made = [], {}
@@ -359,11 +363,13 @@ class Generation:
         for r in candidates:
             r["generation"] = gen
             r.setdefault("parent", None)
-        # The gate set: fresh records drawn with their own seed, outside everything trained on so far.
+        # The gate set: fresh records drawn with their own seed from the worlds' gate items, which no
+        # training record ever uses (touchstone.synth.in_split); the id check below is a second guard.
         taken = self.banned_ids() | {r["id"] for r in candidates} | {r["id"] for r in in_new}
         gate = []
         for w in cfg.worlds:
-            recs = self.worlds[w].render(random.Random(_seed(cfg.seed, gen, w, "gate")), cfg.gate_per_world)
+            recs = split_world(self.worlds[w], "gate").render(random.Random(_seed(cfg.seed, gen, w, "gate")),
+                                                              cfg.gate_per_world)
             gate += [r for r in recs if r["id"] not in taken and (r.get("verdict") or {}).get("ok")]
         self.dir.mkdir(parents=True, exist_ok=True)
         write_jsonl_atomic(self.dir / "gate.jsonl", gate)

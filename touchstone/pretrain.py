@@ -479,6 +479,13 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
         shutil.rmtree(run_dir / "checkpoint")
 
     model.train()
+    if cfg.compile and cfg.seq_len <= 512 and hasattr(model, "set_attn_implementation"):
+        # Attention as plain matmuls + softmax, which the compiler fuses, instead of the CPU
+        # flash-attention kernel (an opaque call): for micro on 2 cores a compiled step ran 15% faster
+        # (3,241 against 2,817 tokens/s; the flash backward alone was a quarter of the step). The
+        # T x T scores this materializes stay small up to 512 tokens. Same mathematics; the saved
+        # config does not carry the choice, so the model loads with the library's default.
+        model.set_attn_implementation("eager")
     opt = make_optimizer(model, cfg.lr)
     sampler = Sampler(train.n, cfg.seed)
     step, tokens_seen, elapsed0, history = 0, 0, 0.0, []

@@ -3,12 +3,14 @@
     touchstone synth numbers --n 1000 --out numbers.jsonl   # verified pair and claim records
     touchstone verify wing designs.jsonl                     # one JSON verdict per item or record
 
-Held-out suites. Each world reserves a slice of its item space: an item is reserved when the sha256
-of (world name, canonical item) falls in one bucket of `HELDOUT_EVERY` (`in_split`). A world whose
-`split` is "train" (the default) only renders unreserved items; `heldout_suite` renders reserved items
-from a fixed seed. So a training record and a held-out record never share their primary item (the
-same sentence, fact, colour, design or sum), not only their id; `synth` also drops any record whose
-id is in the suite, for worlds that do not partition their items.
+Held-out suites and gate sets. Each world reserves two slices of its item space: the sha256 of (world
+name, canonical item) picks one of `HELDOUT_EVERY` buckets (`in_split`); bucket 0 is "heldout", bucket 1
+is "gate", the rest is "train". A world whose `split` is "train" (the default) only renders train items;
+`heldout_suite` renders heldout items from a fixed seed; the loop draws each generation's gate set from
+gate items. So a training record never shares its primary item (the same sentence, fact, colour, design
+or sum) with a suite or a gate record, not only its id: the gate measures what the suites measure,
+judging unseen items, rather than recall of facts or colours trained on under another wording. `synth`
+also drops any record whose id is in the suite, for worlds that do not partition their items.
 
 Guaranteed: `synth` writes atomically and only records whose verdict agrees with their label; every
 malformed input line is a one-line `UserError` naming file:line. A suite is deterministic for a given
@@ -31,17 +33,28 @@ from touchstone.files import read_jsonl, write_jsonl_atomic
 from touchstone.records import parse_label
 
 HELDOUT_SEED = 7_000_003  # reserved: never used for training synthesis
-HELDOUT_EVERY = 8  # one item in eight is reserved for the held-out suites
+HELDOUT_EVERY = 8  # one item in eight is reserved for the held-out suites, one for gate sets
+SPLIT_BUCKETS = {"heldout": 0, "gate": 1}  # every other bucket is "train"
 SUITE_SIZE = {"wing": 200}  # records per suite; wing is smaller because each design needs the solver
 DEFAULT_SUITE_SIZE = 300
 
 
 def in_split(world, item) -> bool:
-    """Is `item` in this world's split? Reserved items belong to "heldout", the rest to "train"."""
+    """Is `item` in this world's split ("train", "heldout" or "gate"; see the module docstring)?"""
     key = json.dumps(item, sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(f"{world.name}\0{key}".encode("utf-8")).hexdigest()
-    reserved = int(digest[:8], 16) % HELDOUT_EVERY == 0
-    return reserved == (getattr(world, "split", "train") == "heldout")
+    bucket = int(digest[:8], 16) % HELDOUT_EVERY
+    split = getattr(world, "split", "train")
+    if split == "train":
+        return bucket not in SPLIT_BUCKETS.values()
+    return bucket == SPLIT_BUCKETS[split]
+
+
+def split_world(world, split: str):
+    """A copy of `world` that renders only the items of `split`."""
+    part = copy.copy(world)
+    part.split = split
+    return part
 
 
 def _world(world):
@@ -59,9 +72,7 @@ def heldout_suite(world) -> tuple[int, list[dict]]:
     world = _world(world)
     key = (world.name, world.version, getattr(world, "sources", None), getattr(world, "xkcd", None))
     if key not in _suites:
-        reserved = copy.copy(world)
-        reserved.split = "heldout"
-        records = reserved.render(random.Random(HELDOUT_SEED), SUITE_SIZE.get(world.name, DEFAULT_SUITE_SIZE))
+        records = split_world(world, "heldout").render(random.Random(HELDOUT_SEED), SUITE_SIZE.get(world.name, DEFAULT_SUITE_SIZE))
         _suites[key] = (world.version, [json.dumps(r, sort_keys=True) for r in records])
     version, lines = _suites[key]
     return version, [json.loads(line) for line in lines]
