@@ -418,7 +418,7 @@ def parse_design(text: str) -> dict:
 # -------------------------------------------------------------------------------------------- world
 class WingWorld(World):
     name = "wing"
-    version = 1
+    version = 2  # 2: claims balanced between true and false
     split = "train"
 
     def __init__(self, processes: int | None = None):
@@ -471,7 +471,14 @@ class WingWorld(World):
             rec = pair_record(f"A wing must {mission(item)}. Which design is better?", describe(a), describe(b),
                               v.evidence["better"], world=self.name, kind="better_design", source="aerobuildup")
         else:
-            shown = rng.choice([item, other])
+            # Half the claims true, half false. About 60% of sampled designs are feasible, and on such a
+            # set a judge that always answers "true" looks skilled: generation 0 scored 0.555 on the
+            # suite that way, and every fine-tuned challenger lost ~0.1 there by unlearning the bias.
+            want = rng.random() < 0.5
+            options = [d for d in (item, other) if analyze(d)["feasible"] == want]
+            if not options:
+                return None
+            shown = rng.choice(options)
             rec = claim_record(f"A wing with {describe(shown)} can {mission(shown)} and a stall margin of at least "
                                f"20%.", analyze(shown)["feasible"], world=self.name, kind="feasible",
                                source="aerobuildup")
