@@ -199,10 +199,18 @@ def test_one_generation_end_to_end(bootstrapped, tmp_path):
 
 @needs_corpus
 def test_the_gate_rejects_a_sabotaged_recipe(bootstrapped, tmp_path):
+    import yaml
+
+    from touchstone.config import to_dict
+
     root = tmp_path / "ws"
     shutil.copytree(bootstrapped, root)
     sabotaged = replace(Recipe(), lr=Recipe().lr * 1000, train_records=100)  # a thousand times too high
-    run(root, tiny_config(), generations=1, recipe_override=sabotaged)
+    # 150 gate records per world (the workspace's saved settings rule): both models sit near chance
+    # here, and on 80 records their accuracies strayed 7.5-15 points apart by chance in 3 runs of 11.
+    cfg = replace(tiny_config(), gate_per_world=150)
+    (root / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
+    run(root, cfg, generations=1, recipe_override=sabotaged)
     ws = Workspace(root)
     ledger = Ledger(ws.ledger_path)
     g = ledger.generation(1)
