@@ -206,9 +206,10 @@ def test_the_gate_rejects_a_sabotaged_recipe(bootstrapped, tmp_path):
     root = tmp_path / "ws"
     shutil.copytree(bootstrapped, root)
     sabotaged = replace(Recipe(), lr=Recipe().lr * 1000, train_records=100)  # a thousand times too high
-    # 150 gate records per world (the workspace's saved settings rule): both models sit near chance
-    # here, and on 80 records their accuracies strayed 7.5-15 points apart by chance in 3 runs of 11.
-    cfg = replace(tiny_config(), gate_per_world=150)
+    # 400 gate records per world (the workspace's saved settings rule): both models sit near chance
+    # here, and on 80 records (300 too) their accuracies strayed 6-8 points apart by chance in about
+    # one run of five; on 800 the chance of a 5-point gap is about 2%.
+    cfg = replace(tiny_config(), gate_per_world=400)
     (root / "config.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
     run(root, cfg, generations=1, recipe_override=sabotaged)
     ws = Workspace(root)
