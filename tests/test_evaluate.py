@@ -4,6 +4,7 @@ import gzip
 import json
 
 import pytest
+import torch
 
 from touchstone import cli
 from touchstone.errors import UserError
@@ -133,6 +134,20 @@ def test_bf16_verdicts_equal_fp32(model_dir):
     model, tok = load_model(model_dir)
     pairs = [{"sentence_good": g, "sentence_bad": b} for g, b in PAIRS[:3]] * 3
     assert score_minimal_pairs(model, tok, pairs, bf16=True) == score_minimal_pairs(model, tok, pairs)
+    # the bf16 pass runs on a copy: the caller's model keeps its dtype and activation
+    assert next(model.parameters()).dtype == torch.float32
+    assert type(model.transformer.h[0].mlp.act).__name__ == "NewGELUActivation"
+
+
+def test_the_bf16_scorer_computes_the_same_function(model_dir):
+    from touchstone.evaluate import bf16_scorer
+
+    model, _ = load_model(model_dir)
+    x = torch.tensor([[1, 5, 9, 2, 7]])
+    with torch.inference_mode():
+        want = model(x).logits.log_softmax(-1)
+        got = bf16_scorer(model)(x).logits.float().log_softmax(-1)
+    assert (got - want).abs().max() < 0.1
 
 
 def test_shared_prefix_rows_give_the_same_differences_as_separate_sentences(model_dir):
