@@ -113,6 +113,50 @@ def test_pairwise_loss_is_bradley_terry_on_sequence_log_likelihoods(setup):
         assert float(judge_loss(model, tok, pairs, "pairwise", bf16=False)) == pytest.approx(float(expect), abs=1e-4)
 
 
+def test_length_groups_cover_every_index_once_longest_first():
+    from touchstone.finetune import length_groups
+
+    lengths = [20, 300, 35, 160, 21, 290, 150, 40]
+    groups = length_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    assert [lengths[g[0]] for g in groups] == sorted((lengths[g[0]] for g in groups), reverse=True)
+    assert all(lengths[i] >= 0.7 * lengths[g[0]] for g in groups for i in g)
+    assert groups == [[1, 5], [3, 6], [7, 2], [4, 0]]  # ~300, ~150, 35-40, ~20
+
+
+@pytest.mark.parametrize("objective", ["answer", "pairwise"])
+def test_grouping_by_length_gives_the_one_batch_loss(setup, objective):
+    """Questions of very different lengths are run in length groups; the loss is the padded batch's."""
+    import torch
+    import torch.nn.functional as F
+
+    from touchstone.evaluate import batch_logprobs
+    from touchstone.finetune import answer_examples, version_requests
+    from touchstone.generate import load_model
+    from touchstone.judge import encode, last_logits
+    from touchstone import prompts
+
+    d, path = setup
+    model, tok = load_model(path)
+    batch = records(4) + [pair_record("Which animal sat? " + "It was a long day. " * 3, "the cat sat.",
+                                      "the dog sat.", "a", world="test", kind="animal")]
+    with torch.no_grad():
+        if objective == "answer":
+            answers = [ex for r in batch for ex in answer_examples(r)]
+            logits = last_logits(model, [encode(tok, q) for q, _ in answers], tok.pad_token_id)
+            ids = {a: tok.convert_tokens_to_ids(a) for a in (prompts.ANSWER_A, prompts.ANSWER_B, prompts.ANSWER_TRUE, prompts.ANSWER_FALSE)}
+            pair = [ids[prompts.ANSWER_A], ids[prompts.ANSWER_B]]
+            claim = [ids[prompts.ANSWER_TRUE], ids[prompts.ANSWER_FALSE]]
+            choices = torch.tensor([pair if a in (prompts.ANSWER_A, prompts.ANSWER_B) else claim for _, a in answers])
+            target = torch.tensor([int(a in (prompts.ANSWER_B, prompts.ANSWER_FALSE)) for _, a in answers])
+            expect = F.cross_entropy(logits.gather(1, choices), target)
+        else:  # pairs only: claims would add their answer loss
+            batch = [r for r in batch if "a" in r]
+            s = batch_logprobs(model, [q for r in batch for q in version_requests(tok, r)])
+            expect = -F.logsigmoid(s[0::2] - s[1::2]).mean()
+        assert float(judge_loss(model, tok, batch, objective, bf16=False)) == pytest.approx(float(expect), abs=1e-5)
+
+
 def test_bad_record_names_its_line(tmp_path):
     f = tmp_path / "bad.jsonl"
     f.write_text('{"a": "x", "b": "y", "label": "a"}\n{"a": "x", "label": "b"}\n')

@@ -92,7 +92,7 @@ def test_mutation_changes_one_or_two_settings_within_bounds():
         new, changes = mutate(base, random.Random(seed))
         changed = [n for n in names if getattr(new, n) != getattr(base, n)]
         assert 1 <= len(changes) <= 2 and len(changed) <= len(changes)
-        assert 2e-5 <= new.lr <= 2e-3 and 0.5 <= new.epochs <= 3 and 500 <= new.train_records <= 2000 and new.objective != "pairwise"
+        assert 1e-5 <= new.lr <= 5e-4 and 0.5 <= new.epochs <= 3 and 500 <= new.train_records <= 2000 and new.objective != "pairwise"
 
 
 def test_recipe_file_round_trips_and_rejects_unknown_keys(tmp_path):

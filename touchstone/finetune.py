@@ -101,6 +101,21 @@ def version_requests(tokenizer, rec: dict) -> list[tuple[list[int], list[int]]]:
     return [(ctx, tokenizer(" " + v, add_special_tokens=False)["input_ids"]) for v in (good, bad)]
 
 
+def length_groups(lengths: list[int], slack: float = 0.7) -> list[list[int]]:
+    """Indices of `lengths`, longest first, cut into groups whose shortest is at least `slack` x their
+    longest. A batch mixes worlds whose questions run from 20 to 350 tokens; padded to one width it
+    was 2.7x its real tokens (measured on a loop's records). Forward passes over such groups give the
+    same loss and gradient as one padded batch, at a fraction of the work."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    groups: list[list[int]] = []
+    for i in order:
+        if groups and lengths[i] >= slack * lengths[groups[-1][0]]:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
+
+
 def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool):
     """The fine-tuning loss of one batch of records under `objective`."""
     import torch
@@ -114,20 +129,28 @@ def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool):
     answers = [ex for r in batch if objective != "pairwise" or "a" not in r for ex in answer_examples(r)]
     if answers:
         seqs = [encode(tokenizer, q)[-context_length(model):] for q, _ in answers]
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-            logits = last_logits(model, seqs, tokenizer.pad_token_id)
-        # Cross-entropy over the two answer tokens the judge reads (its renormalized log-odds), not over
-        # the whole vocabulary: a full-vocabulary loss first spends its steps lifting tokens that
-        # pretraining never saw, and the judge ignores every other token anyway.
         pair_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_A, prompts.ANSWER_B])
         claim_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_TRUE, prompts.ANSWER_FALSE])
         choices = torch.tensor([pair_ids if a in (prompts.ANSWER_A, prompts.ANSWER_B) else claim_ids
                                 for _, a in answers], device=device)
         target = torch.tensor([int(a in (prompts.ANSWER_B, prompts.ANSWER_FALSE)) for _, a in answers], device=device)
-        loss = loss + F.cross_entropy(logits.gather(1, choices), target)
+        total = torch.zeros((), device=device)
+        for group in length_groups([len(q) for q in seqs]):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                logits = last_logits(model, [seqs[i] for i in group], tokenizer.pad_token_id)
+            # Cross-entropy over the two answer tokens the judge reads (its renormalized log-odds), not
+            # over the whole vocabulary: a full-vocabulary loss first spends its steps lifting tokens
+            # that pretraining never saw, and the judge ignores every other token anyway.
+            idx = torch.tensor(group, device=device)
+            total = total + F.cross_entropy(logits.gather(1, choices[idx]), target[idx], reduction="sum")
+        loss = loss + total / len(answers)
     pairs = [r for r in batch if "a" in r]
     if objective != "answer" and pairs:
-        s = batch_logprobs(model, [req for r in pairs for req in version_requests(tokenizer, r)], bf16)
+        reqs = [req for r in pairs for req in version_requests(tokenizer, r)]
+        groups = length_groups([len(c) + len(x) for c, x in reqs])
+        scores = torch.cat([batch_logprobs(model, [reqs[i] for i in g], bf16) for g in groups])
+        where = torch.tensor([i for g in groups for i in g], device=device)
+        s = torch.zeros_like(scores).scatter(0, where, scores)  # back in request order
         loss = loss - F.logsigmoid(s[0::2] - s[1::2]).mean()
     return loss
 

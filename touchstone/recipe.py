@@ -26,8 +26,11 @@ WORLD_NAMES = ("numbers", "code", "wing", "colour", "language", "facts")
 
 @dataclass
 class Recipe(Config):
-    lr: float = field(1e-3, help="peak AdamW learning rate of the fine-tuning")
-    epochs: float = field(1.0, help="passes over the generation's training draw")
+    # 1e-4: on one generation's code pairs (gen-0 micro model, batch 16, 80 steps) the held-out answer
+    # loss fell from 0.698 to 0.646 at 1e-4, to 0.663 at 3e-4, and stayed at 0.693 (the label prior) at
+    # 1e-3, the old default, with which no challenger of five runs had generalized.
+    lr: float = field(1e-4, help="peak AdamW learning rate of the fine-tuning")
+    epochs: float = field(2.0, help="passes over the generation's training draw")
     batch_size: int = field(16, help="records per step")
     # "answer" by default: it trains exactly what the gate reads, at half the cost per record of "mix".
     objective: str = field("answer", help="answer | pairwise | mix (see touchstone.finetune)")
@@ -99,7 +102,7 @@ def _scale(value: float, rng: random.Random, low: float, high: float) -> float:
 
 
 def _lr(r, rng):
-    new = _scale(r.lr, rng, 2e-5, 2e-3)
+    new = _scale(r.lr, rng, 1e-5, 5e-4)  # at 1e-3 fine-tuning collapsed to the label prior (see Recipe.lr)
     return replace(r, lr=new), f"lr {r.lr:g} -> {new:g}"
 
 
