@@ -126,6 +126,15 @@ def test_language_never_uses_evaluation_sentences(tmp_path):
     assert sentences and not sentences & set(good)
 
 
+def test_language_irregular_corruption_exchanges_past_and_participle():
+    from touchstone.worlds.language import corrupt
+
+    rng = random.Random(0)
+    assert corrupt("By then she had written the letter.", "irregular", rng) == "By then she had wrote the letter."
+    assert corrupt("Went the others home with him.", "irregular", rng) == "Gone the others home with him."
+    assert corrupt("The others stayed at home.", "irregular", rng) is None
+
+
 @needs_book
 def test_language_record_with_an_edited_side_fails():
     world = make("language")

@@ -9,7 +9,8 @@ at the end, letters and light punctuation only, no quotes or digits.
 
 Corruptions (`OPS`): swap two neighbouring words; flip subject-verb agreement (is/are, was/were,
 has/have, does/do); drop or double a function word; the wrong determiner (a/an, this/these,
-that/those); the wrong pronoun or reflexive (he/him, I/me, himself/herself, ...).
+that/those); the wrong pronoun or reflexive (he/him, I/me, himself/herself, ...); an irregular verb's
+past tense and past participle exchanged (went/gone, saw/seen, had written/had wrote, ...).
 
 Verification: an item {"text", "original", "op"} is ok when its text is the original and the original
 is a sentence of the loaded corpus. A record is checked against its recorded source (the verdict's
@@ -51,6 +52,18 @@ DETERMINERS = {"a": "an", "an": "a", "this": "these", "these": "this", "that": "
 PRONOUNS = {"he": "him", "him": "he", "she": "her", "they": "them", "them": "they", "i": "me", "me": "I",
             "we": "us", "us": "we", "himself": "herself", "herself": "himself", "themselves": "himself",
             "myself": "me"}
+# Irregular verbs whose past tense and past participle differ, so exchanging them is always an error
+# ("She went home" / "She gone home"; "It had begun" / "It had began"). Verbs whose two forms are
+# the same ("held", "put") are left out, and so is "bit", far more often a noun than a verb.
+_PAST_PARTICIPLE = {"went": "gone", "saw": "seen", "did": "done", "took": "taken", "wrote": "written",
+                    "ate": "eaten", "broke": "broken", "spoke": "spoken", "chose": "chosen", "drove": "driven",
+                    "gave": "given", "knew": "known", "rose": "risen", "began": "begun", "sang": "sung",
+                    "drank": "drunk", "ran": "run", "came": "come", "became": "become", "forgot": "forgotten",
+                    "hid": "hidden", "fell": "fallen", "froze": "frozen", "stole": "stolen", "wore": "worn",
+                    "tore": "torn", "threw": "thrown", "grew": "grown", "flew": "flown", "drew": "drawn",
+                    "shook": "shaken", "rode": "ridden", "forgave": "forgiven", "showed": "shown",
+                    "sank": "sunk", "mistook": "mistaken"}
+IRREGULAR = {**_PAST_PARTICIPLE, **{pp: past for past, pp in _PAST_PARTICIPLE.items()}}
 
 
 def norm(sentence: str) -> str:
@@ -145,7 +158,7 @@ def corrupt(sentence: str, op: str, rng: random.Random) -> str | None:
         i = rng.choice(spots)
         words[i], words[i + 1] = words[i + 1], words[i]
     else:
-        table = {"agreement": AGREEMENT, "determiner": DETERMINERS, "pronoun": PRONOUNS,
+        table = {"agreement": AGREEMENT, "determiner": DETERMINERS, "pronoun": PRONOUNS, "irregular": IRREGULAR,
                  "drop": dict.fromkeys(FUNCTION_WORDS, ""), "double": {w: w for w in FUNCTION_WORDS}}[op]
         spots = [i for i in bare if words[i].lower() in table and (op not in ("drop", "double") or i > 0)]
         if not spots:
@@ -163,12 +176,12 @@ def corrupt(sentence: str, op: str, rng: random.Random) -> str | None:
     return out if out != sentence else None
 
 
-OPS = ("swap", "agreement", "drop", "double", "determiner", "pronoun")
+OPS = ("swap", "agreement", "drop", "double", "determiner", "pronoun", "irregular")
 
 
 class LanguageWorld(World):
     name = "language"
-    version = 1
+    version = 2  # 2: the "irregular" corruption
     split = "train"
 
     def __init__(self, source: str | list[str] | None = None):
