@@ -1,22 +1,26 @@
 """Fine-tuning: teach a model to judge pair and claim records while keeping its language-model skill.
 
     touchstone finetune models/gen-0000 --data numbers.jsonl language.jsonl --out models/gen-0001 \\
-        --text-data data/orig --objective mix
+        --text-data data/orig
 
 Objectives (`objective`), all on the judge's own question format (touchstone.prompts):
 - "answer":   cross-entropy on the answer token, over the two answer tokens the judge compares: every
               pair is asked in both orders (so the model cannot learn a position), every claim once.
-              This is exactly what the judge reads.
+              This is exactly what the judge reads. The default.
 - "pairwise": Bradley-Terry on sequence log-likelihood: -log sigmoid(log p(good | prompt) - log p(bad |
               prompt)), each version scored as the evaluation scores a sentence (" " + text after the
               context). It teaches the model to prefer the right version as text, which is what
-              minimal-pair evaluation (BLiMP) measures; claims have no pair, so they always use "answer".
-- "mix":      the sum of both: the default. Measured on a small run (a micro model pretrained 5 CPU-minutes,
-              600 numbers + language records, one epoch, held-out suites and 4 BLiMP paradigms x 100):
-              minimal pairs answer 45.0 / pairwise 45.2 / mix 46.5 %, language suite 53 / 56 / 56 %, numbers
-              suite 53 / 50 / 48 % (base 43.8, 44, 48). The differences are within the 95% intervals, so
-              the choice is provisional: mix trains both the judge's answer and the text preference that
-              minimal-pair evaluation reads, and it was best on BLiMP.
+              minimal-pair evaluation (BLiMP) reads; claims have no pair, so they always use "answer".
+- "mix":      the sum of both.
+Why "answer" (measured on a micro model pretrained 60 minutes on the shared English corpus, BLiMP
+58.41% on all 67 paradigms, 66,993 pairs): "answer" on 12,000 records of all six worlds (875 steps,
+lr 1e-4) gave BLiMP 58.82% and raised the held-out suites (code 46.7 -> 68.7%, facts 52.0 -> 62.3%).
+"pairwise" on 4,000 language-world records lowered BLiMP in every setting tried: 58.15% (lr 1e-4,
+500 steps), 56.61% (lr 5e-4, 1000 steps), 57.57% (sentences from another corpus than the one
+pretrained on, lr 3e-4), 56.78% (versions scored with no prompt, exactly as BLiMP is, lm_weight 1).
+Its loss fell all the same. The likeliest reading is that it learned the corruptions' own words rather
+than agreement: determiner-noun agreement, whose BLiMP pairs change the noun where the corruption
+changes the determiner, fell from 77.4% to 60-72%.
 With `text_data` (a prepared data directory), `lm_weight` x the language-model loss on its training
 tokens is added at every step, and perplexity on its validation tokens is reported before and after.
 
@@ -46,9 +50,10 @@ OBJECTIVES = ("answer", "pairwise", "mix")
 @dataclass
 class FinetuneConfig(Config):
     epochs: float = field(2.0, help="passes over the records (fractions allowed)")
-    lr: float = field(3e-4, help="peak AdamW learning rate (warmup, then cosine decay to a tenth)")
+    # 1e-4 as the loop's recipe (touchstone.recipe.Recipe.lr says what it was measured against).
+    lr: float = field(1e-4, help="peak AdamW learning rate (warmup, then cosine decay to a tenth)")
     batch_size: int = field(16, help="records per step")
-    objective: str = field("mix", help="answer | pairwise | mix (see the module docstring)")
+    objective: str = field("answer", help="answer | pairwise | mix (see the module docstring)")
     lm_weight: float = field(0.5, help="weight of the language-model loss on text_data (0: off)")
     text_data: str | None = field(None, help="prepared data directory for the language-model loss and perplexity")
     seed: int = field(0, help="seed for data order")
