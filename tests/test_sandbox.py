@@ -157,3 +157,13 @@ def test_fallback_without_bwrap_still_decides_from_outside():
         assert b.check("def add(a, b):\n    return a + b\n", TEST_ADD, "add").status == "pass"
         assert b.check("import sys\nsys.exit(0)\n", TEST_ADD, "add").status == "runtime_error"
         assert b.check("def add(a, b):\n    while True: pass\n", TEST_ADD, "add", timeout=1).status == "timeout"
+
+
+def test_a_directory_under_a_private_parent_is_not_searchable_by_others(tmp_path):
+    from touchstone.sandbox import _searchable_by_others
+
+    inner = tmp_path / "private" / "lib"
+    inner.mkdir(parents=True)
+    (tmp_path / "private").chmod(0o700)
+    assert not _searchable_by_others(str(inner))
+    assert _searchable_by_others("/usr")

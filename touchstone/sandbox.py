@@ -30,7 +30,9 @@ Guaranteed with bubblewrap (`Sandbox.guarantees` and every result say which hold
   root the untrusted code runs as uid 65534 (nobody) and the test as uid 65533, with no capabilities.
 Fallback without a usable bubblewrap: a separate process group and session, the same rlimits and
   timeout, a scrubbed environment, `python -I -S`, a private temporary working directory and the uid
-  drop when root. NOT guaranteed there: no network, a read-only filesystem, or that a process which
+  drop when root, if other uids can read the interpreter's standard library (not so for an
+  interpreter under /root; then the jobs keep the parent's uid and `guarantees` leaves out
+  "unprivileged_uid"). NOT guaranteed there: no network, a read-only filesystem, or that a process which
   escaped its process group (`setsid` in a grandchild) is killed.
 Never guaranteed: that the program cannot read bytes the worker freed during earlier jobs (it is forked
   from the worker; the current job's test is read only after the program process exists); resistance
@@ -157,6 +159,31 @@ def decode(obj):
         if tag == "b":
             return bytes.fromhex(body)
     raise ValueError("malformed value from the program")
+
+
+def _others_can_import_stdlib() -> bool:
+    """Can a uid other than ours read this interpreter's standard library?"""
+    return _searchable_by_others(os.path.dirname(os.path.realpath(os.__file__)))
+
+
+def _searchable_by_others(path: str) -> bool:
+    """Is every directory from `path` up to / searchable by others (mode o+x)? Without bubblewrap the
+    worker sees the real filesystem, where an interpreter under /root (mode 0700; pyenv's default
+    place for root) is out of reach of the dropped uid, and the untrusted code would fail at its first
+    `import typing`. Bubblewrap binds the interpreter under searchable parents."""
+    import stat
+
+    while True:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            return False
+        if not mode & stat.S_IXOTH:
+            return False
+        parent = os.path.dirname(path)
+        if parent == path:
+            return True
+        path = parent
 
 
 # ------------------------------------------------------------------------------------ inside the worker
@@ -340,7 +367,8 @@ class _Worker:
     def __init__(self, tmp: str, pid_namespace: bool):
         self.tmp = tmp
         self.pid_namespace = pid_namespace
-        self.root = os.getuid() == 0
+        # Jobs run as other uids only when those can still import the standard library.
+        self.root = os.getuid() == 0 and _others_can_import_stdlib()
         self.count = 0
         self.statuses: dict[int, int] = {}  # exit statuses of reaped job processes
 
@@ -632,7 +660,7 @@ class Sandbox:
     def guarantees(self) -> tuple[str, ...]:
         g = ["separate_process", "new_session", "rlimits", "wall_timeout", "output_cap", "scrubbed_env",
              "kill_process_group"]
-        if os.getuid() == 0:
+        if os.getuid() == 0 and (self.use_bwrap or _others_can_import_stdlib()):
             g.append("unprivileged_uid")
         if self.use_bwrap:
             g += ["no_network", "read_only_fs", "private_tmp", "pid_namespace", "kill_all_job_processes"]
