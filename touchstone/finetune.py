@@ -13,7 +13,7 @@ Objectives (`objective`), all on the judge's own question format (touchstone.pro
               minimal-pair evaluation (BLiMP) reads; claims have no pair, so they always use "answer".
 - "mix":      the sum of both.
 Why "answer" (measured on a micro model pretrained 60 minutes on the shared English corpus, BLiMP
-58.41% on all 67 paradigms, 66,993 pairs): "answer" on 12,000 records of all six worlds (875 steps,
+58.41% on all 67 paradigms, 66,993 pairs): "answer" on 14,000 records of all six worlds (875 steps,
 lr 1e-4) gave BLiMP 58.82% and raised the held-out suites (code 46.7 -> 68.7%, facts 52.0 -> 62.3%).
 "pairwise" on 4,000 language-world records lowered BLiMP in every setting tried: 58.15% (lr 1e-4,
 500 steps), 56.61% (lr 5e-4, 1000 steps), 57.57% (sentences from another corpus than the one
