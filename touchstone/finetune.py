@@ -20,7 +20,7 @@ lr 1e-4) gave BLiMP 58.82% and raised the held-out suites (code 46.7 -> 68.7%, f
 pretrained on, lr 3e-4), 56.78% (versions scored with no prompt, exactly as BLiMP is, lm_weight 1).
 Its loss fell all the same. The likeliest reading is that it learned the corruptions' own words rather
 than agreement: determiner-noun agreement, whose BLiMP pairs change the noun where the corruption
-changes the determiner, fell from 77.4% to 60-72%.
+changes the determiner, fell from 77.4% to 60-72% in three of the four runs.
 With `text_data` (a prepared data directory), `lm_weight` x the language-model loss on its training
 tokens is added at every step, and perplexity on its validation tokens is reported before and after.
 
