@@ -41,6 +41,7 @@ Never guaranteed: that the program cannot read bytes the worker freed during ear
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import select
@@ -161,8 +162,10 @@ def decode(obj):
     raise ValueError("malformed value from the program")
 
 
+@functools.lru_cache(maxsize=1)
 def _others_can_import_stdlib() -> bool:
-    """Can a uid other than ours read this interpreter's standard library?"""
+    """Can a uid other than ours read this interpreter's standard library? (Asked for every job's
+    result, so the walk up the directories happens once per process.)"""
     return _searchable_by_others(os.path.dirname(os.path.realpath(os.__file__)))
 
 
