@@ -135,6 +135,36 @@ def test_language_irregular_corruption_exchanges_past_and_participle():
     assert corrupt("The others stayed at home.", "irregular", rng) is None
 
 
+def test_language_number_corruption_breaks_agreement_only_where_a_neighbour_fixes_it():
+    from touchstone.worlds.language import corrupt, number_table
+
+    table = number_table(["He read a book there.", "They sold these books cheaply.",
+                          "She had a good time.", "The dogs barked loudly."])
+    assert table == {"book": ("books", False), "books": ("book", True)}  # "good": no "these goods" seen
+    rng = random.Random(0)
+    assert corrupt("These books are old and worn.", "number", rng, number=table) == "These book are old and worn."
+    assert corrupt("The book is on the shelf.", "number", rng, number=table) == "The books is on the shelf."
+    # No determiner or verb fixes the number here, so flipping it would leave a good sentence.
+    assert corrupt("He liked the books of his father.", "number", rng, number=table) is None
+
+
+def test_language_render_balances_the_substituted_words():
+    """No word may sit on the corrupted side much more often than on the original side: otherwise a judge
+    can learn the word ("an", "these") instead of the grammar."""
+    from collections import Counter
+
+    from touchstone.worlds.language import WordBalance
+
+    records = get_world("language").render(random.Random(3), 1500)  # the embedded corpus
+    ops = Counter(r["verdict"]["evidence"]["op"] for r in records)
+    assert ops["agreement"] > 100 and ops["number"] > 50, ops
+    balance = WordBalance()
+    for r in records:
+        balance.add(r["verdict"]["evidence"]["original"], r["verdict"]["evidence"]["corrupted"])
+    words = set(balance.inserted) | set(balance.removed)
+    assert max(abs(balance.inserted[w] - balance.removed[w]) for w in words) <= balance.slack
+
+
 @needs_book
 def test_language_record_with_an_edited_side_fails():
     world = make("language")

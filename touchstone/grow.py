@@ -99,7 +99,10 @@ def mutate_records(records: list[dict], rng: random.Random, n: int, generation: 
     `worlds` maps names to the World objects to use (the language world knows its corpus)."""
     from touchstone.worlds.numbers import parse_statement, statement
 
+    from touchstone.worlds.language import WordBalance
+
     code_claims = []  # (item, mutant, parent id): labelled together by one sandbox batch below
+    balance = WordBalance()  # language mutations keep their words balanced, as the world's render does
     usable = [r for r in records if r["world"] in worlds and ((r["world"] in ("numbers", "code") and "statement" in r)
                                                           or (r["world"] == "language" and "a" in r))]
     out = []
@@ -125,9 +128,10 @@ def mutate_records(records: list[dict], rng: random.Random, n: int, generation: 
                 original = rec[rec["label"]]
                 if not in_split(world, {"original": original}):
                     continue
-                bad = world.mutate({"text": original, "original": original, "op": None}, rng)
+                bad = world.mutate({"text": original, "original": original, "op": None}, rng, allow=balance.allows)
                 if bad["text"] == rec["b" if rec["label"] == "a" else "a"]:
                     continue  # the same corruption again: nothing new
+                balance.add(original, bad["text"])
                 label = rng.choice("ab")
                 a, b = (original, bad["text"]) if label == "a" else (bad["text"], original)
                 new_rec = pair_record(PAIR_PROMPT, a, b, label, world="language", kind="grammatical",
