@@ -157,8 +157,8 @@ def _recase(new: str, old: str) -> str:
 
 def number_table(sentences) -> dict[str, tuple[str, bool]]:
     """Nouns with both numbers attested, each mapped to (its other number, whether it is the plural): a
-    word seen after a singular
-    determiner ("this book") whose plural, by `inflect`, is seen after a plural one ("these books").
+    word seen after a singular determiner ("this book") whose plural, by `inflect`, is seen after a
+    plural one ("these books").
     Attestation in both contexts stands in for a part-of-speech tagger: "a good" alone does not make
     "good" a noun unless "these goods" occurs too."""
     import inflect
@@ -194,8 +194,8 @@ def _number_spots(words: list[str], bare: list[int], table: dict[str, tuple[str,
         before = words[i - 1].lower()
         if before in (PLURAL_DETERMINERS if plural else SINGULAR_DETERMINERS):
             spots.append(i)
-        elif i == 1 and before == "the" and len(words) > 2 and words[2].lower() in (PLURAL_VERBS if plural else SINGULAR_VERBS):
-            spots.append(i)
+        elif i == 1 and before == "the" and words[2].lower() in (PLURAL_VERBS if plural else SINGULAR_VERBS):
+            spots.append(i)  # words[2] exists: i is bare, and the last word never is
     return spots
 
 
