@@ -12,15 +12,22 @@ Objectives (`objective`), all on the judge's own question format (touchstone.pro
               context). It teaches the model to prefer the right version as text, which is what
               minimal-pair evaluation (BLiMP) reads; claims have no pair, so they always use "answer".
 - "mix":      the sum of both.
-Why "answer" (measured on a micro model pretrained 60 minutes on the shared English corpus, BLiMP
-58.41% on all 67 paradigms, 66,993 pairs): "answer" on 14,000 records of all six worlds (875 steps,
-lr 1e-4) gave BLiMP 58.82% and raised the held-out suites (code 46.7 -> 68.7%, facts 52.0 -> 62.3%).
-"pairwise" on 4,000 language-world records lowered BLiMP in every setting tried: 58.15% (lr 1e-4,
-500 steps), 56.61% (lr 5e-4, 1000 steps), 57.57% (sentences from another corpus than the one
-pretrained on, lr 3e-4), 56.78% (versions scored with no prompt, exactly as BLiMP is, lm_weight 1).
-Its loss fell all the same. The likeliest reading is that it learned the corruptions' own words rather
-than agreement: determiner-noun agreement, whose BLiMP pairs change the noun where the corruption
-changes the determiner, fell from 77.4% to 60-72% in three of the four runs.
+Measured on a micro model pretrained 60 minutes on the shared English corpus (BLiMP 58.41% on all 67
+paradigms, 66,993 pairs):
+- "answer" on 14,000 records of all six worlds (875 steps, lr 1e-4) gave BLiMP 58.82% and raised the
+  held-out suites (code 46.7 -> 68.7%, facts 52.0 -> 62.3%).
+- "pairwise" on language records whose substituted words were unbalanced (language world version 2)
+  lowered BLiMP in every setting tried: 58.15% (lr 1e-4, 500 steps), 56.61% (lr 5e-4, 1000 steps),
+  57.57% (sentences of another corpus than the one pretrained on, lr 3e-4), 56.78% (versions scored
+  with no prompt, exactly as BLiMP is, lm_weight 1), although its loss fell: it learned the
+  corruptions' own words ("an", "these") rather than agreement.
+- "pairwise" on balanced records with the noun-number corruption (version 3, `WordBalance`), 4,132
+  pairs of the default and English corpora, lr 1e-4, 517 steps: BLiMP 59.73%, the best of all runs
+  (determiner-noun agreement 77.4 -> 83.0%, anaphor agreement 79.4 -> 83.4%, irregular forms 81.3 ->
+  84.4%; subject-verb agreement unmoved at 55.4%).
+"answer" stays the default because it is what the judge reads, for every world; for the language
+model's own preference between sentences (minimal-pair evaluation), "pairwise" on language records
+is the one that helps.
 With `text_data` (a prepared data directory), `lm_weight` x the language-model loss on its training
 tokens is added at every step, and perplexity on its validation tokens is reported before and after.
 

@@ -251,11 +251,14 @@ class WordBalance:
 
     Without it the corpus's own frequencies decide: "a" is far commoner than "an", so a -> an happens
     far more often than an -> a, and a judge learns that "an" (or "these", "are", a plural noun) marks
-    the worse sentence, a cue that fails on any other test. Measured: contrastive fine-tuning on
-    unbalanced records lowered BLiMP in every run (58.4% -> 56.6-58.2), on the same records balanced
-    afterwards by hand it rose (58.4% -> 59.0). A substitution old -> new is allowed while `new` has not
-    been inserted `slack` times more often than removed, and `old` not removed `slack` times more often
-    than inserted."""
+    the worse sentence, a cue that fails on any other test. Measured with the pairwise objective on a
+    micro model pretrained 60 minutes on the shared English corpus (BLiMP 58.41%, all 67 paradigms):
+    unbalanced records lowered BLiMP in all four runs (56.6-58.2%); balanced ones, with the "number"
+    corruption, raised it to 58.74% (2,110 pairs of the default corpus, 264 steps) and 59.73% (4,132
+    pairs of the default and English corpora, 517 steps). A substitution old -> new is allowed while
+    `new` has not been inserted `slack` times more often than removed, and `old` not removed `slack`
+    times more often than inserted.
+    """
 
     def __init__(self, slack: int = 2):
         self.slack = slack
