@@ -142,10 +142,33 @@ def test_language_number_corruption_breaks_agreement_only_where_a_neighbour_fixe
                           "She had a good time.", "The dogs barked loudly."])
     assert table == {"book": ("books", False), "books": ("book", True)}  # "good": no "these goods" seen
     rng = random.Random(0)
-    assert corrupt("These books are old and worn.", "number", rng, number=table) == "These book are old and worn."
-    assert corrupt("The book is on the shelf.", "number", rng, number=table) == "The books is on the shelf."
+    assert corrupt("These books are old and worn.", "number", rng, nouns=table) == "These book are old and worn."
+    assert corrupt("The book is on the shelf.", "number", rng, nouns=table) == "The books is on the shelf."
     # No determiner or verb fixes the number here, so flipping it would leave a good sentence.
-    assert corrupt("He liked the books of his father.", "number", rng, number=table) is None
+    assert corrupt("He liked the books of his father.", "number", rng, nouns=table) is None
+
+
+def test_language_verb_corruption_breaks_subject_verb_agreement():
+    from touchstone.worlds.language import corrupt, verb_table
+
+    verbs = verb_table(["Then she walks home.", "Then they walk home.", "He always smiles.", "They always smile."])
+    assert verbs == {"walks": ("walk", False), "walk": ("walks", True)}  # "alway" is never seen after "they"
+    rng = random.Random(0)
+    assert corrupt("Every morning she walks to the river.", "verb", rng, verbs=verbs) == \
+        "Every morning she walk to the river."
+    assert corrupt("At dawn they walk to the river.", "verb", rng, verbs=verbs) == "At dawn they walks to the river."
+    assert corrupt("The fox will walk to the river.", "verb", rng, verbs=verbs) is None
+
+
+def test_language_npi_corruption_only_where_nothing_licenses_ever():
+    from touchstone.worlds.language import corrupt
+
+    rng = random.Random(0)
+    assert corrupt("She has really tried to help him.", "npi", rng) == "She has ever tried to help him."
+    for licensed in ("She has not really tried to help him.", "If she has really tried, she will win.",
+                     "She has really tried the hardest of all."):
+        assert corrupt(licensed, "npi", rng) is None, licensed
+    assert corrupt("He was really kind to her.", "npi", rng) is None  # "He was ever kind" is old but good
 
 
 def test_language_render_balances_the_substituted_words():
@@ -157,10 +180,11 @@ def test_language_render_balances_the_substituted_words():
 
     records = get_world("language").render(random.Random(3), 1500)  # the embedded corpus
     ops = Counter(r["verdict"]["evidence"]["op"] for r in records)
-    assert ops["agreement"] > 100 and ops["number"] > 50, ops
+    assert ops["agreement"] > 100 and ops["number"] > 50 and ops["verb"] > 20 and ops["npi"] > 20, ops
     balance = WordBalance()
     for r in records:
-        balance.add(r["verdict"]["evidence"]["original"], r["verdict"]["evidence"]["corrupted"])
+        if r["verdict"]["evidence"]["op"] != "npi":  # exempt by design: see touchstone.worlds.language.corrupt
+            balance.add(r["verdict"]["evidence"]["original"], r["verdict"]["evidence"]["corrupted"])
     words = set(balance.inserted) | set(balance.removed)
     assert max(abs(balance.inserted[w] - balance.removed[w]) for w in words) <= balance.slack
 

@@ -12,7 +12,10 @@ has/have, does/do); drop or double a function word; the wrong determiner (a/an, 
 that/those); the wrong pronoun or reflexive (he/him, I/me, himself/herself, ...); an irregular verb's
 past tense and past participle exchanged (went/gone, saw/seen, had written/had wrote, ...); a noun's
 number flipped where a determiner or the verb fixes it (this book/these book, The dogs are/The dog
-are), for the nouns of `number_table`. `render` balances the substituted words (`WordBalance`).
+are), for the nouns of `number_table`; a present-tense verb's form flipped after its subject (she
+walks/she walk, they walk/they walks), for the verbs of `verb_table`; "ever" where nothing licenses it
+(She has really tried/She has ever tried). `render` draws each kind about equally often and balances
+the substituted words (`WordBalance`).
 
 Verification: an item {"text", "original", "op"} is ok when its text is the original and the original
 is a sentence of the loaded corpus. A record is checked against its recorded source (the verdict's
@@ -73,6 +76,22 @@ SINGULAR_DETERMINERS = {"a", "an", "this", "that", "each", "every", "another"}
 PLURAL_DETERMINERS = {"these", "those", "many", "several", "few", "both"}
 SINGULAR_VERBS = {"is", "was", "has", "does"}
 PLURAL_VERBS = {"are", "were", "have", "do"}
+# Subjects that fix a present-tense verb's form: "he runs", "they run".
+THIRD_PERSON_SINGULAR = {"he", "she", "it"}
+OTHER_SUBJECTS = {"i", "we", "you", "they"}
+# "ever" needs a licensor (negation, a question, "only", "if", a superlative, ...). The "npi" corruption
+# puts it in place of one of these adverbs after a subject or an auxiliary, in a sentence with no word
+# that might license it: "She has really tried" -> "She has ever tried". Not after "is"/"was": "He
+# was ever kind" is old but good English.
+NPI_ADVERBS = {"really", "clearly", "certainly", "often", "always", "usually", "sometimes", "probably",
+               "surely", "truly", "also", "already", "just", "once"}
+NPI_HOSTS = THIRD_PERSON_SINGULAR | OTHER_SUBJECTS | {"has", "have", "had", "will", "would", "could", "can",
+                                                       "should", "shall", "may", "might", "must", "did"}
+NPI_LICENSORS = {"not", "no", "never", "nobody", "nothing", "none", "nor", "neither", "nowhere", "without",
+                 "hardly", "scarcely", "barely", "seldom", "rarely", "few", "little", "only", "if", "whether",
+                 "unless", "before", "than", "all", "every", "any", "anyone", "anything", "anybody", "each",
+                 "first", "last", "ever", "too", "who", "which", "what", "whoever", "whatever", "when", "cannot",
+                 "doubt", "doubted", "deny", "denied"}
 
 
 def norm(sentence: str) -> str:
@@ -155,30 +174,42 @@ def _recase(new: str, old: str) -> str:
     return new[0].upper() + new[1:] if old[0].isupper() else new
 
 
-def number_table(sentences) -> dict[str, tuple[str, bool]]:
-    """Nouns with both numbers attested, each mapped to (its other number, whether it is the plural): a
-    word seen after a singular determiner ("this book") whose plural, by `inflect`, is seen after a
-    plural one ("these books").
-    Attestation in both contexts stands in for a part-of-speech tagger: "a good" alone does not make
-    "good" a noun unless "these goods" occurs too."""
-    import inflect
-
-    after_singular, after_plural = set(), set()
+def _paired_forms(sentences, singular_after: set[str], plural_after: set[str], to_plural) -> dict[str, tuple[str, bool]]:
+    """Words attested in both numbers, each mapped to (its other form, whether it is the plural form):
+    a word seen after one of `singular_after` whose `to_plural` form is seen after one of `plural_after`.
+    Attestation in both contexts stands in for a part-of-speech tagger."""
+    seen_singular, seen_plural = set(), set()
     for sentence in sentences:
         words = sentence.lower().split()
-        for det, word in zip(words, words[1:]):
-            if det in SINGULAR_DETERMINERS and word.isalpha():
-                after_singular.add(word)
-            elif det in PLURAL_DETERMINERS and word.isalpha():
-                after_plural.add(word)
-    engine = inflect.engine()
+        for left, word in zip(words, words[1:]):
+            if left in singular_after and word.isalpha():
+                seen_singular.add(word)
+            elif left in plural_after and word.isalpha():
+                seen_plural.add(word)
     closed_class = set(FUNCTION_WORDS) | set(AGREEMENT) | set(DETERMINERS) | set(PRONOUNS) | set(IRREGULAR)
     table = {}
-    for singular in sorted(after_singular - closed_class):
-        plural = engine.plural_noun(singular)
-        if len(singular) > 2 and plural != singular and plural in after_plural and plural not in closed_class:
+    for singular in sorted(seen_singular - closed_class):
+        plural = to_plural(singular)
+        if len(singular) > 2 and plural != singular and plural in seen_plural and plural not in closed_class:
             table[singular], table[plural] = (plural, False), (singular, True)
     return table
+
+
+def number_table(sentences) -> dict[str, tuple[str, bool]]:
+    """Nouns in both numbers: seen after a singular determiner ("this book") with the plural `inflect`
+    gives seen after a plural one ("these books"). "a good" alone does not make "good" a noun unless
+    "these goods" occurs too."""
+    import inflect
+
+    return _paired_forms(sentences, SINGULAR_DETERMINERS, PLURAL_DETERMINERS, inflect.engine().plural_noun)
+
+
+def verb_table(sentences) -> dict[str, tuple[str, bool]]:
+    """Present-tense verbs in both forms: seen after he/she/it ("she runs") with the form `inflect` gives
+    for a plural subject seen after I/we/you/they ("they run"). "he always" yields "alway", never seen."""
+    import inflect
+
+    return _paired_forms(sentences, THIRD_PERSON_SINGULAR, OTHER_SUBJECTS, inflect.engine().plural_verb)
 
 
 def _number_spots(words: list[str], bare: list[int], table: dict[str, tuple[str, bool]]) -> list[int]:
@@ -199,20 +230,53 @@ def _number_spots(words: list[str], bare: list[int], table: dict[str, tuple[str,
     return spots
 
 
-def _substitutions(words: list[str], bare: list[int], op: str, number: dict | None) -> list[tuple[int, str]]:
+def _verb_spots(words: list[str], bare: list[int], verbs: dict, nouns: dict) -> list[int]:
+    """Present-tense verbs whose form is fixed by the subject just before them: a pronoun ("she runs",
+    "they run") or, at the start of a sentence, "The" and a noun ("The dogs run")."""
+    spots = []
+    for i in bare:
+        word = words[i].lower()
+        if i == 0 or word not in verbs:
+            continue
+        plural = verbs[word][1]
+        before = words[i - 1].lower()
+        if before in (OTHER_SUBJECTS if plural else THIRD_PERSON_SINGULAR):
+            spots.append(i)
+        elif i == 2 and words[0].lower() == "the" and before in nouns and nouns[before][1] == plural:
+            spots.append(i)
+    return spots
+
+
+def _npi_spots(words: list[str], bare: list[int]) -> list[int]:
+    """Adverbs that "ever" could take the place of, in a sentence where nothing licenses "ever"."""
+    lower = [w.lower().strip(",;.") for w in words]
+    if any(w in NPI_LICENSORS or w.endswith(("n't", "est")) for w in lower):
+        return []
+    return [i for i in bare if i > 0 and lower[i] in NPI_ADVERBS and lower[i - 1] in NPI_HOSTS]
+
+
+def _substitutions(words: list[str], bare: list[int], op: str, nouns: dict | None,
+                   verbs: dict | None) -> list[tuple[int, str]]:
     """(position, replacement) for every place where the word-for-word corruption `op` applies."""
+    nouns, verbs = nouns or {}, verbs or {}
     if op == "number":
-        return [(i, number[words[i].lower()][0]) for i in _number_spots(words, bare, number or {})]
+        return [(i, nouns[words[i].lower()][0]) for i in _number_spots(words, bare, nouns)]
+    if op == "verb":
+        return [(i, verbs[words[i].lower()][0]) for i in _verb_spots(words, bare, verbs, nouns)]
+    if op == "npi":
+        return [(i, "ever") for i in _npi_spots(words, bare)]
     table = {"agreement": AGREEMENT, "determiner": DETERMINERS, "pronoun": PRONOUNS, "irregular": IRREGULAR}[op]
     return [(i, table[words[i].lower()]) for i in bare if words[i].lower() in table]
 
 
-def corrupt(sentence: str, op: str, rng: random.Random, number: dict | None = None,
+def corrupt(sentence: str, op: str, rng: random.Random, nouns: dict | None = None, verbs: dict | None = None,
             allow=None) -> str | None:
     """`sentence` with one corruption of kind `op`, or None when the sentence offers none.
 
-    `number` is the noun table of the "number" op (`number_table`); `allow(old, new)`, when given,
-    vetoes word substitutions (the render's balance of words, see `WordBalance`)."""
+    `nouns` and `verbs` are the tables of the "number" and "verb" ops (`number_table`, `verb_table`);
+    `allow(old, new)`, when given, vetoes word substitutions (the render's balance of words, see
+    `WordBalance`). "npi" is exempt: "ever" without a licensor is the error itself, and a good sentence
+    never loses its "ever" to a corruption, so that word cannot be balanced."""
     words = sentence.split()
     # Positions of bare words (no attached punctuation), never the last word (it carries the full stop).
     bare = [i for i, w in enumerate(words[:-1]) if w.isalpha()]
@@ -232,8 +296,8 @@ def corrupt(sentence: str, op: str, rng: random.Random, number: dict | None = No
         else:
             words.insert(i, words[i])
     else:
-        subs = [(i, new) for i, new in _substitutions(words, bare, op, number)
-                if allow is None or allow(words[i].lower(), new.lower())]
+        subs = [(i, new) for i, new in _substitutions(words, bare, op, nouns, verbs)
+                if allow is None or op == "npi" or allow(words[i].lower(), new.lower())]
         if not subs:
             return None
         i, new = rng.choice(subs)
@@ -242,7 +306,7 @@ def corrupt(sentence: str, op: str, rng: random.Random, number: dict | None = No
     return out if out != sentence else None
 
 
-OPS = ("swap", "agreement", "drop", "double", "determiner", "pronoun", "irregular", "number")
+OPS = ("swap", "agreement", "drop", "double", "determiner", "pronoun", "irregular", "number", "verb", "npi")
 
 
 class WordBalance:
@@ -282,7 +346,8 @@ class WordBalance:
 
 class LanguageWorld(World):
     name = "language"
-    version = 3  # 2: the "irregular" corruption; 3: the "number" corruption and balanced words
+    # 2: the "irregular" corruption; 3: the "number" corruption and balanced words; 4: "verb" and "npi"
+    version = 4
     split = "train"
 
     def __init__(self, source: str | list[str] | None = None):
@@ -312,6 +377,11 @@ class LanguageWorld(World):
         """The noun table of the "number" corruption, learnt from this corpus (`number_table`)."""
         return number_table(self.sentences)
 
+    @functools.cached_property
+    def verbs(self) -> dict[str, tuple[str, bool]]:
+        """The verb table of the "verb" corruption, learnt from this corpus (`verb_table`)."""
+        return verb_table(self.sentences)
+
     def sample(self, rng: random.Random) -> dict:
         s = rng.choice(self.sentences)
         return {"text": s, "original": s, "op": None}
@@ -320,7 +390,7 @@ class LanguageWorld(World):
         """A corrupted copy of the original; ops are tried in random order until one applies (`allow`:
         see `corrupt`)."""
         for op in rng.sample(OPS, len(OPS)):
-            text = corrupt(item["original"], op, rng, number=self.nouns, allow=allow)
+            text = corrupt(item["original"], op, rng, nouns=self.nouns, verbs=self.verbs, allow=allow)
             if text is not None:
                 return {"text": text, "original": item["original"], "op": op}
         raise ValueError(f"no corruption applies to {item['original']!r}")
@@ -338,8 +408,9 @@ class LanguageWorld(World):
         out = []
         balance = WordBalance()
         tries = 0
+        ops, hits, misses = list(OPS), Counter(), Counter()
         while len(out) < n:
-            op = rng.choice(OPS)
+            op = rng.choice(ops)
             for _ in range(SENTENCES_PER_KIND):
                 tries += 1
                 if tries > 50 * n + 1000:
@@ -347,11 +418,18 @@ class LanguageWorld(World):
                 item = self.sample(rng)
                 if not in_split(self, {"original": item["original"]}):
                     continue
-                text = corrupt(item["original"], op, rng, number=self.nouns, allow=balance.allows)
+                text = corrupt(item["original"], op, rng, nouns=self.nouns, verbs=self.verbs, allow=balance.allows)
                 if text is not None:
                     break
             else:
-                continue  # this corpus rarely offers `op` (or the balance holds it back): draw another kind
+                # This corpus rarely offers `op` (or the balance holds it back): draw another kind, and
+                # stop asking for a kind that missed ten times before ever applying (a small corpus
+                # may have no "these books" at all).
+                misses[op] += 1
+                if misses[op] == 10 and not hits[op] and len(ops) > 1:
+                    ops.remove(op)
+                continue
+            hits[op] += 1
             bad = {"text": text, "original": item["original"], "op": op}
             balance.add(item["text"], bad["text"])
             evidence = {"original": item["original"], "corrupted": bad["text"], "op": bad["op"]}
