@@ -29,7 +29,7 @@ def test_heldout_suite_is_deterministic(name):
     first = S.heldout_suite(name)
     S._suites.clear()
     assert S.heldout_suite(name) == first
-    assert 200 <= len(first[1]) <= 400
+    assert len(first[1]) == S.SUITE_SIZE.get(name, S.DEFAULT_SUITE_SIZE)
 
 
 @pytest.mark.parametrize("name", ["numbers", "facts", "colour"])

@@ -12,8 +12,9 @@ The regression guard: on every held-out suite (never trained on, never used to g
 may not fall more than `tolerance` (0.05 accuracy) below the champion where that drop is also
 significant by the same paired test in the other direction (champion better, p < `alpha`). Both
 conditions, because either alone misfires: near chance, two judges disagree on about half of a
-300-record suite, so its accuracy difference has a standard deviation of about 4 points and a bare
-5-point rule would block about half of all promotions across six suites by noise alone; a bare test
+600-record suite, so its accuracy difference has a standard deviation of about 3 points (3.5 for the
+400 wing records), and a bare 5-point rule would block about a quarter of all promotions across six
+suites by noise alone; a bare test
 would block a real but immaterial one-point loss on a large suite. The significance is Holm's step-down
 over all suites together (family-wise error `alpha`): six separate tests at 0.05 would flag at least
 one suite by chance in about a quarter of all generations, and each flag blocks a promotion and breaks

@@ -215,7 +215,8 @@ def suite_scores(model_dir: Path, worlds: dict) -> dict[str, dict]:
     cache = model_dir / "eval.json"
     have = json.loads(cache.read_text(encoding="utf-8")).get("suites", {}) if cache.exists() else {}
     suites = {name: heldout_suite(world) for name, world in worlds.items()}
-    todo = [w for w in worlds if w not in have or have[w].get("version") != suites[w][0]]
+    todo = [w for w in worlds if w not in have or have[w].get("version") != suites[w][0]
+            or have[w].get("n") != len(suites[w][1])]  # a suite of another size is another suite
     if todo:
         judge = Judge.load(model_dir)
         for w in todo:
@@ -835,7 +836,7 @@ def _against_generation_0(ws: Workspace) -> list[str]:
              "| suite | n | gen 0 | champion | difference | 95% CI |", "|---|---|---|---|---|---|"]
     pooled_before, pooled_after = [], []
     for w in sorted(set(before) & set(after)):
-        if before[w]["version"] != after[w]["version"]:
+        if before[w]["version"] != after[w]["version"] or before[w]["n"] != after[w]["n"]:
             continue
         b, a = [bool(x) for x in before[w]["correct"]], [bool(x) for x in after[w]["correct"]]
         pooled_before += b

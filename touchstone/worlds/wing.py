@@ -418,7 +418,7 @@ def parse_design(text: str) -> dict:
 # -------------------------------------------------------------------------------------------- world
 class WingWorld(World):
     name = "wing"
-    version = 2  # 2: claims balanced between true and false
+    version = 3  # 2: claims balanced between true and false; 3: balanced exactly, by count
     split = "train"
 
     def __init__(self, processes: int | None = None):
@@ -461,7 +461,7 @@ class WingWorld(World):
         f = analyze(item)
         return Verdict(f["feasible"], f["L_over_D"] or 0.0, f["reason"], f)
 
-    def _record(self, item: dict, other: dict, rng: random.Random) -> dict | None:
+    def _record(self, item: dict, other: dict, rng: random.Random, true_minus_false: int = 0) -> dict | None:
         if rng.random() < 0.6:
             label = rng.choice("ab")
             a, b = (item, other) if label == "a" else (other, item)
@@ -474,7 +474,9 @@ class WingWorld(World):
             # Half the claims true, half false. About 60% of sampled designs are feasible, and on such a
             # set a judge that always answers "true" looks skilled: generation 0 scored 0.555 on the
             # suite that way, and every fine-tuned challenger lost ~0.1 there by unlearning the bias.
-            want = rng.random() < 0.5
+            # A coin for each claim is not enough: a false claim needs an infeasible design and is
+            # dropped more often, so the label behind is asked for (`true_minus_false`, kept by render).
+            want = rng.random() < 0.5 if true_minus_false == 0 else true_minus_false < 0
             options = [d for d in (item, other) if analyze(d)["feasible"] == want]
             if not options:
                 return None
@@ -487,6 +489,7 @@ class WingWorld(World):
 
     def render(self, rng: random.Random, n: int) -> list[dict]:
         out: list[dict] = []
+        true_minus_false = 0
         while len(out) < n:
             # Sample a batch, analyse it in parallel, then write the records (ties are dropped).
             batch = []
@@ -496,9 +499,11 @@ class WingWorld(World):
                     batch.append((item, self.mutate(item, rng)))
             _prefetch([list(pair) for pair in batch], self.processes)
             for item, other in batch:
-                rec = self._record(item, other, rng)
+                rec = self._record(item, other, rng, true_minus_false)
                 if rec is not None and len(out) < n:
                     out.append(rec)
+                    if "statement" in rec:
+                        true_minus_false += 1 if rec["label"] else -1
         return out
 
     def verify_record(self, record: dict) -> Verdict:
