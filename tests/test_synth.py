@@ -88,6 +88,13 @@ def test_verify_cli_refuses_malformed_input_in_one_line(tmp_path, capsys, conten
     assert len(err.splitlines()) == 1 and needle in err
 
 
+@pytest.mark.parametrize("form,key", [("pairs", "a"), ("claims", "statement")])
+def test_synth_keeps_only_the_form_asked_for(tmp_path, form, key):
+    out = tmp_path / f"{form}.jsonl"
+    assert S.synth("numbers", 40, out, seed=2, form=form) == 40
+    assert all(key in obj for _, obj in read_jsonl(out))
+
+
 @pytest.mark.parametrize("argv", [["synth", "numbers", "--n", "0"], ["synth", "nosuchworld", "--n", "3"],
                                   ["synth", "numbers", "--n", "3", "--seed", str(S.HELDOUT_SEED)]])
 def test_synth_cli_refuses_bad_arguments_in_one_line(tmp_path, capsys, argv):

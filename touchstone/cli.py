@@ -120,7 +120,7 @@ def _synth(args):
         from touchstone.worlds import get_world
 
         world = get_world("language", source=args.source)
-    n = synth(world, n=args.n, out=args.out, seed=args.seed)
+    n = synth(world, n=args.n, out=args.out, seed=args.seed, form=args.form)
     print(f"wrote {n} verified records to {args.out}")
 
 
@@ -271,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--source", help="language world: the corpus its sentences come from (a prepared data "
                                     "directory, folder or text file; default: the embedded corpus)")
+    s.add_argument("--form", choices=("both", "pairs", "claims"), default="both",
+                   help="which records to keep: pairs (two versions), claims (one statement), or both")
 
     s = command("lint", _lint, "the training-data compiler: check records, optionally --fix into a rework dir")
     s.add_argument("files", nargs="+", metavar="FILE")

@@ -86,10 +86,17 @@ def heldout_ids(world) -> set[str]:
     return {r["id"] for r in heldout_suite(world)[1]}
 
 
-def synth(world, n: int, out, seed: int = 0) -> int:
-    """Write n verified records of `world` to `out` (JSONL, .gz allowed) atomically; returns the count."""
+FORMS = {"both": lambda r: True, "pairs": lambda r: "a" in r, "claims": lambda r: "statement" in r}
+
+
+def synth(world, n: int, out, seed: int = 0, form: str = "both") -> int:
+    """Write n verified records of `world` to `out` (JSONL, .gz allowed) atomically; returns the count.
+    `form`: keep "pairs", "claims" or "both" (pairwise fine-tuning, for one, learns from pairs only)."""
     if n < 1:
         raise UserError(f"--n must be at least 1, got {n}")
+    if form not in FORMS:
+        raise UserError(f"--form must be one of {', '.join(FORMS)}, got {form!r}")
+    keep = FORMS[form]
     if seed == HELDOUT_SEED:
         raise UserError(f"seed {HELDOUT_SEED} is reserved for the held-out suites")
     world = _world(world)
@@ -99,7 +106,7 @@ def synth(world, n: int, out, seed: int = 0) -> int:
     seen: set[str] = set()
     for _ in range(20):  # top up what decontamination and de-duplication removed
         for rec in world.render(rng, n - len(records)):
-            if rec["id"] in banned or rec["id"] in seen or not (rec.get("verdict") or {}).get("ok"):
+            if rec["id"] in banned or rec["id"] in seen or not (rec.get("verdict") or {}).get("ok") or not keep(rec):
                 continue
             seen.add(rec["id"])
             records.append(rec)
