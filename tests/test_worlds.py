@@ -176,17 +176,63 @@ def test_language_render_balances_the_substituted_words():
     can learn the word ("an", "these") instead of the grammar."""
     from collections import Counter
 
-    from touchstone.worlds.language import WordBalance
+    from touchstone.worlds.language import OPS, WordBalance
 
     records = get_world("language").render(random.Random(3), 1500)  # the embedded corpus
     ops = Counter(r["verdict"]["evidence"]["op"] for r in records)
-    assert ops["agreement"] > 100 and ops["number"] > 50 and ops["verb"] > 20 and ops["npi"] > 20, ops
+    assert ops["agreement"] > 80 and ops["number"] > 50 and ops["verb"] > 10 and ops["npi"] > 10, ops
     balance = WordBalance()
     for r in records:
-        if r["verdict"]["evidence"]["op"] != "npi":  # exempt by design: see touchstone.worlds.language.corrupt
+        # "npi" is exempt by design (see touchstone.worlds.language.corrupt); the grammar's pairs are
+        # balanced by their own coin (touchstone.worlds.grammar), not by this bookkeeping.
+        if r["verdict"]["evidence"]["op"] in OPS and r["verdict"]["evidence"]["op"] != "npi":
             balance.add(r["verdict"]["evidence"]["original"], r["verdict"]["evidence"]["corrupted"])
     words = set(balance.inserted) | set(balance.removed)
     assert max(abs(balance.inserted[w] - balance.removed[w]) for w in words) <= balance.slack
+
+
+def test_grammar_pairs_differ_where_their_phenomenon_says():
+    """Each phenomenon's two sentences differ in the one place it names, and rebuild from their choices."""
+    from touchstone.worlds import grammar
+
+    nouns = {"box": ("boxes", False), "boxes": ("box", True), "hour": ("hours", False), "hours": ("hour", True)}
+    g = grammar.Grammar(nouns, ["Tom", "Mary"])
+    singular_verbs = {"is", "was", "isn't", "wasn't", "has", "hasn't"} | {v[1] for v in grammar.TRANSITIVE}
+    rng = random.Random(0)
+    for _ in range(200):
+        for phenomenon in grammar.PHENOMENA:
+            good, bad, choices = g.pair(phenomenon, rng)
+            assert good != bad and grammar.build(choices) == (good, bad)
+            assert "a hour" not in good.lower() and "an box" not in good.lower()
+            g_words, b_words = good.rstrip(".?").split(), bad.rstrip(".?").split()
+            changed = [(x, y) for x, y in zip(g_words, b_words) if x != y]
+            if phenomenon == "wh_gap":
+                assert len(g_words) == len(b_words) and len(changed) == 1
+                assert "that" in changed[0] and {"what", "who"} & {*changed[0]}
+            elif phenomenon == "attractor":
+                assert len(g_words) == len(b_words) and len(changed) == 1
+                # the verb agrees with the head noun, never with the nearer one
+                assert (changed[0][0] in singular_verbs) != choices["head_plural"]
+            else:  # the NPI phenomena: "ever" stays, its licensor moves or goes
+                assert "ever" in g_words and "ever" in b_words
+                assert ("not" in b_words) <= ("not" in g_words) or phenomenon == "npi_scope"
+    assert grammar.build({"phenomenon": "question_npi", "subject": "the boys", "subject_plural": True,
+                          "other": "Tom", "other_plural": False, "object": "the box", "verb": 0, "verb2": 0,
+                          "variant": 1, "aux": "do"}) == ("Do the boys ever bring the box?",
+                                                           "The boys do ever bring the box.")
+
+
+def test_language_grammar_records_are_checked_by_rebuilding_them():
+    world = get_world("language")
+    records = [r for r in world.render(random.Random(4), 300) if "choices" in r["verdict"]["evidence"]]
+    assert len(records) > 40
+    assert all(world.verify_record(r).ok for r in records)
+    rec = json.loads(json.dumps(next(r for r in records if r["verdict"]["evidence"]["op"] == "wh_gap")))
+    rec["verdict"]["evidence"]["choices"]["variant"] ^= 1  # gap and no gap: the recorded pair no longer follows
+    assert world.verify_record(rec).reason == "not_rebuilt"
+    rec = json.loads(json.dumps(records[1]))
+    rec["verdict"]["evidence"]["choices"]["phenomenon"] = "nonsense"
+    assert not world.verify_record(rec).ok
 
 
 @needs_book

@@ -126,6 +126,8 @@ def mutate_records(records: list[dict], rng: random.Random, n: int, generation: 
                 from touchstone.worlds.language import PAIR_PROMPT
 
                 original = rec[rec["label"]]
+                if "choices" in ((rec.get("verdict") or {}).get("evidence") or {}):
+                    continue  # a grammar pair: its good side is no corpus sentence to corrupt afresh
                 if not in_split(world, {"original": original}):
                     continue
                 bad = world.mutate({"text": original, "original": original, "op": None}, rng, allow=balance.allows)

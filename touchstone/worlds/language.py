@@ -14,12 +14,15 @@ past tense and past participle exchanged (went/gone, saw/seen, had written/had w
 number flipped where a determiner or the verb fixes it (this book/these book, The dogs are/The dog
 are), for the nouns of `number_table`; a present-tense verb's form flipped after its subject (she
 walks/she walk, they walk/they walks), for the verbs of `verb_table`; "ever" where nothing licenses it
-(She has really tried/She has ever tried). `render` draws each kind about equally often and balances
-the substituted words (`WordBalance`).
+(She has really tried/She has ever tried). Beside them, pairs the corpus rarely offers are built from a
+small grammar with the corpus's own nouns and names (`touchstone.worlds.grammar`: a wh-word and a gap,
+"ever" in a question or in the scope of a negation, agreement across a nearer noun). `render` draws
+each kind about equally often and balances the substituted words (`WordBalance`).
 
 Verification: an item {"text", "original", "op"} is ok when its text is the original and the original
 is a sentence of the loaded corpus. A record is checked against its recorded source (the verdict's
-evidence keeps the original and the corruption), so a flipped label or an edited side is caught.
+evidence keeps the original and the corruption, and for a grammar pair the choices it is rebuilt
+from), so a flipped label or an edited side is caught.
 Guaranteed: sentences found in the evaluation sets (BLiMP, the WikiText-2 test split under
 $TOUCHSTONE_SHARED_DATA when present) are never used, and BLiMP is never a source.
 Not guaranteed: that every corruption is ungrammatical (a swap of two adjectives can be harmless);
@@ -41,6 +44,7 @@ from touchstone.errors import UserError
 from touchstone.files import shared_data
 from touchstone.records import claim_record, pair_record
 from touchstone.synth import in_split
+from touchstone.worlds import grammar
 from touchstone.worlds.base import Verdict, World
 
 MAX_SENTENCES = 40_000  # enough variety; reading more only costs time
@@ -307,6 +311,10 @@ def corrupt(sentence: str, op: str, rng: random.Random, nouns: dict | None = Non
 
 
 OPS = ("swap", "agreement", "drop", "double", "determiner", "pronoun", "irregular", "number", "verb", "npi")
+# `render` draws among the corpus's corruptions and the grammar's phenomena alike (touchstone.worlds.grammar).
+KINDS = OPS + grammar.PHENOMENA
+# Names for the grammar when the corpus has few of its own (the embedded default corpus is documentation).
+FALLBACK_NAMES = ["Alice", "Tom", "Jane", "Henry", "Emma", "Arthur", "Lucy", "Walter", "Mary", "George"]
 
 
 class WordBalance:
@@ -347,8 +355,9 @@ class WordBalance:
 
 class LanguageWorld(World):
     name = "language"
-    # 2: the "irregular" corruption; 3: the "number" corruption and balanced words; 4: "verb" and "npi"
-    version = 4
+    # 2: the "irregular" corruption; 3: the "number" corruption and balanced words; 4: "verb" and "npi";
+    # 5: the grammar's phenomena
+    version = 5
     split = "train"
 
     def __init__(self, source: str | list[str] | None = None):
@@ -383,6 +392,25 @@ class LanguageWorld(World):
         """The verb table of the "verb" corruption, learnt from this corpus (`verb_table`)."""
         return verb_table(self.sentences)
 
+    @functools.cached_property
+    def grammar(self) -> grammar.Grammar | None:
+        """The grammar of the constructions the corpus rarely offers, with this corpus's nouns and names
+        (None when the corpus has no noun seen in both numbers)."""
+        names = grammar.corpus_names(self.sentences)
+        nouns = self.nouns
+        return grammar.Grammar(nouns, names if len(names) >= 20 else FALLBACK_NAMES) if nouns else None
+
+    def grammar_pair(self, phenomenon: str, rng: random.Random) -> tuple[str, str, dict] | None:
+        """(good, bad, choices) of the grammar, or None when its sentences are in an evaluation set, in the
+        other split, or the grammar is unavailable."""
+        if self.grammar is None:
+            return None
+        good, bad, choices = self.grammar.pair(phenomenon, rng)
+        banned = eval_sentences()
+        if norm(good) in banned or norm(bad) in banned or not in_split(self, {"original": good}):
+            return None
+        return good, bad, choices
+
     def sample(self, rng: random.Random) -> dict:
         s = rng.choice(self.sentences)
         return {"text": s, "original": s, "op": None}
@@ -409,17 +437,24 @@ class LanguageWorld(World):
         out = []
         balance = WordBalance()
         tries = 0
-        ops, hits, misses = list(OPS), Counter(), Counter()
+        ops, hits, misses = list(KINDS), Counter(), Counter()
         while len(out) < n:
             op = rng.choice(ops)
+            choices = None
             for _ in range(SENTENCES_PER_KIND):
                 tries += 1
                 if tries > 50 * n + 1000:
                     raise UserError(f"{self.source_name}: too few usable sentences for {n} records")
-                item = self.sample(rng)
-                if not in_split(self, {"original": item["original"]}):
+                if op in grammar.PHENOMENA:
+                    made = self.grammar_pair(op, rng)
+                    if made is not None:
+                        original, text, choices = made
+                        break
                     continue
-                text = corrupt(item["original"], op, rng, nouns=self.nouns, verbs=self.verbs, allow=balance.allows)
+                original = self.sample(rng)["original"]
+                if not in_split(self, {"original": original}):
+                    continue
+                text = corrupt(original, op, rng, nouns=self.nouns, verbs=self.verbs, allow=balance.allows)
                 if text is not None:
                     break
             else:
@@ -431,17 +466,19 @@ class LanguageWorld(World):
                     ops.remove(op)
                 continue
             hits[op] += 1
-            bad = {"text": text, "original": item["original"], "op": op}
-            balance.add(item["text"], bad["text"])
-            evidence = {"original": item["original"], "corrupted": bad["text"], "op": bad["op"]}
+            evidence = {"original": original, "corrupted": text, "op": op}
+            if choices is None:
+                balance.add(original, text)
+            else:
+                evidence["choices"] = choices
             if rng.random() < 0.5:
                 label = rng.choice("ab")
-                a, b = (item["text"], bad["text"]) if label == "a" else (bad["text"], item["text"])
+                a, b = (original, text) if label == "a" else (text, original)
                 rec = pair_record(PAIR_PROMPT, a, b, label, world=self.name, kind="grammatical",
                                   source=self.source_name)
             else:
-                shown = rng.choice([item, bad])
-                rec = claim_record(f'"{shown["text"]}" is a well-formed English sentence.', shown is item,
+                shown = rng.choice([original, text])
+                rec = claim_record(f'"{shown}" is a well-formed English sentence.', shown == original,
                                    world=self.name, kind="grammatical", source=self.source_name)
             rec["verdict"] = {"ok": True, "score": 1.0, "reason": "agrees", "evidence": evidence}
             rec["verdict"] = self.verify_record(rec).to_dict()
@@ -455,7 +492,14 @@ class LanguageWorld(World):
         original, corrupted = evidence.get("original"), evidence.get("corrupted")
         if not original or not corrupted:
             return Verdict(False, 0.0, "no_provenance", evidence)
-        if record.get("source") == self.source_name and original not in self._sentence_set:
+        if "choices" in evidence:  # a pair of the grammar: it must rebuild from its recorded choices
+            try:
+                rebuilt = grammar.build(evidence["choices"])
+            except (KeyError, IndexError, TypeError, ValueError):
+                rebuilt = None
+            if rebuilt != (original, corrupted):
+                return Verdict(False, 0.0, "not_rebuilt", evidence)
+        elif record.get("source") == self.source_name and original not in self._sentence_set:
             return Verdict(False, 0.0, "not_in_corpus", evidence)
         if "statement" in record:
             m = CLAIM_RE.fullmatch(record["statement"])

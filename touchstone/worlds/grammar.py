@@ -1,0 +1,200 @@
+"""Minimal pairs built from a small English grammar, for the constructions a corpus rarely offers.
+
+The language world's corruptions need a corpus sentence that already has the construction they
+break, and plain sentences of novels seldom do: in the 20,287 plain sentences of the shared English
+corpus there are 13 questions with "ever" and about 100 embedded "what"/"who" clauses. This module
+writes such sentences itself, each with a minimally different ungrammatical twin:
+
+- `wh_gap`:      "Tom knew what the boys brought." / "Tom knew that the boys brought." (an object gap
+                 needs a wh-word), and its converse with no gap, "Tom knew that the boys brought the
+                 box." / "Tom knew what the boys brought the box." (so neither "that" nor "what" marks
+                 the worse side);
+- `question_npi`: "Did the boys ever bring the box?" / "The boys did ever bring the box." ("ever" is
+                 licensed by the question), and "The boys did not ever bring the box." / "The boys did
+                 ever bring the box." (by the negation);
+- `npi_scope`:   "The boy that had found the box has not ever described Tom." / "The boy that had not
+                 found the box has ever described Tom." (the negation must be in the clause of "ever");
+- `attractor`:   "The box near the boys is broken." / "The box near the boys are broken." and "The boys
+                 that describe Tom bring the box." / "The boys that describe Tom brings the box." (the
+                 verb agrees with the head noun, not with the nearer one).
+
+Nouns and names come from the corpus (`number_table`, `corpus_names`), so
+the vocabulary is the corpus's own; the transitive verbs are a fixed list of verbs that need an
+object (a gap after "that" is only an error when the verb cannot stand alone: "Tom knew that the boys
+ate" is fine, "... that the boys brought" is not).
+
+Every pair is rebuilt from its recorded `choices` by `build`, which is how a record is verified.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import re
+from collections import Counter
+
+# (base, third person singular, past, past participle) of verbs that need an object.
+TRANSITIVE = [("bring", "brings", "brought", "brought"), ("find", "finds", "found", "found"),
+              ("describe", "describes", "described", "described"), ("mention", "mentions", "mentioned", "mentioned"),
+              ("need", "needs", "needed", "needed"), ("like", "likes", "liked", "liked"),
+              ("hate", "hates", "hated", "hated"), ("admire", "admires", "admired", "admired"),
+              ("praise", "praises", "praised", "praised"), ("fix", "fixes", "fixed", "fixed"),
+              ("examine", "examines", "examined", "examined"), ("discuss", "discusses", "discussed", "discussed"),
+              ("reveal", "reveals", "revealed", "revealed"), ("lift", "lifts", "lifted", "lifted"),
+              ("wear", "wears", "wore", "worn"), ("borrow", "borrows", "borrowed", "borrowed"),
+              ("destroy", "destroys", "destroyed", "destroyed"), ("repair", "repairs", "repaired", "repaired"),
+              ("greet", "greets", "greeted", "greeted"), ("thank", "thanks", "thanked", "thanked"),
+              ("blame", "blames", "blamed", "blamed"), ("take", "takes", "took", "taken"),
+              ("carry", "carries", "carried", "carried"), ("hire", "hires", "hired", "hired"),
+              ("resemble", "resembles", "resembled", "resembled"), ("annoy", "annoys", "annoyed", "annoyed"),
+              ("hide", "hides", "hid", "hidden"), ("sell", "sells", "sold", "sold"),
+              ("keep", "keeps", "kept", "kept"), ("buy", "buys", "bought", "bought"),
+              ("forgive", "forgives", "forgave", "forgiven"), ("choose", "chooses", "chose", "chosen")]
+# Verbs taking both a "that" clause and a "what/who" clause.
+# (for a singular subject, for a plural one)
+EMBEDDING = [("knew", "knew"), ("knows", "know"), ("remembered", "remembered"), ("remembers", "remember"),
+             ("forgot", "forgot"), ("has forgotten", "have forgotten"), ("discovered", "discovered"),
+             ("found out", "found out"), ("noticed", "noticed"), ("heard", "heard"), ("had learned", "had learned"),
+             ("will find out", "will find out"), ("saw", "saw"), ("understood", "understood")]
+PREPOSITIONS = ["of", "near", "behind", "beside", "with", "for", "from", "under"]
+ADJECTIVES = ["broken", "ready", "lost", "gone", "useful", "here", "new", "old", "famous", "strange"]
+# Verbs that agree with their subject, (singular, plural); those of "has" take a participle and an object.
+AGREEING = [("is", "are"), ("was", "were"), ("isn't", "aren't"), ("wasn't", "weren't"), ("has", "have"),
+            ("hasn't", "haven't")]
+SINGULAR_DET, PLURAL_DET = ["the", "a", "this", "that"], ["the", "these", "those", "some"]
+PHENOMENA = ("wh_gap", "question_npi", "npi_scope", "attractor")
+
+
+def corpus_names(sentences, minimum: int = 5) -> list[str]:
+    """Capitalized words seen inside a sentence at least `minimum` times and never in lower case: the
+    corpus's people and places ("Elizabeth", "London")."""
+    seen, lower = Counter(), set()
+    for sentence in sentences:
+        words = re.findall(r"[A-Za-z]+", sentence)
+        lower.update(w for w in words if w.islower())
+        seen.update(w for w in words[1:] if w[0].isupper() and w[1:].islower())
+    return sorted(w for w, c in seen.items() if c >= minimum and w.lower() not in lower and w != "I")
+
+
+class Grammar:
+    """Minimal pairs from a lexicon: `nouns` as `number_table` gives them, `names` (people)."""
+
+    def __init__(self, nouns: dict[str, tuple[str, bool]], names: list[str]):
+        self.singular = sorted(w for w, (_, plural) in nouns.items() if not plural)
+        self.nouns = nouns
+        self.names = names or ["Tom", "Mary"]
+        if not self.singular:
+            raise ValueError("the grammar needs at least one noun in both numbers")
+
+    @functools.cached_property
+    def _inflect(self):
+        import inflect
+
+        return inflect.engine()
+
+    def article(self, noun: str) -> str:
+        """"a" or "an" before `noun`, by its sound ("an hour", "a unit")."""
+        return self._inflect.a(noun)
+
+    # --- pieces ---------------------------------------------------------------------------------
+    def noun_phrase(self, rng: random.Random, plural: bool | None = None, name_ok: bool = True) -> tuple[str, bool]:
+        """(phrase, is plural): a name or a determiner and a noun of the asked number."""
+        if plural is None and name_ok and rng.random() < 0.3:
+            return rng.choice(self.names), False
+        plural = rng.random() < 0.5 if plural is None else plural
+        noun = rng.choice(self.singular)
+        if plural:
+            return f"{rng.choice(PLURAL_DET)} {self.nouns[noun][0]}", True
+        det = rng.choice(SINGULAR_DET)
+        return (self.article(noun) if det == "a" else f"{det} {noun}"), False
+
+    # --- phenomena ------------------------------------------------------------------------------
+    def choose(self, phenomenon: str, rng: random.Random) -> dict:
+        """The random choices one pair of `phenomenon` is built from (JSON-friendly)."""
+        subject, subject_plural = self.noun_phrase(rng)
+        other, other_plural = self.noun_phrase(rng)
+        obj, _ = self.noun_phrase(rng)
+        c = {"phenomenon": phenomenon, "subject": subject, "subject_plural": subject_plural, "other": other,
+             "other_plural": other_plural, "object": obj, "verb": rng.randrange(len(TRANSITIVE)),
+             "verb2": rng.randrange(len(TRANSITIVE)), "variant": rng.randrange(2)}
+        if phenomenon == "wh_gap":
+            c["embedding"] = rng.choice(EMBEDDING)[subject_plural]
+            c["wh"] = rng.choice(["what", "who"])
+            c["form"] = rng.choice(["past", "present", "perfect", "pluperfect", "negated", "future"])
+        elif phenomenon == "question_npi":
+            c["aux"] = rng.choice(["did", "do", "has", "had", "will", "would", "could", "can", "should", "might"])
+        elif phenomenon == "npi_scope":  # a relative clause needs a noun, not a name, to hang on
+            c["subject"], c["subject_plural"] = self.noun_phrase(rng, name_ok=False)
+            c["aux"] = rng.choice(["has", "had", "will", "can", "would"])
+        elif phenomenon == "attractor":
+            head, head_plural = self.noun_phrase(rng, name_ok=False)
+            near, _ = self.noun_phrase(rng, plural=not head_plural)
+            c.update(head=head, head_plural=head_plural, near=near, preposition=rng.choice(PREPOSITIONS),
+                     adjective=rng.choice(ADJECTIVES), be=rng.choice(AGREEING))
+        return c
+
+    def pair(self, phenomenon: str, rng: random.Random) -> tuple[str, str, dict]:
+        """(good, bad, choices) for a new pair of `phenomenon`."""
+        c = self.choose(phenomenon, rng)
+        good, bad = build(c)
+        return good, bad, c
+
+
+def build(c: dict) -> tuple[str, str]:
+    """(good, bad) for recorded choices; the same choices always give the same pair."""
+    verb, verb2 = TRANSITIVE[c["verb"]], TRANSITIVE[c["verb2"]]
+    subject, other, obj = c["subject"], c["other"], c["object"]
+    if c["phenomenon"] == "wh_gap":
+        clause = f"{other} {verb_phrase(verb, c['form'], c['other_plural'])}"
+        if c["variant"]:  # a gap: only the wh-word can introduce it
+            good = f"{subject} {c['embedding']} {c['wh']} {clause}"
+            bad = f"{subject} {c['embedding']} that {clause}"
+        else:  # no gap: only "that" can
+            good = f"{subject} {c['embedding']} that {clause} {obj}"
+            bad = f"{subject} {c['embedding']} {c['wh']} {clause} {obj}"
+        return sentence(good), sentence(bad)
+    if c["phenomenon"] == "question_npi":
+        aux = agree_aux(c["aux"], c["subject_plural"])
+        form = verb[3] if aux in ("has", "have", "had") else verb[0]
+        bad = sentence(f"{subject} {aux} ever {form} {obj}")
+        if c["variant"]:
+            return sentence(f"{aux} {subject} ever {form} {obj}", "?"), bad
+        return sentence(f"{subject} {aux} not ever {form} {obj}"), bad
+    if c["phenomenon"] == "npi_scope":
+        aux = agree_aux(c["aux"], c["subject_plural"])
+        form = verb2[3] if aux in ("has", "have", "had") else verb2[0]
+        relative = verb[3]
+        good = f"{subject} that had {relative} {other} {aux} not ever {form} {obj}"
+        bad = f"{subject} that had not {relative} {other} {aux} ever {form} {obj}"
+        return sentence(good), sentence(bad)
+    if c["phenomenon"] == "attractor":
+        head, plural = c["head"], c["head_plural"]
+        if c["variant"]:  # a prepositional phrase between the subject and its verb
+            start = f"{head} {c['preposition']} {c['near']}"
+            rest = f"{verb[3]} {obj}" if c["be"][0].startswith("has") else c["adjective"]
+            good_be, bad_be = c["be"][plural], c["be"][not plural]
+            return sentence(f"{start} {good_be} {rest}"), sentence(f"{start} {bad_be} {rest}")
+        # a relative clause between the subject and its verb
+        start = f"{head} that {verb2[2]} {c['near']}"
+        good_verb, bad_verb = (verb[0], verb[1]) if plural else (verb[1], verb[0])
+        return sentence(f"{start} {good_verb} {obj}"), sentence(f"{start} {bad_verb} {obj}")
+    raise ValueError(f"unknown phenomenon {c['phenomenon']!r}")
+
+
+def verb_phrase(verb: tuple[str, str, str, str], form: str, plural: bool) -> str:
+    """A finite verb phrase with no object: past, present (agreeing), or an auxiliary and the verb."""
+    base, third, past, participle = verb
+    return {"past": past, "present": base if plural else third,
+            "perfect": ("have " if plural else "has ") + participle, "pluperfect": "had " + participle,
+            "negated": "did not " + base, "future": "will " + base}[form]
+
+
+def agree_aux(aux: str, plural: bool) -> str:
+    """An auxiliary in the form its subject needs: does/do, has/have; the others have one form."""
+    forms = {"do": ("does", "do"), "does": ("does", "do"), "has": ("has", "have"), "have": ("has", "have")}
+    return forms[aux][plural] if aux in forms else aux
+
+
+def sentence(text: str, end: str = ".") -> str:
+    """Capitalize the first letter and end the sentence."""
+    return text[0].upper() + text[1:] + end
