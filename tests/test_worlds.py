@@ -213,6 +213,15 @@ def test_grammar_pairs_differ_where_their_phenomenon_says():
                 assert len(g_words) == len(b_words) and len(changed) == 1
                 # the verb agrees with the head noun, never with the nearer one
                 assert (changed[0][0] in singular_verbs) != choices["head_plural"]
+            elif phenomenon == "wh_question":  # the same words moved, an object added, or "who" for a pronoun
+                assert good.endswith("?") and bad.endswith("?")
+                variant = choices["variant"]
+                if variant in (0, 2):
+                    assert sorted(g_words) == sorted(b_words) and g_words != b_words
+                elif variant == 1:
+                    assert bad.startswith(good[:-1] + " ")
+                else:
+                    assert changed == [(choices["pronoun"], "who")]
             else:  # the NPI phenomena: "ever" stays, its licensor moves or goes
                 assert "ever" in g_words and "ever" in b_words
                 assert ("not" in b_words) <= ("not" in g_words) or phenomenon == "npi_scope"

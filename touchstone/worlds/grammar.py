@@ -6,14 +6,18 @@ corpus there are 13 questions with "ever" and about 100 embedded "what"/"who" cl
 writes such sentences itself, each with a minimally different ungrammatical twin:
 
 - `wh_gap`:      "Tom knew what the boys brought." / "Tom knew that the boys brought." (an object gap
-                 needs a wh-word), and its converse with no gap, "Tom knew that the boys brought the
+                 needs a wh-word; also across a relative clause, "what the boys that found Mary
+                 brought"), and its converse with no gap, "Tom knew that the boys brought the
                  box." / "Tom knew what the boys brought the box." (so neither "that" nor "what" marks
                  the worse side);
 - `question_npi`: "Did the boys ever bring the box?" / "The boys did ever bring the box." ("ever" is
-                 licensed by the question), and "The boys did not ever bring the box." / "The boys did
+                 licensed by the question; half the time with a verb that needs no object), and "The boys did not ever bring the box." / "The boys did
                  ever bring the box." (by the negation);
 - `npi_scope`:   "The boy that had found the box has not ever described Tom." / "The boy that had not
                  found the box has ever described Tom." (the negation must be in the clause of "ever");
+- `wh_question`: "Which box did Tom bring?" / "Which did Tom bring box?", "What did Tom bring?" / "What
+                 did Tom bring the box?", and a wh-phrase taken out of one conjunct or out of a
+                 wh-clause (see `wh_question`);
 - `attractor`:   "The box near the boys is broken." / "The box near the boys are broken." and "The boys
                  that describe Tom bring the box." / "The boys that describe Tom brings the box." (the
                  verb agrees with the head noun, not with the nearer one).
@@ -50,6 +54,17 @@ TRANSITIVE = [("bring", "brings", "brought", "brought"), ("find", "finds", "foun
               ("hide", "hides", "hid", "hidden"), ("sell", "sells", "sold", "sold"),
               ("keep", "keeps", "kept", "kept"), ("buy", "buys", "bought", "bought"),
               ("forgive", "forgives", "forgave", "forgiven"), ("choose", "chooses", "chose", "chosen")]
+# Verbs that need no object (questions with "ever" are as often about them: "Had Tom ever smiled?").
+INTRANSITIVE = [("arrive", "arrives", "arrived", "arrived"), ("laugh", "laughs", "laughed", "laughed"),
+                ("smile", "smiles", "smiled", "smiled"), ("sleep", "sleeps", "slept", "slept"),
+                ("wait", "waits", "waited", "waited"), ("complain", "complains", "complained", "complained"),
+                ("return", "returns", "returned", "returned"), ("cry", "cries", "cried", "cried"),
+                ("fall", "falls", "fell", "fallen"), ("rest", "rests", "rested", "rested"),
+                ("speak", "speaks", "spoke", "spoken"), ("agree", "agrees", "agreed", "agreed"),
+                ("succeed", "succeeds", "succeeded", "succeeded"), ("hesitate", "hesitates", "hesitated", "hesitated"),
+                ("vanish", "vanishes", "vanished", "vanished"), ("wander", "wanders", "wandered", "wandered"),
+                ("listen", "listens", "listened", "listened"), ("recover", "recovers", "recovered", "recovered"),
+                ("travel", "travels", "travelled", "travelled"), ("sing", "sings", "sang", "sung")]
 # Verbs taking both a "that" clause and a "what/who" clause.
 # (for a singular subject, for a plural one)
 EMBEDDING = [("knew", "knew"), ("knows", "know"), ("remembered", "remembered"), ("remembers", "remember"),
@@ -61,19 +76,27 @@ ADJECTIVES = ["broken", "ready", "lost", "gone", "useful", "here", "new", "old",
 # Verbs that agree with their subject, (singular, plural); those of "has" take a participle and an object.
 AGREEING = [("is", "are"), ("was", "were"), ("isn't", "aren't"), ("wasn't", "weren't"), ("has", "have"),
             ("hasn't", "haven't")]
+SUBJECT_OF = {"was", "had", "said", "did", "would", "could", "is", "has", "will", "went", "looked"}
 SINGULAR_DET, PLURAL_DET = ["the", "a", "this", "that"], ["the", "these", "those", "some"]
-PHENOMENA = ("wh_gap", "question_npi", "npi_scope", "attractor")
+# (base, past participle) of verbs a question can reach into: "What did Tom think she brought?"
+BRIDGE = [("think", "thought"), ("say", "said"), ("believe", "believed"), ("know", "known"),
+          ("remember", "remembered"), ("hear", "heard"), ("suppose", "supposed")]
+QUESTION_AUX = ["did", "will", "would", "could", "can", "should", "might", "had", "does", "has"]
+PHENOMENA = ("wh_gap", "question_npi", "npi_scope", "attractor", "wh_question")
 
 
 def corpus_names(sentences, minimum: int = 5) -> list[str]:
-    """Capitalized words seen inside a sentence at least `minimum` times and never in lower case: the
-    corpus's people and places ("Elizabeth", "London")."""
-    seen, lower = Counter(), set()
+    """Capitalized words seen inside a sentence at least `minimum` times, never in lower case, and at
+    least twice as the subject of "was", "had", "said", ...: the corpus's people and places
+    ("Elizabeth", "London"), not its adjectives ("English")."""
+    seen, subject, lower = Counter(), Counter(), set()
     for sentence in sentences:
         words = re.findall(r"[A-Za-z]+", sentence)
         lower.update(w for w in words if w.islower())
         seen.update(w for w in words[1:] if w[0].isupper() and w[1:].islower())
-    return sorted(w for w, c in seen.items() if c >= minimum and w.lower() not in lower and w != "I")
+        subject.update(w for w, nxt in zip(words, words[1:]) if w[0].isupper() and nxt in SUBJECT_OF)
+    return sorted(w for w, c in seen.items()
+                  if c >= minimum and subject[w] >= 2 and w.lower() not in lower and w != "I")
 
 
 class Grammar:
@@ -120,12 +143,24 @@ class Grammar:
         if phenomenon == "wh_gap":
             c["embedding"] = rng.choice(EMBEDDING)[subject_plural]
             c["wh"] = rng.choice(["what", "who"])
+            # half the time the clause's subject carries a relative clause: the gap is further away
+            c["relative"] = rng.random() < 0.5
+            c["object2"] = self.noun_phrase(rng)[0]
             c["form"] = rng.choice(["past", "present", "perfect", "pluperfect", "negated", "future"])
         elif phenomenon == "question_npi":
             c["aux"] = rng.choice(["did", "do", "has", "had", "will", "would", "could", "can", "should", "might"])
+            c["intransitive"] = rng.randrange(len(INTRANSITIVE)) if rng.random() < 0.5 else None
         elif phenomenon == "npi_scope":  # a relative clause needs a noun, not a name, to hang on
             c["subject"], c["subject_plural"] = self.noun_phrase(rng, name_ok=False)
             c["aux"] = rng.choice(["has", "had", "will", "can", "would"])
+        elif phenomenon == "wh_question":
+            c["aux"] = rng.choice(QUESTION_AUX)
+            c["variant"] = rng.randrange(4)
+            noun = rng.choice(self.singular)
+            c["noun"] = self.nouns[noun][0] if rng.random() < 0.5 else noun
+            c["which"] = rng.choice(["which", "what", "whose"])
+            c["bridge"] = rng.randrange(len(BRIDGE))
+            c["pronoun"] = rng.choice(["he", "she", "they", "we"])
         elif phenomenon == "attractor":
             head, head_plural = self.noun_phrase(rng, name_ok=False)
             near, _ = self.noun_phrase(rng, plural=not head_plural)
@@ -145,6 +180,8 @@ def build(c: dict) -> tuple[str, str]:
     verb, verb2 = TRANSITIVE[c["verb"]], TRANSITIVE[c["verb2"]]
     subject, other, obj = c["subject"], c["other"], c["object"]
     if c["phenomenon"] == "wh_gap":
+        if c.get("relative"):
+            other = f"{other} that {verb2[2]} {c['object2']}"
         clause = f"{other} {verb_phrase(verb, c['form'], c['other_plural'])}"
         if c["variant"]:  # a gap: only the wh-word can introduce it
             good = f"{subject} {c['embedding']} {c['wh']} {clause}"
@@ -155,11 +192,14 @@ def build(c: dict) -> tuple[str, str]:
         return sentence(good), sentence(bad)
     if c["phenomenon"] == "question_npi":
         aux = agree_aux(c["aux"], c["subject_plural"])
+        if c.get("intransitive") is not None:
+            verb, obj = INTRANSITIVE[c["intransitive"]], ""
         form = verb[3] if aux in ("has", "have", "had") else verb[0]
-        bad = sentence(f"{subject} {aux} ever {form} {obj}")
+        predicate = f"{form} {obj}".rstrip()
+        bad = sentence(f"{subject} {aux} ever {predicate}")
         if c["variant"]:
-            return sentence(f"{aux} {subject} ever {form} {obj}", "?"), bad
-        return sentence(f"{subject} {aux} not ever {form} {obj}"), bad
+            return sentence(f"{aux} {subject} ever {predicate}", "?"), bad
+        return sentence(f"{subject} {aux} not ever {predicate}"), bad
     if c["phenomenon"] == "npi_scope":
         aux = agree_aux(c["aux"], c["subject_plural"])
         form = verb2[3] if aux in ("has", "have", "had") else verb2[0]
@@ -178,7 +218,35 @@ def build(c: dict) -> tuple[str, str]:
         start = f"{head} that {verb2[2]} {c['near']}"
         good_verb, bad_verb = (verb[0], verb[1]) if plural else (verb[1], verb[0])
         return sentence(f"{start} {good_verb} {obj}"), sentence(f"{start} {bad_verb} {obj}")
+    if c["phenomenon"] == "wh_question":
+        return wh_question(c, verb)
     raise ValueError(f"unknown phenomenon {c['phenomenon']!r}")
+
+
+def wh_question(c: dict, verb: tuple[str, str, str, str]) -> tuple[str, str]:
+    """A question's wh-phrase must leave a gap, whole and outside an island:
+    0 "Which box did Tom bring?" / "Which did Tom bring box?" (the noun stays with "which"),
+    1 "What did Tom bring?" / "What did Tom bring the box?" (a gap, not an object),
+    2 "What did Tom and the boys bring?" / "What did Tom bring and the boys?" (not out of one conjunct),
+    3 "What did Tom think she brought?" / "What did Tom think who brought?" (not out of a wh-clause)."""
+    subject, obj, variant = c["subject"], c["object"], c["variant"]
+    if variant == 2:  # a coordinated subject is plural: keep to auxiliaries of one form
+        aux = {"does": "did", "has": "had"}.get(c["aux"], c["aux"])
+    else:
+        aux = agree_aux(c["aux"], c["subject_plural"])
+    participle = aux in ("has", "have", "had")
+    form = verb[3] if participle else verb[0]
+    if variant == 0:
+        return sentence(f"{c['which']} {c['noun']} {aux} {subject} {form}", "?"), \
+            sentence(f"{c['which']} {aux} {subject} {form} {c['noun']}", "?")
+    if variant == 1:
+        return sentence(f"what {aux} {subject} {form}", "?"), sentence(f"what {aux} {subject} {form} {obj}", "?")
+    if variant == 2:
+        return sentence(f"what {aux} {subject} and {c['other']} {form}", "?"), \
+            sentence(f"what {aux} {subject} {form} and {c['other']}", "?")
+    bridge = BRIDGE[c["bridge"]][1 if participle else 0]
+    return sentence(f"what {aux} {subject} {bridge} {c['pronoun']} {verb[2]}", "?"), \
+        sentence(f"what {aux} {subject} {bridge} who {verb[2]}", "?")
 
 
 def verb_phrase(verb: tuple[str, str, str, str], form: str, plural: bool) -> str:
