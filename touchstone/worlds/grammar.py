@@ -7,12 +7,14 @@ writes such sentences itself, each with a minimally different ungrammatical twin
 
 - `wh_gap`:      "Tom knew what the boys brought." / "Tom knew that the boys brought." (an object gap
                  needs a wh-word; also across a relative clause, "what the boys that found Mary
-                 brought"), and its converse with no gap, "Tom knew that the boys brought the
+                 brought"), its converse with no gap, "Tom knew that the boys brought the
                  box." / "Tom knew what the boys brought the box." (so neither "that" nor "what" marks
-                 the worse side);
+                 the worse side). Relative clauses, whose "that" does take a gap ("the box that the
+                 boys brought"), are left out: as pairs against "... brought the book" they halved
+                 the model's preference for "what" over "that" before a gap;
 - `question_npi`: "Did the boys ever bring the box?" / "The boys did ever bring the box." ("ever" is
-                 licensed by the question; half the time with a verb that needs no object), and "The boys did not ever bring the box." / "The boys did
-                 ever bring the box." (by the negation);
+                 licensed by the question; half the time with a verb that needs no object), and by a
+                 negation or "only": "The boys did not ever ...", "Only the boys did ever ...";
 - `npi_scope`:   "The boy that had found the box has not ever described Tom." / "The boy that had not
                  found the box has ever described Tom." (the negation must be in the clause of "ever");
 - `wh_question`: "Which box did Tom bring?" / "Which did Tom bring box?", "What did Tom bring?" / "What
@@ -22,8 +24,8 @@ writes such sentences itself, each with a minimally different ungrammatical twin
                  that describe Tom bring the box." / "The boys that describe Tom brings the box." (the
                  verb agrees with the head noun, not with the nearer one).
 
-Nouns and names come from the corpus (`number_table`, `corpus_names`), so
-the vocabulary is the corpus's own; the transitive verbs are a fixed list of verbs that need an
+Nouns and names come from the corpus (`number_table`, `corpus_names`), so the vocabulary is the
+corpus's own; the transitive verbs are a fixed list of verbs that need an
 object (a gap after "that" is only an error when the verb cannot stand alone: "Tom knew that the boys
 ate" is fine, "... that the boys brought" is not).
 
@@ -149,6 +151,7 @@ class Grammar:
             c["form"] = rng.choice(["past", "present", "perfect", "pluperfect", "negated", "future"])
         elif phenomenon == "question_npi":
             c["aux"] = rng.choice(["did", "do", "has", "had", "will", "would", "could", "can", "should", "might"])
+            c["variant"] = rng.randrange(3)
             c["intransitive"] = rng.randrange(len(INTRANSITIVE)) if rng.random() < 0.5 else None
         elif phenomenon == "npi_scope":  # a relative clause needs a noun, not a name, to hang on
             c["subject"], c["subject_plural"] = self.noun_phrase(rng, name_ok=False)
@@ -197,7 +200,9 @@ def build(c: dict) -> tuple[str, str]:
         form = verb[3] if aux in ("has", "have", "had") else verb[0]
         predicate = f"{form} {obj}".rstrip()
         bad = sentence(f"{subject} {aux} ever {predicate}")
-        if c["variant"]:
+        if c["variant"] == 2:
+            return sentence(f"only {subject} {aux} ever {predicate}"), bad
+        if c["variant"] == 1:
             return sentence(f"{aux} {subject} ever {predicate}", "?"), bad
         return sentence(f"{subject} {aux} not ever {predicate}"), bad
     if c["phenomenon"] == "npi_scope":
