@@ -15,8 +15,8 @@ number flipped where a determiner or the verb fixes it (this book/these book, Th
 are), for the nouns of `number_table`; a present-tense verb's form flipped after its subject (she
 walks/she walk, they walk/they walks), for the verbs of `verb_table`; "ever" where nothing licenses it
 (She has really tried/She has ever tried). Beside them, pairs the corpus rarely offers are built from a
-small grammar with the corpus's own nouns and names (`touchstone.worlds.grammar`: a wh-word and a gap,
-"ever" in a question or in the scope of a negation, agreement across a nearer noun). `render` draws
+small grammar with the corpus's own nouns and names (`touchstone.worlds.grammar`: a wh-word and its
+gap, in a clause or a question; "ever" and what licenses it; agreement across a nearer noun). `render` draws
 each kind about equally often and balances the substituted words (`WordBalance`).
 
 Verification: an item {"text", "original", "op"} is ok when its text is the original and the original
