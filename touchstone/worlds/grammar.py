@@ -78,6 +78,9 @@ ADJECTIVES = ["broken", "ready", "lost", "gone", "useful", "here", "new", "old",
 # Verbs that agree with their subject, (singular, plural); those of "has" take a participle and an object.
 AGREEING = [("is", "are"), ("was", "were"), ("isn't", "aren't"), ("wasn't", "weren't"), ("has", "have"),
             ("hasn't", "haven't")]
+# Names for a corpus with few of its own (the embedded default corpus is documentation).
+MIN_NAMES = 20
+FALLBACK_NAMES = ["Alice", "Tom", "Jane", "Henry", "Emma", "Arthur", "Lucy", "Walter", "Mary", "George"]
 SUBJECT_OF = {"was", "had", "said", "did", "would", "could", "is", "has", "will", "went", "looked"}
 SINGULAR_DET, PLURAL_DET = ["the", "a", "this", "that"], ["the", "these", "those", "some"]
 # (base, past participle) of verbs a question can reach into: "What did Tom think she brought?"
@@ -102,12 +105,13 @@ def corpus_names(sentences, minimum: int = 5) -> list[str]:
 
 
 class Grammar:
-    """Minimal pairs from a lexicon: `nouns` as `number_table` gives them, `names` (people)."""
+    """Minimal pairs from a lexicon: `nouns` as `number_table` gives them, `names` as `corpus_names` gives
+    them (`FALLBACK_NAMES` when there are fewer than `MIN_NAMES`)."""
 
     def __init__(self, nouns: dict[str, tuple[str, bool]], names: list[str]):
         self.singular = sorted(w for w, (_, plural) in nouns.items() if not plural)
         self.nouns = nouns
-        self.names = names or ["Tom", "Mary"]
+        self.names = names if len(names) >= MIN_NAMES else FALLBACK_NAMES
         if not self.singular:
             raise ValueError("the grammar needs at least one noun in both numbers")
 

@@ -313,8 +313,6 @@ def corrupt(sentence: str, op: str, rng: random.Random, nouns: dict | None = Non
 OPS = ("swap", "agreement", "drop", "double", "determiner", "pronoun", "irregular", "number", "verb", "npi")
 # `render` draws among the corpus's corruptions and the grammar's phenomena alike (touchstone.worlds.grammar).
 KINDS = OPS + grammar.PHENOMENA
-# Names for the grammar when the corpus has few of its own (the embedded default corpus is documentation).
-FALLBACK_NAMES = ["Alice", "Tom", "Jane", "Henry", "Emma", "Arthur", "Lucy", "Walter", "Mary", "George"]
 
 
 class WordBalance:
@@ -396,9 +394,7 @@ class LanguageWorld(World):
     def grammar(self) -> grammar.Grammar | None:
         """The grammar of the constructions the corpus rarely offers, with this corpus's nouns and names
         (None when the corpus has no noun seen in both numbers)."""
-        names = grammar.corpus_names(self.sentences)
-        nouns = self.nouns
-        return grammar.Grammar(nouns, names if len(names) >= 20 else FALLBACK_NAMES) if nouns else None
+        return grammar.Grammar(self.nouns, grammar.corpus_names(self.sentences)) if self.nouns else None
 
     def grammar_pair(self, phenomenon: str, rng: random.Random) -> tuple[str, str, dict] | None:
         """(good, bad, choices) of the grammar, or None when its sentences are in an evaluation set, in the
