@@ -39,7 +39,9 @@ def data(tmp_path_factory):
 
 
 def nano(**kw):
-    base = dict(size="nano", tokens=4 * 16 * 64, eval_every=2, compile=False, bf16=False, seq_len=64, batch_size=16)
+    # The CPU, also where a GPU is visible: the exact-resume tests need its deterministic kernels.
+    base = dict(size="nano", tokens=4 * 16 * 64, eval_every=2, compile=False, bf16=False, seq_len=64, batch_size=16,
+                device="cpu")
     return PretrainConfig(**{**base, **kw})
 
 
@@ -129,6 +131,35 @@ def test_saved_model_reloads_with_the_trained_weights(data, tmp_path):
     text = pipeline("text-generation", model=str(out))("The", max_new_tokens=5, do_sample=False)[0]["generated_text"]
     assert text.startswith("The") and len(text) > 3
     assert "size: nano" in (out / "recipe.yaml").read_text()
+
+
+def test_device_cuda_without_a_gpu_is_a_one_line_error(monkeypatch):
+    import torch
+
+    from touchstone.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="'device' is cuda, but no GPU"):
+        resolve(nano(device="cuda"))
+
+
+def test_pretrain_on_a_gpu_saves_a_model_that_reloads_on_the_cpu(data, tmp_path):
+    """Trained on the GPU, the saved model gives the CPU the validation loss the GPU measured."""
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no GPU visible")
+    from transformers import AutoModelForCausalLM
+
+    from touchstone.pretrain import EVAL_BATCHES, Windows, evaluate
+
+    out = pretrain(str(data), tmp_path / "g", nano(tokens=3 * 16 * 64, device="cuda"))
+    manifest = json.loads((out / "MANIFEST.json").read_text())
+    model = AutoModelForCausalLM.from_pretrained(str(out))
+    val = Windows(data / "tokens" / "val.bin", 64)
+    idx = np.unique(np.linspace(0, val.n - 1, min(val.n, EVAL_BATCHES * 16)).astype(int))
+    assert evaluate(model, val, idx, 16, bf16=False) == pytest.approx(manifest["val_loss"], abs=1e-3)
+    assert "device: cuda" in (out / "recipe.yaml").read_text()
 
 
 def run_cli(argv, capsys):

@@ -44,7 +44,7 @@ def _pretrain(args):
 
     cfg = PretrainConfig.load(args.config, _overrides(
         args, "size", "minutes", "tokens", "lr", "batch_size", "grad_accum", "seq_len", "warmup", "eval_every",
-        "seed", "compile", "bf16", "tensorboard", "init_from", "tokenizer"))
+        "seed", "compile", "bf16", "device", "tensorboard", "init_from", "tokenizer"))
     out = pretrain(args.data, args.out, cfg, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns here; one line is enough
         print(f"model saved to {out}")
@@ -219,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int)
     s.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     s.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
+    s.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when a GPU is visible")
     s.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None)
     s.add_argument("--init-from", help="local HF causal-LM directory to continue from")
     s.add_argument("--tokenizer", help="tokenizer directory (default: the data's own)")

@@ -71,7 +71,7 @@ def sample(model, tokenizer, prompt: str, max_new_tokens: int = 100, temperature
     keep = max(1, _context_length(model) - max_new_tokens)
     ids = ids[-keep:]
     max_new_tokens = min(max_new_tokens, _context_length(model) - len(ids))
-    x = torch.tensor([ids] * n)
+    x = torch.tensor([ids] * n, device=model.device)
     greedy = temperature == 0
     options = {} if greedy else {"temperature": temperature, "top_k": top_k or None, "top_p": top_p}
     with torch.random.fork_rng(devices=[]), torch.no_grad():
@@ -107,7 +107,7 @@ def perplexity_of(model, tokenizer, text: str, batch_size: int = 8) -> dict:
         raise UserError("perplexity: the text is empty")
     eos = tokenizer.eos_token_id
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    ids = torch.tensor(([eos] if eos is not None else []) + ids)
+    ids = torch.tensor(([eos] if eos is not None else []) + ids, device=model.device)
     n_targets = len(ids) - 1  # ids[t] is predicted from ids[:t], for t = 1 .. n_targets
     width = min(_context_length(model), len(ids))
     stride = max(1, width // 2)
@@ -125,7 +125,7 @@ def perplexity_of(model, tokenizer, text: str, batch_size: int = 8) -> dict:
             x = torch.stack([ids[s: s + width] for s, _, _ in group])
             logp = F.log_softmax(model(input_ids=x).logits.float(), dim=-1)
             for row, (s, a, e) in enumerate(group):
-                positions = torch.arange(a - s, e - s)  # position p predicts ids[s + p + 1]
+                positions = torch.arange(a - s, e - s, device=ids.device)  # position p predicts ids[s + p + 1]
                 nll -= float(logp[row, positions, ids[a + 1: e + 1]].sum())
     n_bytes = len(text.encode("utf-8"))
     return {"perplexity": math.exp(nll / n_targets), "bits_per_byte": nll / math.log(2) / n_bytes,

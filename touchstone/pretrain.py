@@ -1,4 +1,4 @@
-"""Pretraining: a GPT-2 architecture language model on prepared token shards, on a CPU.
+"""Pretraining: a GPT-2 architecture language model on prepared token shards, on a CPU or a GPU.
 
     touchstone pretrain --data data/orig --out models/gen-0000 --size micro --minutes 60
     touchstone pretrain --out /tmp/smoke --size nano --tokens 20000      # seconds; embedded corpus
@@ -18,9 +18,12 @@ Guaranteed:
   checkpoint is a one-line error, never a crash in the middle of training;
 - the same seed, data and config give the same model (fp32, no compile, same thread count).
 
-Data parallel: under `torchrun` or `accelerate launch` (WORLD_SIZE > 1) every process joins a gloo
-process group (the model trains on the CPU, so there is no CUDA device to give each rank) and wraps
-the model in DistributedDataParallel. The per-process batch stays `batch_size`: each optimizer step
+Device: a GPU when torch sees one (`--device cpu` to stay on the CPU), with bf16 autocast where the
+GPU has it; the CPU path is the one this project is built and measured on.
+
+Data parallel: under `torchrun` or `accelerate launch` (WORLD_SIZE > 1) every process joins a process
+group, gloo on CPUs and nccl on GPUs (rank r on GPU LOCAL_RANK), and wraps the model in
+DistributedDataParallel. The per-process batch stays `batch_size`: each optimizer step
 draws one global batch of `batch_size * world_size` windows per micro-batch from the shared sampler and
 rank r trains on the r-th share, so a step sees `batch_size * grad_accum * world_size` sequences and
 `--tokens` is reached in proportionally fewer steps; DDP averages the gradients, which makes a step
@@ -79,7 +82,8 @@ class PretrainConfig(Config):
     eval_every: int = field(50, help="validate and checkpoint every N optimizer steps")
     seed: int = field(0, help="seed for initialization and data order")
     compile: bool | None = field(None, help="torch.compile the loss (default: with bf16, micro and larger)")
-    bf16: bool | None = field(None, help="bf16 autocast (default: on where the CPU has bf16 matrix units, AMX/AVX512-BF16)")
+    bf16: bool | None = field(None, help="bf16 autocast (default: on a GPU with bf16, or a CPU with bf16 matrix units, AMX/AVX512-BF16)")
+    device: str | None = field(None, help="cpu | cuda (default: cuda when a GPU is visible, else cpu)")
     tensorboard: bool = field(False, help="write TensorBoard logs (copied into the model directory)")
     init_from: str | None = field(None, help="local HF causal-LM directory to continue from (uses its tokenizer)")
     tokenizer: str | None = field(None, help="tokenizer directory (default: the init model's, else the data's)")
@@ -92,6 +96,19 @@ def fast_bf16() -> bool:
 
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_bf16(device: str) -> bool:
+    """bf16 autocast where it runs natively: a GPU that has it (Ampere and later), or a CPU's matrix units."""
+    import torch
+
+    return torch.cuda.is_bf16_supported() if device == "cuda" else fast_bf16()
 
 
 def default_cache() -> Path:
@@ -266,8 +283,10 @@ class LossFn:
         self.eager = functools.partial(lm_loss, model)
         self.fn = torch.compile(self.eager) if compile else self.eager
         self.compiled = compile
+        self.device = next(model.parameters()).device
 
     def forward_backward(self, x, y, scale: float = 1.0) -> float:
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         try:
             loss = self.fn(x, y)
             (loss * scale).backward()
@@ -295,7 +314,7 @@ def accumulate(loss_fn: LossFn, micro_batches, n: int, bf16: bool, no_sync=None)
     total = 0.0
     for i, (x, y) in enumerate(micro_batches):
         sync = no_sync() if no_sync is not None and i < n - 1 else contextlib.nullcontext()
-        with sync, torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        with sync, torch.autocast(loss_fn.device.type, dtype=torch.bfloat16, enabled=bf16):
             total += loss_fn.forward_backward(x, y, 1.0 / n)
     return total / n
 
@@ -321,11 +340,18 @@ def initial_model(cfg: PretrainConfig, vocab_size: int, eos_id: int):
 
 
 def resolve(cfg: PretrainConfig) -> PretrainConfig:
-    """Fill the size-derived defaults (lr, batch_size, seq_len, compile, bf16)."""
+    """Fill the size-derived defaults (lr, batch_size, seq_len, compile, bf16, device)."""
+    import torch
+
     from touchstone.model import size_defaults
 
     s = size_defaults(cfg.size)
-    bf16 = cfg.bf16 if cfg.bf16 is not None else fast_bf16()
+    device = cfg.device or default_device()
+    if device not in ("cpu", "cuda"):
+        raise UserError(f"config: key 'device' must be cpu or cuda, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UserError("config: key 'device' is cuda, but no GPU is visible to torch")
+    bf16 = cfg.bf16 if cfg.bf16 is not None else default_bf16(device)
     if cfg.grad_accum < 1 or cfg.eval_every < 1:
         raise UserError("config: key 'grad_accum' and 'eval_every' must be at least 1")
     if cfg.minutes is not None and cfg.minutes <= 0 or cfg.tokens is not None and cfg.tokens <= 0:
@@ -337,6 +363,7 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
         seq_len=cfg.seq_len or s["seq_len"],
         minutes=cfg.minutes if cfg.minutes is not None or cfg.tokens is not None else DEFAULT_MINUTES,
         bf16=bf16,
+        device=device,
         # Measured (benchmarks/bench_pretrain.py): compile pays for itself where it fuses bf16 casts
         # around AMX matmuls; in fp32 on AVX2 it gained nothing and cost a minute of compilation.
         compile=cfg.compile if cfg.compile is not None else bf16 and cfg.size != "nano",
@@ -351,10 +378,11 @@ def evaluate(model, val: Windows, indices, batch_size: int, bf16: bool) -> float
         return None
     was_training = model.training
     model.eval()
+    device = next(model.parameters()).device
     total = 0.0
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for i in range(0, len(indices), batch_size):
-            x, y = val.batch(indices[i: i + batch_size])
+            x, y = (t.to(device) for t in val.batch(indices[i: i + batch_size]))
             total += float(lm_loss(model, x, y)) * len(x)
     model.train(was_training)
     return total / len(indices)
@@ -381,7 +409,7 @@ def load_checkpoint(run_dir: Path) -> dict:
         raise UserError(f"{path}: nothing to resume (no checkpoint); run without --resume")
     check_manifest(path)  # a half-written or altered checkpoint fails here, naming the file
     try:
-        return torch.load(path / "state.pt", weights_only=True)
+        return torch.load(path / "state.pt", weights_only=True, map_location="cpu")
     except (OSError, RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as e:
         raise UserError(f"{path / 'state.pt'}: unreadable checkpoint ({str(e).splitlines()[0][:200]})") from None
 
@@ -398,11 +426,16 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return _pretrain(data, out, cfg, resume, 0, 1)
+    import torch
     import torch.distributed as dist
 
     owned = not dist.is_initialized()
     if owned:
-        dist.init_process_group("gloo")  # CPU tensors; nccl would need the model on CUDA devices
+        # One GPU per process where the run is on GPUs (nccl), else CPU tensors (gloo).
+        on_gpu = (cfg.device if cfg is not None and cfg.device else default_device()) == "cuda"
+        if on_gpu:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group("nccl" if on_gpu else "gloo")
     try:
         out = _pretrain(data, out, cfg, resume, dist.get_rank(), dist.get_world_size())
         dist.barrier()  # the other ranks return only once rank 0 has saved the model
@@ -417,7 +450,9 @@ def _broadcast(value: int) -> int:
     import torch
     import torch.distributed as dist
 
-    t = torch.tensor([value], dtype=torch.int64)
+    # nccl moves only GPU tensors; gloo, CPU ones.
+    device = f"cuda:{torch.cuda.current_device()}" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([value], dtype=torch.int64, device=device)
     dist.broadcast(t, 0)
     return int(t)
 
@@ -455,6 +490,9 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
     tok_dir = cfg.tokenizer or cfg.init_from or data_dir / "tokenizer"
     tokenizer = _load_tokenizer(tok_dir)
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cfg.device == "cuda" else "cpu")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"{run_dir}/checkpoint: the run trained on a GPU, and none is visible to torch")
     model = initial_model(cfg, len(tokenizer), eos)
     max_pos = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     if max_pos and cfg.seq_len > max_pos:
@@ -478,8 +516,9 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
               file=sys.stderr)
         shutil.rmtree(run_dir / "checkpoint")
 
+    model.to(device)
     model.train()
-    if cfg.compile and cfg.seq_len <= 512 and hasattr(model, "set_attn_implementation"):
+    if cfg.compile and device.type == "cpu" and cfg.seq_len <= 512 and hasattr(model, "set_attn_implementation"):
         # Attention as plain matmuls + softmax, which the compiler fuses, instead of the CPU
         # flash-attention kernel (an opaque call): for micro on 2 cores a compiled step ran 15% faster
         # (3,241 against 2,817 tokens/s; the flash backward alone was a quarter of the step). The
@@ -507,7 +546,7 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        ddp = DistributedDataParallel(model)
+        ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = LossFn(ddp or model, cfg.compile)
     no_sync = ddp.no_sync if ddp else None
     tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len * world
@@ -587,7 +626,8 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
     if rank == 0:
         procs = f" on {world} processes" if world > 1 else ""
         print(f"pretrain: {n_params / 1e6:.2f}M parameters, {train.n * cfg.seq_len:,} train tokens, "
-              f"{max_steps} steps of {tokens_per_step} tokens{procs}, bf16={cfg.bf16}, compile={loss_fn.compiled}",
+              f"{max_steps} steps of {tokens_per_step} tokens{procs}, on {device.type}, bf16={cfg.bf16}, "
+              f"compile={loss_fn.compiled}",
               file=sys.stderr)
     bar = tqdm(total=max_steps, initial=step, unit="step", dynamic_ncols=True, disable=None if rank == 0 else True)
     train_time, train_tokens, last_ckpt = 0.0, 0, time.monotonic()
