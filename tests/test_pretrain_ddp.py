@@ -11,7 +11,7 @@ from touchstone.pretrain import pretrain
 
 BATCH, SEQ, STEPS = 8, 64, 4  # per process; a step of two processes trains on 2 * BATCH windows
 FLAGS = ["--size", "nano", "--tokens", str(STEPS * 2 * BATCH * SEQ), "--batch-size", str(BATCH), "--seq-len",
-         str(SEQ), "--eval-every", "2", "--no-compile", "--no-bf16"]
+         str(SEQ), "--eval-every", "2", "--no-compile", "--no-bf16", "--device", "cpu"]
 
 # Rank 0 dies right after writing its first checkpoint, like a killed job; torchrun then stops rank 1.
 CRASH = """
@@ -74,3 +74,16 @@ def test_interrupted_two_process_run_resumes_exactly(ddp_model, data, tmp_path):
     torchrun("-m", "touchstone", "pretrain", "--data", str(data), "--out", str(out), "--resume")
     whole, resumed = weights(ddp_model), weights(out)
     assert all(whole[k].equal(resumed[k]) for k in whole)
+
+
+def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch, tmp_path):
+    import torch
+
+    from touchstone.errors import UserError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    with pytest.raises(UserError, match="process 1 of this node has no GPU of its own"):
+        pretrain(None, tmp_path / "m", nano(device="cuda"))

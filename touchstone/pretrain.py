@@ -434,7 +434,11 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
         # One GPU per process where the run is on GPUs (nccl), else CPU tensors (gloo).
         on_gpu = (cfg.device if cfg is not None and cfg.device else default_device()) == "cuda"
         if on_gpu:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
+            if local_rank >= gpus:
+                raise UserError(f"pretrain: process {local_rank} of this node has no GPU of its own ({gpus} visible); "
+                                f"start at most {gpus} per node, or add --device cpu")
+            torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if on_gpu else "gloo")
     try:
         out = _pretrain(data, out, cfg, resume, dist.get_rank(), dist.get_world_size())
