@@ -87,3 +87,24 @@ def test_more_processes_than_gpus_is_a_one_line_error(monkeypatch, tmp_path):
     monkeypatch.setenv("LOCAL_RANK", "1")
     with pytest.raises(UserError, match="process 1 of this node has no GPU of its own"):
         pretrain(None, tmp_path / "m", nano(device="cuda"))
+
+
+def test_a_resumed_run_keeps_the_device_of_its_checkpoint(monkeypatch, data, tmp_path):
+    """Under torchrun the process group starts before the checkpoint is read: its manifest names the device."""
+    import torch
+
+    import touchstone.pretrain as tp
+
+    out = tmp_path / "m"
+    real = tp.save_checkpoint
+
+    def save_then_crash(run_dir, state):
+        real(run_dir, state)
+        raise SystemExit("crashed")
+
+    monkeypatch.setattr(tp, "save_checkpoint", save_then_crash)
+    with pytest.raises(SystemExit):
+        pretrain(str(data), out, nano())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert tp.run_device(None, out, resume=True) == "cpu"
+    assert tp.run_device(None, out, resume=False) == "cuda"

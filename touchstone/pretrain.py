@@ -395,7 +395,8 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
 
     with atomic_dir(run_dir / "checkpoint", overwrite=True) as stage:
         torch.save(state, stage / "state.pt")
-        write_manifest(stage, {"kind": "pretrain-checkpoint", "step": state["step"]})
+        write_manifest(stage, {"kind": "pretrain-checkpoint", "step": state["step"],
+                               "device": state["config"].get("device") or "cpu"})
 
 
 def load_checkpoint(run_dir: Path) -> dict:
@@ -432,7 +433,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     owned = not dist.is_initialized()
     if owned:
         # One GPU per process where the run is on GPUs (nccl), else CPU tensors (gloo).
-        on_gpu = (cfg.device if cfg is not None and cfg.device else default_device()) == "cuda"
+        on_gpu = run_device(cfg, out, resume) == "cuda"
         if on_gpu:
             local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
             if local_rank >= gpus:
@@ -447,6 +448,18 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
     finally:
         if owned:
             dist.destroy_process_group()
+
+
+def run_device(cfg: PretrainConfig | None, out, resume: bool) -> str:
+    """The device a run will train on, known before its process group starts: a resumed run's is its
+    checkpoint's (the checkpoint's config wins, see `_pretrain`), a new run's is the config's or the default."""
+    manifest = Path(out).parent / f".{Path(out).name}.run" / "checkpoint" / MANIFEST
+    if resume and manifest.is_file():
+        try:
+            return json.loads(manifest.read_text()).get("device") or "cpu"  # older checkpoints: CPU runs
+        except (OSError, ValueError):
+            pass  # `_pretrain` reports the broken checkpoint in one line
+    return cfg.device if cfg is not None and cfg.device else default_device()
 
 
 def _broadcast(value: int) -> int:
