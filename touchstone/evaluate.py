@@ -369,7 +369,7 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
     from touchstone import __version__
     from touchstone.generate import load_model, perplexity_of
     from touchstone.judge import Judge
-    from touchstone.pretrain import fast_bf16, git_commit
+    from touchstone.pretrain import default_bf16, default_device, git_commit
 
     parsed = [(spec, *parse_spec(spec)) for spec in specs]  # all specs checked before the model loads
     if len({s for s, _, _ in parsed}) != len(parsed):
@@ -378,9 +378,9 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
         raise UserError("eval: batch size and limit must be at least 1")
     suites = _build_suites([arg for _, kind, arg in parsed if kind == "suite"])
     model, tokenizer = load_model(model_dir)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = default_device()
     model.to(device)
-    bf16 = (device == "cuda" or fast_bf16()) if bf16 is None else bf16
+    bf16 = default_bf16(device) if bf16 is None else bf16
     if compile:
         model.base_model.forward = torch.compile(model.base_model.forward, dynamic=True)
     judge = None

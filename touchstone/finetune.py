@@ -212,7 +212,7 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
 
     from touchstone.generate import load_model
     from touchstone.judge import ensure_special_tokens
-    from touchstone.pretrain import Sampler, Windows, fast_bf16, lm_loss, lr_at, make_optimizer
+    from touchstone.pretrain import Sampler, Windows, default_bf16, default_device, lm_loss, lr_at, make_optimizer
 
     cfg = cfg or FinetuneConfig()
     if cfg.objective not in OBJECTIVES:
@@ -224,9 +224,9 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
     records = read_records(data_files)
     model, tokenizer = load_model(model_dir)
     ensure_special_tokens(model, tokenizer)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(default_device())
     model.to(device)
-    bf16 = (device.type == "cuda" or fast_bf16()) if cfg.bf16 is None else cfg.bf16
+    bf16 = default_bf16(device.type) if cfg.bf16 is None else cfg.bf16
     seq_len = min(256, model.config.n_positions if hasattr(model.config, "n_positions") else 256)
     train_lm = val_lm = None
     if cfg.text_data:

@@ -507,9 +507,10 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
     tok_dir = cfg.tokenizer or cfg.init_from or data_dir / "tokenizer"
     tokenizer = _load_tokenizer(tok_dir)
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cfg.device == "cuda" else "cpu")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise UserError(f"{run_dir}/checkpoint: the run trained on a GPU, and none is visible to torch")
+    # Under torchrun, `pretrain` has already made this process's own GPU the current one.
+    device = torch.device("cuda", torch.cuda.current_device()) if cfg.device == "cuda" else torch.device("cpu")
     model = initial_model(cfg, len(tokenizer), eos)
     max_pos = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
     if max_pos and cfg.seq_len > max_pos:
