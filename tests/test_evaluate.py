@@ -114,6 +114,22 @@ def test_suite_spec_uses_the_world_version(model_dir):
     assert res["provenance"]["task_versions"]["suite:numbers"] == str(get_world("numbers").version)
 
 
+def test_suite_accuracy_is_broken_down_by_record_kind(model_dir, tmp_path):
+    from touchstone.report import write_report
+    from touchstone.worlds.numbers import OPS
+
+    res = evaluate(model_dir, ["suite:numbers"], limit=40)
+    task = res["tasks"]["suite:numbers"]
+    per_kind = task["per_kind"]
+    assert set(per_kind) <= set(OPS) and len(per_kind) >= 3
+    assert sum(v["n"] for v in per_kind.values()) == task["n"] == 40
+    assert sum(v["correct"] for v in per_kind.values()) == task["correct"]
+    for v in per_kind.values():
+        assert v["accuracy"] == v["correct"] / v["n"] and v["ci95"][0] <= v["accuracy"] <= v["ci95"][1]
+    report = write_report(res, tmp_path).read_text()
+    assert "`suite:numbers` by kind" in report and "| sum |" in report
+
+
 def test_bleu_task_scores_greedy_generations(model_dir, tmp_path):
     f = tmp_path / "gen.jsonl"
     f.write_text(json.dumps({"prompt": "The cat", "reference": "sat on the mat.", "max_new_tokens": 5}) + "\n")

@@ -294,7 +294,17 @@ def _judged(judge, records: list[dict]) -> dict:
         gold_all += gold
         pred_all += pred
     overall = classification(gold_all, pred_all, [])
-    return {k: overall[k] for k in ("accuracy", "ci95", "n", "correct")} | result
+    result = {k: overall[k] for k in ("accuracy", "ci95", "n", "correct")} | result
+    # Per record kind (a world's question type, e.g. numbers' "sum" or "larger"): an overall figure near
+    # chance can hide one kind learned and another not.
+    by_kind: dict[str, list[bool]] = {}
+    for r, v in zip(records, verdicts):
+        if r.get("kind"):
+            by_kind.setdefault(str(r["kind"]), []).append(str(v["choice"]).lower() == str(r["label"]).lower())
+    if by_kind:
+        result["per_kind"] = {k: {"accuracy": sum(ok) / len(ok), "ci95": wilson(sum(ok), len(ok)), "n": len(ok),
+                                  "correct": sum(ok)} for k, ok in sorted(by_kind.items())}
+    return result
 
 
 def _read_records(kind: str, arg: str, limit) -> list[dict]:

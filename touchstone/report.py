@@ -1,7 +1,7 @@
 """The evaluation report: one Markdown page and its PNG plots, written beside the results JSON.
 
     NAME.md             one row per task (accuracy with its 95% interval, n, the task's own figures),
-                        per-label metrics, the provenance
+                        per-label metrics, accuracy per record kind, the provenance
     NAME-tasks.png      accuracy per task with its interval
     NAME-paradigms.png  per-file (paradigm) accuracy of each minimal-pairs task, sorted
 
@@ -97,6 +97,11 @@ def write_report(results: dict, directory: str | Path, name: str = "eval") -> Pa
             lines += [f"| {lab} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
                       for lab, v in m["per_label"].items()]
             lines.append(f"| macro | {m['macro_precision']:.3f} | {m['macro_recall']:.3f} | {m['macro_f1']:.3f} | |")
+    for spec, r in results["tasks"].items():
+        if r.get("per_kind"):
+            lines += ["", f"### `{spec}` by kind", "", "| kind | accuracy | 95% CI | n |", "|---|---|---|---|"]
+            lines += [f"| {k} | {100 * v['accuracy']:.1f}% | {100 * v['ci95'][0]:.1f}-{100 * v['ci95'][1]:.1f} | {v['n']} |"
+                      for k, v in r["per_kind"].items()]
     plots = [(f"{name}-tasks.png", plot_tasks), (f"{name}-paradigms.png", plot_paradigms)]
     drawn = [fname for fname, draw in plots if draw(results, directory / fname)]
     lines += [""] + [f"![{f}]({f})" for f in drawn]
