@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import re
 from pathlib import Path
 
 import pytest
@@ -96,6 +97,19 @@ def test_colour_distance_separates_gross_and_subtle_wrong_names():
         distances.append(world.verify(wrong).evidence["delta_e2000"])
     assert min(distances) >= 10.0  # never an ambiguous "wrong" name
     assert min(distances) < 20 and max(distances) > 40  # both close neighbours and far-off names occur
+
+
+def test_colour_records_show_shades_never_the_reference_colours():
+    # Exact references as wrong options made the held-out suite reward memorising against the truth
+    # (see touchstone/worlds/colour.py); a shown colour may equal a reference only by rare coincidence.
+    from touchstone.worlds.colour import COLOUR_RE, to_hex
+
+    world = get_world("colour")
+    refs = {ref for _, ref in world.palette["flat"]}
+    shown = [to_hex(c) for r in world.render(random.Random(8), 300)
+             for c in re.findall(COLOUR_RE, " ".join(str(r.get(k, "")) for k in ("prompt", "a", "b", "statement")))]
+    assert len(shown) >= 300
+    assert sum(c in refs for c in shown) / len(shown) < 0.03
 
 
 def test_colour_works_without_the_xkcd_file(tmp_path):

@@ -10,6 +10,14 @@ CIEDE2000 distance to the nearest reference of the name is at most `TRUE_MAX`, f
 least `FALSE_MIN`; in between it is "ambiguous" and never rendered. False names are drawn both from
 far away (red vs blue) and from the nearest neighbours that are still clearly different (subtle).
 
+Every colour a record shows is a random nearby shade of a reference (within `TRUE_MAX / 2` of it), never
+the reference itself. Version 1 showed exact references in half the items and as every wrong option of a
+"Which colour is X?" pair; with items split by hash, the held-out suite's right answers were then
+mostly colours that training had shown only as wrong options, and its wrong answers colours training
+had shown as right ones, so a model that memorised colours fell below chance on the suite (44.8-49.7%
+after every fine-tuning recipe tried). Shades make almost every shown colour new, so what carries over
+from training is the neighbourhood of a colour, not its string.
+
 Guaranteed: every rendered record's label agrees with the distances in its verdict's evidence.
 Not guaranteed: that people would agree at the margins; ΔE thresholds stand in for them. The suites
 depend on whether the XKCD file was found.
@@ -50,6 +58,17 @@ def to_hex(colour: str) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+def shade(ref: str, rng: random.Random, tries: int = 8) -> str:
+    """A random colour near `ref`: each channel moved by up to 6, kept within `TRUE_MAX / 2` of it
+    (`ref` itself if no try lands there)."""
+    for _ in range(tries):
+        rgb = [min(255, max(0, int(ref[i:i + 2], 16) + rng.randint(-6, 6))) for i in (1, 3, 5)]
+        near = "#" + "".join(f"{v:02x}" for v in rgb)
+        if delta_e(near, ref) <= TRUE_MAX / 2:
+            return near
+    return ref
+
+
 def show(hex_: str, rng: random.Random) -> str:
     """Hex or rgb() notation, at random, so the model meets both."""
     if rng.random() < 0.7:
@@ -87,7 +106,7 @@ def delta_e(hex1: str, hex2: str) -> float:
 
 class ColourWorld(World):
     name = "colour"
-    version = 1
+    version = 2
     split = "train"
 
     def __init__(self, xkcd: str | None = None):
@@ -108,13 +127,7 @@ class ColourWorld(World):
 
     def sample(self, rng: random.Random) -> dict:
         name, ref = rng.choice(self.palette["flat"])
-        colour = ref
-        if rng.random() < 0.5:  # a nearby shade, still well within the name
-            rgb = [min(255, max(0, int(ref[i:i + 2], 16) + rng.randint(-6, 6))) for i in (1, 3, 5)]
-            jittered = "#" + "".join(f"{v:02x}" for v in rgb)
-            if delta_e(jittered, ref) <= TRUE_MAX / 2:
-                colour = jittered
-        return {"colour": colour, "name": name}
+        return {"colour": shade(ref, rng), "name": name}
 
     def mutate(self, item: dict, rng: random.Random) -> dict:
         """The same colour with a wrong name: a close neighbour (subtle) or a far one (gross)."""
@@ -158,8 +171,8 @@ class ColourWorld(World):
                 rec = pair_record(f"What is the name of the colour {colour}?", a, b, label, world=self.name,
                                   kind="colour_name", source="colour")
             elif r < 0.5:
-                # Two colours, one name: the wrong colour is the nearest reference of the wrong name.
-                other = show(self.distance(item["colour"], wrong["name"])[1], rng)
+                # Two colours, one name: the wrong colour is a shade of the wrong name's nearest reference.
+                other = show(shade(self.distance(item["colour"], wrong["name"])[1], rng), rng)
                 if self.distance(other, item["name"])[0] < FALSE_MIN:
                     continue
                 a, b = (colour, other) if label == "a" else (other, colour)
