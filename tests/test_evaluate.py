@@ -130,6 +130,15 @@ def test_suite_accuracy_is_broken_down_by_record_kind(model_dir, tmp_path):
     assert "`suite:numbers` by kind" in report and "| sum |" in report
 
 
+def test_kinds_that_name_their_item_are_grouped_by_question_type(model_dir, tmp_path):
+    f = tmp_path / "claims.jsonl"
+    kinds = ["gcd:off_by_one", "fibonacci:off_by_one", "gcd:syntax_error"]
+    f.write_text("".join(json.dumps({"statement": f"Claim {i}.", "label": True, "kind": k}) + "\n"
+                         for i, k in enumerate(kinds)))
+    per_kind = evaluate(model_dir, [f"claims:{f}"])["tasks"][f"claims:{f}"]["per_kind"]
+    assert {k: v["n"] for k, v in per_kind.items()} == {"off_by_one": 2, "syntax_error": 1}
+
+
 def test_bleu_task_scores_greedy_generations(model_dir, tmp_path):
     f = tmp_path / "gen.jsonl"
     f.write_text(json.dumps({"prompt": "The cat", "reference": "sat on the mat.", "max_new_tokens": 5}) + "\n")

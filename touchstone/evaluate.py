@@ -296,11 +296,13 @@ def _judged(judge, records: list[dict]) -> dict:
     overall = classification(gold_all, pred_all, [])
     result = {k: overall[k] for k in ("accuracy", "ci95", "n", "correct")} | result
     # Per record kind (a world's question type, e.g. numbers' "sum" or "larger"): an overall figure near
-    # chance can hide one kind learned and another not.
+    # chance can hide one kind learned and another not. A kind that also names its item, as code's
+    # "fibonacci:off_by_one" does, is grouped by the part after the last colon (the mutation).
     by_kind: dict[str, list[bool]] = {}
     for r, v in zip(records, verdicts):
         if r.get("kind"):
-            by_kind.setdefault(str(r["kind"]), []).append(str(v["choice"]).lower() == str(r["label"]).lower())
+            kind = str(r["kind"]).rsplit(":", 1)[-1]
+            by_kind.setdefault(kind, []).append(str(v["choice"]).lower() == str(r["label"]).lower())
     if by_kind:
         result["per_kind"] = {k: {"accuracy": sum(ok) / len(ok), "ci95": wilson(sum(ok), len(ok)), "n": len(ok),
                                   "correct": sum(ok)} for k, ok in sorted(by_kind.items())}
