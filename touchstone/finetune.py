@@ -38,6 +38,12 @@ paradigms, 66,993 pairs):
   56.5, 56.2, 56.5 and 49.3% (and BLiMP 58.04%). English-val perplexity 45.9 -> 51.1; with
   lm_weight 1.0 in both runs it was 51.2 all the same, and BLiMP fell to 63.18%. The other order (pairwise, then answer; on a GPU, the answer run stopped
   at 561 of 1,750 steps) gave BLiMP 61.77%; "mix" on all of it (stopped at 370 of 1,750 steps) 61.81%.
+- More data for the two worlds left near chance: "answer" on 20,000 numbers and 20,000 colour records
+  (lr 1e-4, stopped by a 15-minute budget at 1,910 of 2,500 steps) gave numbers 61.3% [57.4, 65.1] and
+  colour 50.3%, against 56.5 and 48.3% after the 2,000-record run above (colour on its version-2
+  suite). Per kind, numbers' comparisons rose to 67-68% (from 48-57) while sums stayed at 48%. At lr
+  5e-4 (10 minutes, 1,197 steps) it was worse: numbers 56.5%, colour 48.3%, perplexity 54.1. Digits are
+  already single tokens here, so tokenization is not what holds sums back.
 "answer" stays the default because it is what the judge reads, for every world; for the language
 model's own preference between sentences (minimal-pair evaluation), "pairwise" on language records
 is the one that helps; run after "answer" it kept the judge's gains (one run of each order).
