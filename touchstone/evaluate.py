@@ -280,32 +280,29 @@ def _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16) -> dict:
 
 
 def _judged(judge, records: list[dict]) -> dict:
-    """Judge a mixed list of pair and claim records: overall accuracy, and the metrics of each kind."""
+    """Judge a mixed list of pair and claim records: overall accuracy, the metrics of each form (pairs,
+    claims) and the accuracy of each record kind."""
     verdicts = judge.records(records, progress=True)
-    result: dict = {}
-    gold_all, pred_all = [], []
-    for kind, labels in (("pairs", ["a", "b"]), ("claims", ["true", "false"])):
-        idx = [i for i, r in enumerate(records) if ("a" in r) == (kind == "pairs")]
-        if not idx:
-            continue
-        gold = [str(records[i]["label"]).lower() for i in idx]
-        pred = [str(verdicts[i]["choice"]).lower() for i in idx]
-        result[kind] = classification(gold, pred, labels)
-        gold_all += gold
-        pred_all += pred
-    overall = classification(gold_all, pred_all, [])
-    result = {k: overall[k] for k in ("accuracy", "ci95", "n", "correct")} | result
+    gold = [str(r["label"]).lower() for r in records]
+    pred = [str(v["choice"]).lower() for v in verdicts]
+    overall = classification(gold, pred, [])
+    result: dict = {k: overall[k] for k in ("accuracy", "ci95", "n", "correct")}
+    for form, labels in (("pairs", ["a", "b"]), ("claims", ["true", "false"])):
+        idx = [i for i, r in enumerate(records) if ("a" in r) == (form == "pairs")]
+        if idx:
+            result[form] = classification([gold[i] for i in idx], [pred[i] for i in idx], labels)
     # Per record kind (a world's question type, e.g. numbers' "sum" or "larger"): an overall figure near
     # chance can hide one kind learned and another not. A kind that also names its item, as code's
     # "fibonacci:off_by_one" does, is grouped by the part after the last colon (the mutation).
-    by_kind: dict[str, list[bool]] = {}
-    for r, v in zip(records, verdicts):
+    by_kind: dict[str, list[int]] = {}
+    for i, r in enumerate(records):
         if r.get("kind"):
-            kind = str(r["kind"]).rsplit(":", 1)[-1]
-            by_kind.setdefault(kind, []).append(str(v["choice"]).lower() == str(r["label"]).lower())
+            by_kind.setdefault(str(r["kind"]).rsplit(":", 1)[-1], []).append(i)
     if by_kind:
-        result["per_kind"] = {k: {"accuracy": sum(ok) / len(ok), "ci95": wilson(sum(ok), len(ok)), "n": len(ok),
-                                  "correct": sum(ok)} for k, ok in sorted(by_kind.items())}
+        result["per_kind"] = {}
+        for kind, idx in sorted(by_kind.items()):
+            m = classification([gold[i] for i in idx], [pred[i] for i in idx], [])
+            result["per_kind"][kind] = {k: m[k] for k in ("accuracy", "ci95", "n", "correct")}
     return result
 
 
