@@ -155,6 +155,16 @@ def test_facts_false_statements_are_false_by_lookup():
     assert not world.verify({"kind": "capital", "city": "Mombasa", "country": "Kenya"}).ok
 
 
+def test_facts_every_true_capital_claim_reads_back_true():
+    from touchstone.records import claim_record
+    from touchstone.worlds.facts import statement, tables
+
+    world = get_world("facts")
+    for country in tables()["with_capital"]:
+        item = {"kind": "capital", "city": tables()["countries"][country]["capital"], "country": country}
+        assert world.verify_record(claim_record(statement(item), True, world="facts", kind="fact")).ok, item
+
+
 @needs_book
 def test_language_never_uses_evaluation_sentences(tmp_path):
     from touchstone.worlds.language import LanguageWorld
