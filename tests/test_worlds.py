@@ -60,36 +60,6 @@ def test_render_puts_the_correct_answer_on_both_sides(name):
     assert pair_labels == {"a", "b"} and claim_labels == {True, False}
 
 
-def twinned(records: list[dict]) -> int:
-    """How many claims are written next to a claim of the opposite label (a twin, in training)."""
-    hits, i = 0, 0
-    while i < len(records):
-        nxt = records[i + 1] if i + 1 < len(records) else None
-        if "statement" in records[i] and nxt and "statement" in nxt and nxt["label"] != records[i]["label"]:
-            hits, i = hits + 2, i + 2
-        else:
-            i += 1
-    return hits
-
-
-@pytest.mark.parametrize("name", CHEAP + ["code", "wing"])
-def test_training_claims_come_as_twins_and_suite_claims_alone(name):
-    from touchstone.synth import split_world
-
-    world = make(name)
-    n = 12 if name == "wing" else 80
-    train = world.render(random.Random(5), n)
-    suite = split_world(world, "heldout").render(random.Random(5), min(n, 24))  # a small book has few
-    claims = [r for r in train if "statement" in r]
-    assert 0.3 <= len(claims) / n <= 0.7  # pairs and claims still share the records
-    assert twinned(train) >= len(claims) - 1  # the last record may be half a twin, cut at n
-    for first, second in zip(train, train[1:]):  # a twin states the same item both ways
-        if "statement" in first and "statement" in second and first["kind"] == second["kind"]:
-            assert first["statement"] != second["statement"]
-    suite_claims = sum("statement" in r for r in suite)
-    assert twinned(suite) < 0.8 * suite_claims  # lone claims: about half sit next to an opposite one by chance
-
-
 @pytest.mark.parametrize("name", CHEAP)
 def test_mutate_turns_a_true_item_false(name):
     world = make(name)
@@ -236,12 +206,9 @@ def test_language_render_balances_the_substituted_words():
     ops = Counter(r["verdict"]["evidence"]["op"] for r in records)
     assert ops["agreement"] > 80 and ops["number"] > 50 and ops["verb"] > 10 and ops["npi"] > 10, ops
     balance = WordBalance()
-    for prev, r in zip([None] + records, records):
+    for r in records:
         # "npi" is exempt by design (see touchstone.worlds.language.corrupt); the grammar's pairs are
-        # balanced by their own coin (touchstone.worlds.grammar), not by this bookkeeping. Twin claims
-        # show one substitution, as a pair does, so they count once.
-        if prev is not None and "statement" in r and r["verdict"]["evidence"] == prev["verdict"]["evidence"]:
-            continue
+        # balanced by their own coin (touchstone.worlds.grammar), not by this bookkeeping.
         if r["verdict"]["evidence"]["op"] in OPS and r["verdict"]["evidence"]["op"] != "npi":
             balance.add(r["verdict"]["evidence"]["original"], r["verdict"]["evidence"]["corrupted"])
     words = set(balance.inserted) | set(balance.removed)

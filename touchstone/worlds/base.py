@@ -4,7 +4,7 @@ A world is a domain where truth can be checked by a tool. It can
 - `sample(rng)`: draw a fresh item (a plain JSON-able dict);
 - `mutate(item, rng)`: turn an item into a contrasting version (usually a worse or false one);
 - `verify(item)`: check an item with the world's tool and return a `Verdict`;
-- `render(rng, n)`: turn verified items into pair and claim records.
+- `render(item, rng)`: turn verified items into pair and claim records.
 
 The same `verify` serves evaluation, synthesis and data linting, so the metric and the training
 signal cannot drift apart.
@@ -32,29 +32,7 @@ class World:
     """Base class; subclasses set `name` and implement the four methods."""
 
     name: str = ""
-    version: int = 1  # bump when the held-out suite changes (sampling, rendering, verification); suites key on it
-    split: str = "train"  # "heldout" or "gate" renders only the reserved items (touchstone.synth.in_split)
-
-    # Training claims come as twins: the true and the false statement of the same item, both written.
-    # A lone claim lets the judge score it from what the item is (this function, this country) rather
-    # than from whether the statement holds; a twin gives the same item both labels, so only the
-    # difference between the two statements predicts the answer. Measured on the code world (2,000
-    # records, same pairs, answer objective): held-out claims 46.8% -> 55.7%, AUC 0.48 -> 0.61.
-    # Held-out and gate suites keep lone claims, one record per item, so their records stay independent.
-    @property
-    def twin_claims(self) -> bool:
-        return self.split == "train"
-
-    def pair_share(self, share: float) -> float:
-        """The chance to draw a pair rather than a claim, for `share` pairs among the records written:
-        with twin claims each claim draw writes two records, so pairs are drawn more often."""
-        return 2 * share / (1 + share) if self.twin_claims else share
-
-    def claim_sides(self, right, wrong, rng: random.Random) -> list:
-        """What claims state: both versions, in random order, in training (twins); one at random in a suite."""
-        if self.twin_claims:
-            return rng.sample([right, wrong], 2)
-        return [rng.choice([right, wrong])]
+    version: int = 1  # bump when sampling, rendering or verification changes (held-out suites key on it)
 
     def sample(self, rng: random.Random) -> dict:
         raise NotImplementedError

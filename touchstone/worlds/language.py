@@ -356,6 +356,7 @@ class LanguageWorld(World):
     # 2: the "irregular" corruption; 3: the "number" corruption and balanced words; 4: "verb" and "npi";
     # 5: the grammar's phenomena
     version = 5
+    split = "train"
 
     def __init__(self, source: str | list[str] | None = None):
         if source is None:
@@ -466,20 +467,19 @@ class LanguageWorld(World):
                 balance.add(original, text)
             else:
                 evidence["choices"] = choices
-            if rng.random() < self.pair_share(0.5):
+            if rng.random() < 0.5:
                 label = rng.choice("ab")
                 a, b = (original, text) if label == "a" else (text, original)
-                recs = [pair_record(PAIR_PROMPT, a, b, label, world=self.name, kind="grammatical",
-                                    source=self.source_name)]
+                rec = pair_record(PAIR_PROMPT, a, b, label, world=self.name, kind="grammatical",
+                                  source=self.source_name)
             else:
-                recs = [claim_record(f'"{shown}" is a well-formed English sentence.', shown == original,
-                                     world=self.name, kind="grammatical", source=self.source_name)
-                        for shown in self.claim_sides(original, text, rng)]
-            for rec in recs:
-                rec["verdict"] = {"ok": True, "score": 1.0, "reason": "agrees", "evidence": evidence}
-                rec["verdict"] = self.verify_record(rec).to_dict()
-            out += recs
-        return out[:n]
+                shown = rng.choice([original, text])
+                rec = claim_record(f'"{shown}" is a well-formed English sentence.', shown == original,
+                                   world=self.name, kind="grammatical", source=self.source_name)
+            rec["verdict"] = {"ok": True, "score": 1.0, "reason": "agrees", "evidence": evidence}
+            rec["verdict"] = self.verify_record(rec).to_dict()
+            out.append(rec)
+        return out
 
     def verify_record(self, record: dict) -> Verdict:
         """Check the record against its recorded source: the labelled-better side must be the original

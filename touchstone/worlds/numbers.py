@@ -138,6 +138,7 @@ PAIR_PROMPT_RE = re.compile(r"What is (?P<x>.+) (?P<op>plus|times) (?P<y>.+)\?")
 class NumbersWorld(World):
     name = "numbers"
     version = 1
+    split = "train"  # "heldout" or "gate" draws only the reserved items (see touchstone.synth.in_split)
 
     def sample(self, rng: random.Random) -> dict:
         op = rng.choice(OPS)
@@ -205,29 +206,24 @@ class NumbersWorld(World):
         return PAIR_PROMPTS["order"], right, wrong
 
     def render(self, rng: random.Random, n: int) -> list[dict]:
-        """n records, half pairs and half claims (twins in training, see `World.twin_claims`), each
-        re-verified from its own text."""
+        """n records, half pairs and half claims, each re-verified from its own text."""
         out = []
         while len(out) < n:
             item = self.sample(rng)
             if not in_split(self, item):
                 continue
-            if rng.random() < self.pair_share(0.5):
+            if rng.random() < 0.5:
                 prompt, right, wrong = self._pair(item, rng)
                 label = rng.choice("ab")
                 a, b = (right, wrong) if label == "a" else (wrong, right)
-                recs = [pair_record(prompt, a, b, label, world=self.name, kind=item["op"], source="numbers")]
+                rec = pair_record(prompt, a, b, label, world=self.name, kind=item["op"], source="numbers")
             else:
-                if self.twin_claims:
-                    sides = rng.sample([item, self.mutate(item, rng)], 2)
-                else:  # the suites' draw, kept as it was so that they stay the same
-                    sides = [item if rng.random() < 0.5 else self.mutate(item, rng)]
-                recs = [claim_record(statement(shown), self.verify(shown).ok, world=self.name, kind=item["op"],
-                                     source="numbers") for shown in sides]
-            for rec in recs:
-                rec["verdict"] = self.verify_record(rec).to_dict()
-            out += recs
-        return out[:n]
+                shown = item if rng.random() < 0.5 else self.mutate(item, rng)
+                rec = claim_record(statement(shown), self.verify(shown).ok, world=self.name, kind=item["op"],
+                                   source="numbers")
+            rec["verdict"] = self.verify_record(rec).to_dict()
+            out.append(rec)
+        return out
 
     def verify_record(self, record: dict) -> Verdict:
         """Does the record's label agree with the arithmetic? Parses the record's own text."""

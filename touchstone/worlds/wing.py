@@ -461,32 +461,15 @@ class WingWorld(World):
         f = analyze(item)
         return Verdict(f["feasible"], f["L_over_D"] or 0.0, f["reason"], f)
 
-    def _claim(self, shown: dict) -> dict:
-        return claim_record(f"A wing with {describe(shown)} can {mission(shown)} and a stall margin of at least 20%.",
-                            analyze(shown)["feasible"], world=self.name, kind="feasible", source="aerobuildup")
-
-    def _records(self, item: dict, other: dict, rng: random.Random, true_minus_false: int = 0,
-                 claims_behind: bool = False) -> list[dict]:
-        """A pair, or claims (twins in training), from a design and its variant; [] when they give none."""
-        if self.twin_claims:
-            # A twin needs one feasible and one infeasible design, which only some variants give (a coin
-            # wrote 22% claims), so training keeps half the records claims by count, as render tells.
-            make_pair = not claims_behind
-        else:
-            make_pair = rng.random() < 0.6
-        if make_pair:
+    def _record(self, item: dict, other: dict, rng: random.Random, true_minus_false: int = 0) -> dict | None:
+        if rng.random() < 0.6:
             label = rng.choice("ab")
             a, b = (item, other) if label == "a" else (other, item)
             v = compare(a, b)
             if not v.ok:
-                return []
-            recs = [pair_record(f"A wing must {mission(item)}. Which design is better?", describe(a), describe(b),
-                                v.evidence["better"], world=self.name, kind="better_design", source="aerobuildup")]
-        elif self.twin_claims:
-            # A twin needs one feasible and one infeasible design, and is balanced by itself.
-            if analyze(item)["feasible"] == analyze(other)["feasible"]:
-                return []
-            recs = [self._claim(shown) for shown in rng.sample([item, other], 2)]
+                return None
+            rec = pair_record(f"A wing must {mission(item)}. Which design is better?", describe(a), describe(b),
+                              v.evidence["better"], world=self.name, kind="better_design", source="aerobuildup")
         else:
             # Half the claims true, half false. About 60% of sampled designs are feasible, and on such a
             # set a judge that always answers "true" looks skilled: generation 0 scored 0.555 on the
@@ -496,15 +479,17 @@ class WingWorld(World):
             want = rng.random() < 0.5 if true_minus_false == 0 else true_minus_false < 0
             options = [d for d in (item, other) if analyze(d)["feasible"] == want]
             if not options:
-                return []
-            recs = [self._claim(rng.choice(options))]
-        for rec in recs:
-            rec["verdict"] = self.verify_record(rec).to_dict()
-        return recs if all(rec["verdict"]["ok"] for rec in recs) else []
+                return None
+            shown = rng.choice(options)
+            rec = claim_record(f"A wing with {describe(shown)} can {mission(shown)} and a stall margin of at least "
+                               f"20%.", analyze(shown)["feasible"], world=self.name, kind="feasible",
+                               source="aerobuildup")
+        rec["verdict"] = self.verify_record(rec).to_dict()
+        return rec if rec["verdict"]["ok"] else None
 
     def render(self, rng: random.Random, n: int) -> list[dict]:
         out: list[dict] = []
-        true_minus_false = claims = 0
+        true_minus_false = 0
         while len(out) < n:
             # Sample a batch, analyse it in parallel, then write the records (ties are dropped).
             batch = []
@@ -514,12 +499,11 @@ class WingWorld(World):
                     batch.append((item, self.mutate(item, rng)))
             _prefetch([list(pair) for pair in batch], self.processes)
             for item, other in batch:
-                for rec in self._records(item, other, rng, true_minus_false, claims_behind=2 * claims < len(out)):
-                    if len(out) < n:
-                        out.append(rec)
-                        if "statement" in rec:
-                            claims += 1
-                            true_minus_false += 1 if rec["label"] else -1
+                rec = self._record(item, other, rng, true_minus_false)
+                if rec is not None and len(out) < n:
+                    out.append(rec)
+                    if "statement" in rec:
+                        true_minus_false += 1 if rec["label"] else -1
         return out
 
     def verify_record(self, record: dict) -> Verdict:
