@@ -17,7 +17,8 @@ from touchstone.errors import UserError
 from touchstone.files import shared_data
 from touchstone.gate import decide, holm, mcnemar, paired_difference, regressed_suites
 from touchstone.ledger import Ledger
-from touchstone.loop import LoopConfig, Workspace, check_invariants, drop_rejected, history, run, status, training_base
+from touchstone.loop import (LoopConfig, Workspace, check_invariants, draw_gate, drop_rejected, history, run, status,
+                             training_base)
 from touchstone.recipe import Recipe, load_recipe, mutate, recipe_yaml
 
 SHAKESPEARE = shared_data() / "tinyshakespeare"
@@ -25,6 +26,25 @@ needs_corpus = pytest.mark.skipif(not SHAKESPEARE.is_dir(), reason="shared tiny 
 
 
 # ------------------------------------------------------------------------------------------- gate
+def test_gate_sets_stay_full_when_earlier_gates_ban_a_small_worlds_items():
+    from touchstone.synth import split_world
+    from touchstone.worlds import get_world
+
+    facts = get_world("facts")  # a few hundred countries: its popular items recur in every draw
+    taken: set[str] = set()
+    for gen in range(1, 7):
+        plain = [r for r in split_world(facts, "gate").render(random.Random(gen), 200) if r["id"] not in taken]
+        gate = draw_gate(facts, 200, taken, seed=gen)
+        ids = [r["id"] for r in gate]
+        assert len(ids) == len(set(ids)) and not set(ids) & taken and all(r["verdict"]["ok"] for r in gate)
+        if gen == 1:  # nothing banned yet: the plain draw, each record once (facts repeats items), then more
+            once = list(dict.fromkeys(r["id"] for r in plain))
+            assert len(once) < 200 and ids[:len(once)] == once
+        assert len(gate) >= 195  # a single draw alone would thin (about 140 by the sixth generation)
+        taken |= set(ids)
+    assert len(plain) < 180
+
+
 def test_mcnemar_uses_only_discordant_records():
     champion = [True] * 50 + [False] * 50
     challenger = [True] * 50 + [True] * 10 + [False] * 40  # 10 wins, no losses

@@ -186,6 +186,28 @@ def _seed(*parts) -> int:
     return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:8], "big") % (2**31 - 1)
 
 
+def draw_gate(world, n: int, taken: set[str], seed: int, rounds: int = 10) -> list[dict]:
+    """Up to n verified gate records of `world` whose ids are not in `taken`.
+
+    Earlier gates' ids are banned (a gate that chose a champion is spent), so a world with a finite item
+    space (facts: a few hundred countries) would otherwise gate on fewer records each generation. Draw
+    again, with a seed derived from `seed` and the round, for what is still missing, up to `rounds` draws;
+    round 0 alone (seed `seed`) is what a world with room to spare gets, so its gate set does not change."""
+    from touchstone.synth import split_world
+
+    out: list[dict] = []
+    seen = set(taken)
+    for k in range(rounds):
+        need = n - len(out)
+        if need <= 0:
+            break
+        for r in split_world(world, "gate").render(random.Random(_seed(seed, k) if k else seed), need):
+            if r["id"] not in seen and (r.get("verdict") or {}).get("ok") and len(out) < n:
+                seen.add(r["id"])
+                out.append(r)
+    return out
+
+
 def _say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -337,7 +359,6 @@ class Generation:
     def synthesize(self) -> dict:
         from touchstone.generate import load_model
         from touchstone.grow import champion_code, champion_numbers, mutate_records
-        from touchstone.synth import split_world
 
         cfg, gen = self.cfg, self.gen
         candidates, made = [], {}
@@ -373,9 +394,7 @@ class Generation:
         taken = self.banned_ids() | {r["id"] for r in candidates} | {r["id"] for r in in_new}
         gate = []
         for w in cfg.worlds:
-            recs = split_world(self.worlds[w], "gate").render(random.Random(_seed(cfg.seed, gen, w, "gate")),
-                                                              cfg.gate_per_world)
-            gate += [r for r in recs if r["id"] not in taken and (r.get("verdict") or {}).get("ok")]
+            gate += draw_gate(self.worlds[w], cfg.gate_per_world, taken, _seed(cfg.seed, gen, w, "gate"))
         self.dir.mkdir(parents=True, exist_ok=True)
         write_jsonl_atomic(self.dir / "gate.jsonl", gate)
         write_jsonl_atomic(self.dir / "candidates.jsonl", candidates)
