@@ -130,6 +130,25 @@ def test_suite_accuracy_is_broken_down_by_record_kind(model_dir, tmp_path):
     assert "`suite:numbers` by kind" in report and "| sum |" in report
 
 
+def test_contrast_reads_code_claims_through_pairs_and_is_recorded(model_dir, tmp_path):
+    import random
+
+    from touchstone.worlds import get_world
+
+    item = get_world("code").sample(random.Random(5))
+    code_claim = (f"This function passes its tests:\n\n{item['completion'].rstrip()}\n"
+                  f"# tests (candidate = {item['entry_point']})\n{item['test']}")
+    f = tmp_path / "claims.jsonl"
+    f.write_text(json.dumps({"statement": code_claim, "label": True, "world": "code"}) + "\n"
+                 + json.dumps({"statement": "Paris is in France.", "label": True}) + "\n")
+    res = evaluate(model_dir, [f"claims:{f}"], contrast=2)
+    assert res["tasks"][f"claims:{f}"]["claims_by_contrast"] == 1
+    assert res["provenance"]["config"]["claim_contrast"] == 2
+    assert "claims_by_contrast" not in evaluate(model_dir, [f"claims:{f}"])["tasks"][f"claims:{f}"]
+    with pytest.raises(UserError, match="--contrast"):
+        evaluate(model_dir, [f"claims:{f}"], contrast=-1)
+
+
 def test_kinds_that_name_their_item_are_grouped_by_question_type(model_dir, tmp_path):
     f = tmp_path / "claims.jsonl"
     kinds = ["gcd:off_by_one", "fibonacci:off_by_one", "gcd:syntax_error"]

@@ -69,6 +69,33 @@ def test_claim_probabilities_and_choice(judge):
     assert r["choice"] == (r["p_true"] >= 0.5)
 
 
+def test_claims_by_contrast_read_the_pair_answers_and_the_rest_directly(judge):
+    import random
+
+    from touchstone.evaluate import claim_contrast
+    from touchstone.worlds import get_world
+
+    code = get_world("code")
+    item = code.sample(random.Random(3))
+    statement = (f"This function passes its tests:\n\n{item['completion'].rstrip()}\n"
+                 f"# tests (candidate = {item['entry_point']})\n{item['test']}")
+    records = [{"statement": statement, "label": True, "world": "code"},
+               {"statement": "Paris is the capital of France.", "label": True, "world": "facts"},
+               {"statement": "A statement of no world.", "label": False}]
+    asked = code.contrast(records[0], random.Random(0), 3)
+    assert len(asked) == 3 and all(q["a"] == item["completion"] and q["b"] != q["a"] for q in asked)
+    assert code.contrast(records[1], random.Random(0), 3) == []  # not a code claim: nothing to mutate
+
+    out = judge.claims(records, contrast=claim_contrast(3))
+    assert [v["method"] for v in out] == ["contrast", "direct", "direct"]
+    # The contrast claim's p_true is the mean pair answer over exactly the questions its world asks.
+    seeded = claim_contrast(3)(records[0])
+    expect = sum(v["p_a"] for v in judge.pairs(seeded)) / len(seeded)
+    assert out[0]["p_true"] == pytest.approx(expect, abs=1e-6) and out[0]["choice"] == (expect >= 0.5)
+    for got, direct in zip(out[1:], judge.claims(records[1:])):  # the others as if no contrast were asked
+        assert got["p_true"] == pytest.approx(direct["p_true"], abs=1e-6)
+
+
 def test_foreign_model_gets_the_answer_tokens(tmp_path):
     """A tokenizer without our special tokens: they are added and the embeddings resized."""
     import torch

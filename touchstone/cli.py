@@ -91,7 +91,7 @@ def _eval(args):
     from touchstone.evaluate import evaluate
 
     results = evaluate(args.model, args.task, json_out=args.json, report_dir=args.report, batch_size=args.batch_size,
-                       limit=args.limit)
+                       limit=args.limit, contrast=args.contrast)
     print(json.dumps({name: {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
                       for name, r in results["tasks"].items()}, indent=2))
 
@@ -289,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--report", metavar="DIR", help="Markdown report and PNG plots (default: beside --json)")
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--limit", type=int, help="at most N items per task (for quick looks)")
+    s.add_argument("--contrast", type=int, default=0, metavar="K",
+                   help="judge claims against K mutants of themselves where their world can make them without "
+                        "knowing the truth (code); 0 (default) reads every claim directly")
 
     s = command("debate", _debate, "argue a choice between two wing designs with the simulator's figures")
     s.add_argument("model")

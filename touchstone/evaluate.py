@@ -16,6 +16,10 @@ Task specs:
   suite:NAME          a world's held-out suite (touchstone.synth.heldout_suite) through the judge, versioned
                       by the world's version.
 
+Claims (in claims:, pairs: and suite: files) are read from the judge's <|true|>/<|false|> answer, or, with
+`contrast` K > 0, set against K mutants of themselves where their world can mutate without knowing the
+truth (code): see `touchstone.judge.Judge.claims`. Results then count `claims_by_contrast`.
+
 Guaranteed: every spec and path is checked before the model loads (a bad one is a one-line UserError);
 accuracy comes with a 95% Wilson interval; the results carry provenance (task versions: a world's version
 or the sha256 of the task files; the sha256 of the weights; the git commit; the settings). Log-likelihood
@@ -30,7 +34,9 @@ verification out themselves). `aevaluate` is the same call for asyncio code.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
+import random
 from collections import defaultdict
 from pathlib import Path
 
@@ -279,14 +285,37 @@ def _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16) -> dict:
     return result
 
 
-def _judged(judge, records: list[dict]) -> dict:
+def claim_contrast(k: int):
+    """A `contrast` for `Judge.claims`: each claim record against k mutants made by its own world
+    (`World.contrast`), seeded by the record's statement so every run asks the same questions. Records of
+    no known world, or of a world that cannot mutate without the truth, get none (read directly)."""
+    from touchstone.worlds import WORLDS, get_world
+
+    worlds: dict = {}
+
+    def contrast(record: dict) -> list[dict]:
+        name = record.get("world")
+        if k < 1 or name not in WORLDS:
+            return []
+        if name not in worlds:
+            worlds[name] = get_world(name)
+        seed = int.from_bytes(hashlib.sha256(record["statement"].encode()).digest()[:8], "big")
+        return worlds[name].contrast(record, random.Random(seed), k)
+
+    return contrast
+
+
+def _judged(judge, records: list[dict], contrast: int = 0) -> dict:
     """Judge a mixed list of pair and claim records: overall accuracy, the metrics of each form (pairs,
-    claims) and the accuracy of each record kind."""
-    verdicts = judge.records(records, progress=True)
+    claims) and the accuracy of each record kind. `contrast`: claims against that many mutants of
+    themselves where their world can make them (`claim_contrast`); 0 reads every claim directly."""
+    verdicts = judge.records(records, progress=True, contrast=claim_contrast(contrast) if contrast else None)
     gold = [str(r["label"]).lower() for r in records]
     pred = [str(v["choice"]).lower() for v in verdicts]
     overall = classification(gold, pred, [])
     result: dict = {k: overall[k] for k in ("accuracy", "ci95", "n", "correct")}
+    if contrast:
+        result["claims_by_contrast"] = sum(1 for v in verdicts if v.get("method") == "contrast")
     for form, labels in (("pairs", ["a", "b"]), ("claims", ["true", "false"])):
         idx = [i for i, r in enumerate(records) if ("a" in r) == (form == "pairs")]
         if idx:
@@ -371,8 +400,10 @@ def _task_version(kind: str, arg: str, suite_versions: dict) -> str:
 
 def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | None = None,
              report_dir: str | Path | None = None, batch_size: int = 64, limit: int | None = None,
-             bf16: bool | None = None, compile: bool = False) -> dict:
-    """Run every task spec on the model; write the results JSON and a report if asked; return the results."""
+             bf16: bool | None = None, compile: bool = False, contrast: int = 0) -> dict:
+    """Run every task spec on the model; write the results JSON and a report if asked; return the results.
+    `contrast` > 0 judges claims against that many mutants of themselves where their world can make them
+    (see `Judge.claims`); the default reads every claim directly."""
     import torch
 
     from touchstone import __version__
@@ -385,6 +416,8 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
         raise UserError("eval: the same task spec is given twice")
     if batch_size < 1 or (limit is not None and limit < 1):
         raise UserError("eval: batch size and limit must be at least 1")
+    if contrast < 0:
+        raise UserError(f"eval: --contrast must be 0 or more, got {contrast}")
     suites = _build_suites([arg for _, kind, arg in parsed if kind == "suite"])
     model, tokenizer = load_model(model_dir)
     device = default_device()
@@ -403,10 +436,10 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
             records = _read_records(kind, arg, limit)
             if not records:
                 raise UserError(f"{arg}: no records")
-            tasks[spec] = _judged(judge, records)
+            tasks[spec] = _judged(judge, records, contrast)
         elif kind == "suite":
             records = suites[arg][1][:limit] if limit is not None else suites[arg][1]
-            tasks[spec] = _judged(judge, records)
+            tasks[spec] = _judged(judge, records, contrast)
         elif kind == "perplexity":
             from touchstone.files import open_text
 
@@ -425,6 +458,7 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
             "model_sha256": weights_sha256(model_dir),
             "git_commit": git_commit(),
             "config": {"batch_size": batch_size, "limit": limit, "bf16": bf16, "compile": compile, "device": device,
+                       "claim_contrast": contrast,
                        "near_tie_nats": NEAR_TIE, "minimal_pairs_prefix": "BOS (else EOS), continuation ' ' + sentence"},
             "touchstone_version": __version__,
         },

@@ -16,6 +16,10 @@ Guaranteed:
 - prompts longer than the context keep their end (the answer position), losing the start;
 - scoring is in fp32 (the verdicts are what the loop gates on; bf16 is not worth a flipped verdict).
 
+A claim can also be judged against mutants of itself (`claims(..., contrast=...)`, `touchstone eval
+--contrast K`): the pair question "this version or its mutant?" asked of each, where the claim's world can
+mutate it without knowing its truth (code). Off by default, and the loop's gate reads claims directly.
+
 `AsyncJudge` lets many coroutines ask at once: their questions are gathered into batches.
 """
 
@@ -124,10 +128,31 @@ class Judge:
             out.append({"choice": "a" if p_a >= p_b else "b", "p_a": p_a, "p_b": p_b})
         return out
 
-    def claims(self, records: list[dict], progress: bool = False) -> list[dict]:
-        """{"choice": bool, "p_true", "p_false"} for each record with a `statement`."""
-        lo = self._log_odds([prompts.claim_prompt(r["statement"]) for r in records], self.tf, progress)
-        return [{"choice": x >= 0, "p_true": _sigmoid(x), "p_false": _sigmoid(-x)} for x in lo]
+    def claims(self, records: list[dict], progress: bool = False, contrast=None) -> list[dict]:
+        """{"choice": bool, "p_true", "p_false"} for each record with a `statement`.
+
+        `contrast` (optional) maps a claim record to pair questions that set it against mutants of itself
+        (`World.contrast`). A claim that gets any is read through the pair answer instead: p_true is the
+        mean p(a) over its contrasts, each asked in both orders ("method": "contrast"). Why: a small
+        judge that picks the working one of two functions 86% of the time judges one function alone at
+        chance (it has nothing to compare), and a working function should beat its mutants while a
+        broken one meets them as equals. The others are read from <|true|>/<|false|> ("method": "direct")."""
+        asked = [contrast(r) if contrast is not None else [] for r in records]
+        direct = [i for i, q in enumerate(asked) if not q]
+        lo = self._log_odds([prompts.claim_prompt(records[i]["statement"]) for i in direct], self.tf, progress)
+        out: list[dict] = [{}] * len(records)
+        for i, x in zip(direct, lo):
+            out[i] = {"choice": x >= 0, "p_true": _sigmoid(x), "p_false": _sigmoid(-x), "method": "direct"}
+        flat = [(i, q) for i, qs in enumerate(asked) for q in qs]
+        answers = self.pairs([q for _, q in flat], progress)
+        wins: dict[int, list[float]] = {}
+        for (i, _), v in zip(flat, answers):
+            wins.setdefault(i, []).append(v["p_a"])
+        for i, ps in wins.items():
+            p = sum(ps) / len(ps)
+            out[i] = {"choice": p >= 0.5, "p_true": p, "p_false": 1 - p, "method": "contrast",
+                      "contrasts": len(ps)}
+        return out
 
     def pair(self, a: str, b: str, prompt: str = "", kind: str | None = None) -> dict:
         # `kind` is part of the record, not of the question the model sees; kept for the CLI's contract.
@@ -136,14 +161,14 @@ class Judge:
     def claim(self, statement: str) -> dict:
         return self.claims([{"statement": statement}])[0]
 
-    def records(self, records: list[dict], progress: bool = False) -> list[dict]:
-        """Judge a mixed list of pair and claim records, keeping their order."""
+    def records(self, records: list[dict], progress: bool = False, contrast=None) -> list[dict]:
+        """Judge a mixed list of pair and claim records, keeping their order (`contrast`: see `claims`)."""
         pi = [i for i, r in enumerate(records) if "a" in r]
         ci = [i for i, r in enumerate(records) if "a" not in r]
         out: list[dict] = [{}] * len(records)
         for i, v in zip(pi, self.pairs([records[i] for i in pi], progress)):
             out[i] = v
-        for i, v in zip(ci, self.claims([records[i] for i in ci], progress)):
+        for i, v in zip(ci, self.claims([records[i] for i in ci], progress, contrast)):
             out[i] = v
         return out
 

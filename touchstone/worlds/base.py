@@ -51,6 +51,13 @@ class World:
         """Does a pair or claim record's label agree with the tool? Read from the record's own text."""
         raise NotImplementedError
 
+    def contrast(self, record: dict, rng: random.Random, k: int) -> list[dict]:
+        """Up to k pair questions {"prompt", "a", "b"} setting a claim record's own version (a) against
+        mutants of it (b), written without knowing whether the claim is true, so the judge may use them
+        (see `touchstone.judge.Judge.claims`). Empty where the world cannot: its mutations need the truth
+        (numbers computes the right sum to miss it, facts looks up the right capital)."""
+        return []
+
     def verify_many(self, objs: list[dict]) -> list[Verdict]:
         """Records or raw items, in order; worlds with an expensive tool override this to fan out."""
         return [self.verify_record(o) if ("a" in o or "statement" in o) else self.verify(o) for o in objs]

@@ -250,6 +250,24 @@ class CodeWorld(World):
                 return {**item, "completion": broken, "mutation": k}
         raise ValueError(f"no mutation applies to {item['entry_point']}")
 
+    def contrast(self, record: dict, rng: random.Random, k: int) -> list[dict]:
+        """The claim's function against k mutants of it, asked as this world's pair question. `mutate` is
+        an AST edit that never runs the code, so this is blind to the claim's truth: a working function
+        should beat its (almost always broken) mutants, a broken one meets broken mutants as equals."""
+        try:
+            item = self.items_of_record(record)[0]
+        except (ValueError, KeyError):
+            return []
+        prompt = PAIR_PROMPT.format(name=item["entry_point"], test=item["test"])
+        out = []
+        for _ in range(k):
+            try:
+                mutant = self.mutate(item, rng)
+            except ValueError:  # nothing in the function to mutate
+                break
+            out.append({"prompt": prompt, "a": item["completion"], "b": mutant["completion"]})
+        return out
+
     # ------------------------------------------------------------------------------------- verify
     def _job(self, item: dict) -> dict:
         for key in ("test", "entry_point"):
