@@ -134,10 +134,10 @@ def test_contrast_reads_code_claims_through_pairs_and_is_recorded(model_dir, tmp
     import random
 
     from touchstone.worlds import get_world
+    from touchstone.worlds.code import CLAIM
 
     item = get_world("code").sample(random.Random(5))
-    code_claim = (f"This function passes its tests:\n\n{item['completion'].rstrip()}\n"
-                  f"# tests (candidate = {item['entry_point']})\n{item['test']}")
+    code_claim = CLAIM.format(code=item["completion"].rstrip("\n"), name=item["entry_point"], test=item["test"])
     f = tmp_path / "claims.jsonl"
     f.write_text(json.dumps({"statement": code_claim, "label": True, "world": "code"}) + "\n"
                  + json.dumps({"statement": "Paris is in France.", "label": True}) + "\n")

@@ -74,11 +74,11 @@ def test_claims_by_contrast_read_the_pair_answers_and_the_rest_directly(judge):
 
     from touchstone.evaluate import claim_contrast
     from touchstone.worlds import get_world
+    from touchstone.worlds.code import CLAIM
 
     code = get_world("code")
     item = code.sample(random.Random(3))
-    statement = (f"This function passes its tests:\n\n{item['completion'].rstrip()}\n"
-                 f"# tests (candidate = {item['entry_point']})\n{item['test']}")
+    statement = CLAIM.format(code=item["completion"].rstrip("\n"), name=item["entry_point"], test=item["test"])
     records = [{"statement": statement, "label": True, "world": "code"},
                {"statement": "Paris is the capital of France.", "label": True, "world": "facts"},
                {"statement": "A statement of no world.", "label": False}]

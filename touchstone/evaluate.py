@@ -295,7 +295,7 @@ def claim_contrast(k: int):
 
     def contrast(record: dict) -> list[dict]:
         name = record.get("world")
-        if k < 1 or name not in WORLDS:
+        if name not in WORLDS:
             return []
         if name not in worlds:
             worlds[name] = get_world(name)

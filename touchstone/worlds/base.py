@@ -4,7 +4,7 @@ A world is a domain where truth can be checked by a tool. It can
 - `sample(rng)`: draw a fresh item (a plain JSON-able dict);
 - `mutate(item, rng)`: turn an item into a contrasting version (usually a worse or false one);
 - `verify(item)`: check an item with the world's tool and return a `Verdict`;
-- `render(item, rng)`: turn verified items into pair and claim records.
+- `render(rng, n)`: turn verified items into pair and claim records.
 
 The same `verify` serves evaluation, synthesis and data linting, so the metric and the training
 signal cannot drift apart.
@@ -33,6 +33,7 @@ class World:
 
     name: str = ""
     version: int = 1  # bump when sampling, rendering or verification changes (held-out suites key on it)
+    split: str = "train"  # "heldout" or "gate" renders only the reserved items (touchstone.synth.in_split)
 
     def sample(self, rng: random.Random) -> dict:
         raise NotImplementedError

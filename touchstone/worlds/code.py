@@ -197,7 +197,6 @@ def _verdict(result) -> Verdict:
 class CodeWorld(World):
     name = "code"
     version = 1
-    split = "train"  # "heldout" or "gate" draws only the reserved items (see touchstone.synth.in_split)
 
     def __init__(self, timeout: float = 2.0, sandbox=None):
         self.timeout = timeout

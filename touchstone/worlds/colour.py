@@ -107,7 +107,6 @@ def delta_e(hex1: str, hex2: str) -> float:
 class ColourWorld(World):
     name = "colour"
     version = 2
-    split = "train"
 
     def __init__(self, xkcd: str | None = None):
         path = xkcd or xkcd_path()

@@ -356,7 +356,6 @@ class LanguageWorld(World):
     # 2: the "irregular" corruption; 3: the "number" corruption and balanced words; 4: "verb" and "npi";
     # 5: the grammar's phenomena
     version = 5
-    split = "train"
 
     def __init__(self, source: str | list[str] | None = None):
         if source is None:

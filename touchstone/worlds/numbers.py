@@ -138,7 +138,6 @@ PAIR_PROMPT_RE = re.compile(r"What is (?P<x>.+) (?P<op>plus|times) (?P<y>.+)\?")
 class NumbersWorld(World):
     name = "numbers"
     version = 1
-    split = "train"  # "heldout" or "gate" draws only the reserved items (see touchstone.synth.in_split)
 
     def sample(self, rng: random.Random) -> dict:
         op = rng.choice(OPS)

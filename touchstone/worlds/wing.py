@@ -419,7 +419,6 @@ def parse_design(text: str) -> dict:
 class WingWorld(World):
     name = "wing"
     version = 3  # 2: claims balanced between true and false; 3: balanced exactly, by count
-    split = "train"
 
     def __init__(self, processes: int | None = None):
         self.processes = processes  # for `render` and `verify_many`; default: every core
