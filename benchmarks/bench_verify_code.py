@@ -17,14 +17,15 @@ import json
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from touchstone.sandbox import Sandbox, _bwrap_argv, _interpreter, bwrap_usable
+from touchstone.files import shared_data
+from touchstone.sandbox import ISOLATIONS, Sandbox, _interpreter, _worker_argv, usable
 from touchstone.worlds.code import CodeWorld, humaneval_item
 
-HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
+HUMANEVAL = shared_data() / "humaneval" / "HumanEval.jsonl.gz"
 
 
 def workload(n: int, box: Sandbox) -> list[dict]:
@@ -60,7 +61,7 @@ def main() -> None:
         start = time.perf_counter()
         verdicts = world.verify_many(items)
         sandboxed = len(items) / (time.perf_counter() - start)
-        print(f"sandbox pool ({'bubblewrap' if box.use_bwrap else 'fallback'}, {args.workers} workers): "
+        print(f"sandbox pool ({box.isolation}, {args.workers} workers): "
               f"{sandboxed:.1f} verifications/s, {sum(v.ok for v in verdicts)}/{len(items)} passed")
     start = time.perf_counter()
     with ThreadPoolExecutor(args.workers) as ex:
@@ -71,11 +72,13 @@ def main() -> None:
     print(f"ratio sandbox/plain: {sandboxed / plain:.2f}x")
     python = _interpreter()
     bare = launch_ms([python, "-I", "-S", "-c", "pass"])
-    if bwrap_usable():
-        argv = _bwrap_argv(python)
-        wrapped = launch_ms(argv[: argv.index("-I")] + ["-I", "-S", "-c", "pass"])
-        print(f"interpreter launch: {bare:.1f} ms bare, {wrapped:.1f} ms in bubblewrap "
-              f"(overhead {wrapped - bare:.1f} ms)")
+    print(f"interpreter launch: {bare:.1f} ms bare")
+    for isolation in ISOLATIONS:
+        if usable(isolation):
+            # a worker that builds its root, takes the job limits once and exits: its start-up cost
+            with tempfile.TemporaryDirectory(prefix="touchstone-bench-") as new_root:
+                wrapped = launch_ms(_worker_argv(isolation, python, new_root) + ["--probe"])
+            print(f"worker start in {isolation}: {wrapped:.1f} ms (overhead {wrapped - bare:.1f} ms)")
 
 
 if __name__ == "__main__":

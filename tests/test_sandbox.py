@@ -6,10 +6,10 @@ import time
 
 import pytest
 
-from touchstone.sandbox import Sandbox, bwrap_usable, decode, encode, run_python
+from touchstone.sandbox import ISOLATIONS, Sandbox, decode, encode, run_python, usable
 
 TEST_ADD = "def check(candidate):\n    assert candidate(2, 3) == 5\n    assert candidate(-1, 1) == 0\n"
-needs_bwrap = pytest.mark.skipif(not bwrap_usable(), reason="bubblewrap is not usable here")
+pytestmark = pytest.mark.skipif(not any(map(usable, ISOLATIONS)), reason="no sandbox isolation is usable here")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,6 @@ def test_correct_function_passes(box):
     assert box.check("def add(a, b):\n    return a + b\n", TEST_ADD, "add").status == "pass"
 
 
-@needs_bwrap
 def test_no_network(box):
     code = ("import socket\ndef add(a, b):\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n"
             "    return a + b\n")
@@ -42,7 +41,6 @@ def test_no_network(box):
     assert r.status == "runtime_error" and "unreachable" in r.message.lower()
 
 
-@needs_bwrap
 def test_cannot_write_outside_tmp(tmp_path, box):
     os.chmod(tmp_path, 0o777)  # even a world-writable host folder is out of reach
     target = tmp_path / "escaped.txt"
@@ -50,7 +48,6 @@ def test_cannot_write_outside_tmp(tmp_path, box):
     assert r.status == "error" and not target.exists()
 
 
-@needs_bwrap
 def test_tmp_is_private_and_wiped_between_jobs():
     with Sandbox(workers=1) as b:
         first = b.run("import os\np = os.path.join(os.environ['TMPDIR'], 'mark')\nopen(p, 'w').write('x')\nprint(p)")
@@ -151,12 +148,25 @@ def test_syntax_error_is_reported(box):
     assert r.status == "syntax_error" and "SyntaxError" in r.message
 
 
-def test_fallback_without_bwrap_still_decides_from_outside():
-    with Sandbox(workers=1, use_bwrap=False) as b:
-        assert "no_network" not in b.guarantees
+@pytest.mark.parametrize("isolation", [i for i in ISOLATIONS if usable(i)])
+def test_every_isolation_gives_the_same_guarantees_and_verdicts(isolation):
+    with Sandbox(workers=1, isolation=isolation) as b:
+        assert {"no_network", "read_only_fs", "pid_namespace", "not_dumpable"} <= set(b.guarantees)
         assert b.check("def add(a, b):\n    return a + b\n", TEST_ADD, "add").status == "pass"
         assert b.check("import sys\nsys.exit(0)\n", TEST_ADD, "add").status == "runtime_error"
         assert b.check("def add(a, b):\n    while True: pass\n", TEST_ADD, "add", timeout=1).status == "timeout"
+
+
+def test_a_machine_without_isolation_is_refused_in_one_line(monkeypatch):
+    from touchstone import sandbox
+    from touchstone.errors import UserError
+
+    monkeypatch.setattr(sandbox, "usable", lambda isolation: False)
+    with pytest.raises(UserError, match="apt-get install bubblewrap"):
+        Sandbox(workers=1)
+    monkeypatch.setenv(sandbox.SETTING, "chroot")
+    with pytest.raises(UserError, match="TOUCHSTONE_SANDBOX=chroot"):
+        Sandbox(workers=1)
 
 
 def test_a_directory_under_a_private_parent_is_not_searchable_by_others(tmp_path):

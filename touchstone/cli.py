@@ -133,6 +133,9 @@ def _lint(args):
 # ----------------------------------------------------------------------------------------------- loop
 def _run(args):
     from touchstone.loop import LoopConfig, run
+    from touchstone.sandbox import choose_isolation
+
+    choose_isolation()  # a machine that cannot isolate untrusted code hears so now, not after pretraining
 
     given = _overrides(args, "size", "pretrain_minutes", "seed")
     # None: the workspace's own saved settings (or the defaults, for a new workspace).

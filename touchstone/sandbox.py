@@ -6,37 +6,46 @@
         box.check(program, test, entry_point).status       # pass | syntax_error | runtime_error | ...
 
 How it works. A *worker* is this very file run as a script by a bare interpreter (`python -I -S`, no
-site-packages, scrubbed environment) inside bubblewrap. For every job the worker forks fresh processes
-from itself (fast: no interpreter start-up) and, after the job, kills every other process in its PID
-namespace and deletes the job's files, so no state survives from one job to the next:
+site-packages, empty environment) inside fresh namespaces. For every job the worker forks fresh
+processes from itself (fast: no interpreter start-up) and, after the job, kills every other process in
+its PID namespace and empties its scratch space, so no state survives from one job to the next:
 
 - the *program* process runs the untrusted code and then answers calls to its function over a pipe;
   every return value is encoded by exact type (None, bool, int, float, str, bytes, list, tuple, set,
   frozenset, dict); anything else (an object whose `__eq__` always says yes) cannot cross the pipe;
 - the *test* process runs the trusted test (`check(candidate)`, HumanEval's shape) with `candidate` a
   proxy that sends the arguments to the program process and decodes the answer into plain values.
-  So the expected values and the assertions live only in a process the program cannot reach (another
-  uid when the worker can change uid, never dumpable, so no ptrace and no /proc/PID/mem), and the
-  verdict is the test process's report relayed by the worker. `sys.exit(0)` before the tests, a
-  forged "passed" on stdout, patching the harness or walking frames with `sys._getframe`/`gc` all
-  happen inside the program process, whose only channel back is plain values; they end as a failure.
+  The verdict is the test process's report on a pipe made after the program process exists, relayed
+  by the worker. `sys.exit(0)` before the tests, a forged "passed" on stdout, patching the harness or
+  walking frames with `sys._getframe`/`gc` all happen inside the program process, whose only channel
+  back is plain values; they end as a failure.
 
-Guaranteed with bubblewrap (`Sandbox.guarantees` and every result say which hold):
-  no network (new network namespace), read-only filesystem: only /usr and the interpreter are bound,
-  read-only; a private size-capped tmpfs at /tmp that is wiped after each job; new PID, IPC and UTS
-  namespaces; a new session; the worker dies with its parent; rlimits on CPU time, address space,
-  processes, file size and open files; a wall-clock timeout after which every process of the job is
-  killed; stdout/stderr truncated to `max_output` bytes; an empty environment; when the parent runs as
-  root the untrusted code runs as uid 65534 (nobody) and the test as uid 65533, with no capabilities.
-Fallback without a usable bubblewrap: a separate process group and session, the same rlimits and
-  timeout, a scrubbed environment, `python -I -S`, a private temporary working directory and the uid
-  drop when root, if other uids can read the interpreter's standard library (not so for an
-  interpreter under /root; then the jobs keep the parent's uid and `guarantees` leaves out
-  "unprivileged_uid"). NOT guaranteed there: no network, a read-only filesystem, or that a process which
-  escaped its process group (`setsid` in a grandchild) is killed.
+Two isolations, one set of guarantees (`Sandbox.guarantees`, also on every result). `bubblewrap` is
+used when `bwrap` works; `namespaces` needs only util-linux `unshare` (on nearly every Linux) and builds
+the same root itself (`_build_root`). $TOUCHSTONE_SANDBOX=bubblewrap|namespaces picks one. Where
+neither works the sandbox refuses to start, in one line that says what to install: there is no weaker
+fallback, because its verdicts become training data. In both:
+  - new PID, mount, network, IPC and UTS namespaces (and a user namespace when not run as root): no
+    network at all, not even loopback or the host's abstract sockets; only the sandbox's processes
+    are visible or can be signalled, and every process of a job, `setsid` grandchildren included, is
+    killed after it;
+  - a read-only root holding only /usr, /bin, /lib*, /sbin and the interpreter's prefix (under
+    world-searchable parents), a new /proc, five devices, and a size-capped private tmpfs at /tmp
+    and /dev/shm, emptied after each job: nothing of /etc, the home directory, the checkout, the
+    host's /tmp or /dev/shm; the tmpfs sizes cap the job's whole disk use;
+  - job processes hold no capabilities and cannot gain any (bounding set dropped, no_new_privs, so
+    setuid programs do not elevate), and are not dumpable, like the worker: no ptrace, no
+    /proc/PID/mem or /proc/PID/fd of one process by another, so the program can neither read the
+    test's expected values nor write into the verdict's pipe;
+  - as root the program runs as uid 65534 and the test as uid 65533 (where RLIMIT_NPROC binds); as
+    another user both keep that user's uid, mapped to 0 of a user namespace, with no capabilities;
+  - rlimits on CPU time, address space, processes, file size and open files; a wall-clock timeout
+    after which every process of the job is killed; stdout/stderr cut at `max_output` bytes; an empty
+    environment; the worker dies with its parent (bubblewrap: a parent-death signal; namespaces: it
+    leaves when its parent's pipe closes, and `unshare --kill-child` takes the namespace with it).
 Never guaranteed: that the program cannot read bytes the worker freed during earlier jobs (it is forked
   from the worker; the current job's test is read only after the program process exists); resistance
-  to kernel exploits; CPU fairness between concurrent jobs.
+  to kernel exploits (there is no seccomp filter); CPU fairness between concurrent jobs.
 """
 
 from __future__ import annotations
@@ -62,7 +71,8 @@ MAX_MESSAGE = 8 << 20  # bytes of one encoded return value / job message
 NPROC = 32  # processes of the sandbox's uid (a fork bomb stops here)
 NOFILE = 64
 FSIZE = 16 << 20  # largest file the program may write (stdout included)
-TMPFS_BYTES = 64 << 20
+TMPFS_BYTES = 64 << 20  # the job's whole disk: /tmp
+SHM_BYTES = 8 << 20  # and a private /dev/shm
 PROGRAM_UID, TEST_UID = 65534, 65533
 SANDBOX_DIR = "/sandbox"  # where the worker script is bound inside bubblewrap
 
@@ -194,10 +204,12 @@ def _limits(memory_mb: int, cpu_s: float, uid: int | None) -> None:
     """Drop privileges, then cap resources. Runs in a freshly forked job process."""
     import resource
 
+    _drop_bounding_set()  # while CAP_SETPCAP is still held: no exec can regain a capability later
     if uid is not None:
         os.setgroups([])
         os.setgid(uid)
         os.setuid(uid)  # from root to another uid: every capability is dropped too
+    _drop_capabilities()  # where the uid stays (the root of a user namespace), drop them explicitly
     _not_dumpable()
     cpu = int(cpu_s) + 1
     for res, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, memory_mb << 20),
@@ -206,12 +218,46 @@ def _limits(memory_mb: int, cpu_s: float, uid: int | None) -> None:
         resource.setrlimit(res, (value, value))
 
 
-def _not_dumpable() -> None:
-    """No ptrace and no /proc/PID/mem or /proc/PID/fd for other processes of the same uid."""
+def _libc():
     import ctypes
 
-    PR_SET_DUMPABLE = 4
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
+        import ctypes
+
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 4, 24, 38
+
+
+def _drop_bounding_set() -> None:
+    libc = _libc()
+    for cap in range(64):  # past the kernel's last capability prctl fails with EINVAL: harmless
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+
+
+def _drop_capabilities() -> None:
+    """No capabilities at all, and no way to gain any (no_new_privs: setuid files and file
+    capabilities are ignored by exec). Without this, a job left as uid 0 of a user namespace would hold
+    CAP_SYS_PTRACE over the test process beside it."""
+    import ctypes
+
+    libc = _libc()
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    empty = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: two 32-bit words each
+    _check(libc.capset(header, empty), "capset")
+    _check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def _not_dumpable() -> None:
+    """No ptrace and no /proc/PID/mem or /proc/PID/fd for other processes without CAP_SYS_PTRACE,
+    which no job process holds."""
+    _check(_libc().prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), "prctl(PR_SET_DUMPABLE)")
 
 
 def _redirect(keep: dict[int, int], stdin: int, stdout: int, stderr: int) -> None:
@@ -367,11 +413,14 @@ def _read_capped(path: str, cap: int) -> tuple[str, bool]:
 class _Worker:
     """The loop inside the sandbox: one job message in, one result message out."""
 
-    def __init__(self, tmp: str, pid_namespace: bool):
+    def __init__(self, tmp: str, switch_uid: bool):
         self.tmp = tmp
-        self.pid_namespace = pid_namespace
-        # Jobs run as other uids only when those can still import the standard library.
-        self.root = os.getuid() == 0 and _others_can_import_stdlib()
+        # As real root the jobs become PROGRAM_UID and TEST_UID (RLIMIT_NPROC does not bind root). In
+        # a user namespace there is no other uid to become: the jobs keep uid 0 of the namespace and
+        # lose every capability instead (`_drop_capabilities`).
+        self.root = switch_uid
+        if switch_uid and not _others_can_import_stdlib():
+            raise SystemExit("the sandbox's interpreter is not readable by its unprivileged uids")
         self.count = 0
         self.statuses: dict[int, int] = {}  # exit statuses of reaped job processes
 
@@ -449,7 +498,8 @@ class _Worker:
             return result
         finally:
             self._kill_all(pids)  # again, in case the job failed half-way
-            shutil.rmtree(workdir, ignore_errors=True)
+            for scratch in (self.tmp, "/dev/shm"):  # the job may have written anywhere it could
+                _empty(scratch)
 
     def _enter_job(self, workdir, stdin_path, out_path, err_path, keep, memory_mb, timeout, uid) -> None:
         os.setsid()
@@ -474,34 +524,29 @@ class _Worker:
             os.close(fd)
 
     def _kill_all(self, pids: list[int]) -> dict[int, int]:
-        """Kill every process of the job (in a PID namespace: every process but the worker and init)
-        and reap the worker's children; returns their exit statuses (negative: signal)."""
-        me = os.getpid()
-        for _ in range(100):
-            if self.pid_namespace:
-                victims = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me)]
-            else:
-                victims = pids
-            victims = [p for p in victims if _alive(p)]
-            if not victims:
-                break
-            for pid in victims:
-                for kill in (os.killpg, os.kill):
-                    try:
-                        kill(pid, signal.SIGKILL)
-                    except (ProcessLookupError, PermissionError):
-                        pass
+        """Kill every process in the sandbox's PID namespace except the worker, which is its init: a
+        `setsid` grandchild dies too. Reaps the worker's children; returns their exit statuses
+        (negative: the signal)."""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            try:
+                os.kill(-1, signal.SIGKILL)  # every process we may signal but ourselves (init)
+            except ProcessLookupError:
+                break  # nothing left, not even a zombie
             for pid in pids:  # our own children: wait for them to die, no polling
-                if pid not in self.statuses and pid in victims:
+                if pid not in self.statuses:
                     try:
                         self.statuses[pid] = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
                     except ChildProcessError:
                         pass
-            if any(p not in pids for p in victims):
-                time.sleep(0.001)  # strays (reparented to init) take a moment to go
-        return self._reap(pids)
+            self._reap()  # strays, reparented to us as the namespace's init
+            time.sleep(0.001)
+        self._reap()
+        statuses = {p: self.statuses[p] for p in pids if p in self.statuses}
+        self.statuses.clear()  # strays' statuses are of no use, and would pile up
+        return statuses
 
-    def _reap(self, pids: list[int]) -> dict[int, int]:
+    def _reap(self) -> None:
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -510,21 +555,72 @@ class _Worker:
             if pid == 0:
                 break
             self.statuses[pid] = os.waitstatus_to_exitcode(status)
-        return {p: self.statuses.pop(p) for p in pids if p in self.statuses}
 
 
-def _alive(pid: int) -> bool:
+def _empty(folder: str) -> None:
+    """Delete everything inside `folder` (the sandbox's own scratch space), keeping the folder."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
+        names = os.listdir(folder)
     except OSError:
-        return False
+        return
+    for name in names:
+        path = os.path.join(folder, name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
+def _build_root(new_root: str, layout: list[list[str]]) -> None:
+    """In the namespaces isolation, before the worker serves: as root of its fresh mount namespace,
+    mount a read-only root holding only `layout`, a new /proc, five devices and two size-capped tmpfs
+    (/tmp, /dev/shm), then pivot into it and detach the host's root, as bubblewrap does."""
+    libc = _libc()
+
+    def mount(source, target, fstype, flags, data=None):
+        args = [None if x is None else x.encode() for x in (source, target, fstype)]
+        _check(libc.mount(*args, flags, None if data is None else data.encode()), f"mount {target}")
+
+    def bind(source, target, read_only=True):
+        mount(source, target, None, MS_BIND | MS_REC)
+        if read_only:  # a user namespace may not clear the host mount's flags: keep them, add read-only
+            host = os.statvfs(target).f_flag
+            kept = host & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
+            kept |= MS_RELATIME if host & os.ST_RELATIME else 0
+            mount(None, target, None, MS_REMOUNT | MS_BIND | MS_RDONLY | kept)
+
+    def inside(path):
+        return os.path.join(new_root, path.lstrip("/"))
+
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing mounted here reaches the host
+    mount("tmpfs", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=1m")
+    for kind, path, *target in layout:
+        if kind == "symlink":
+            os.symlink(target[0], inside(path))
+        else:
+            os.makedirs(inside(path), 0o755, exist_ok=True)
+            if kind == "ro-bind":
+                bind(path, inside(path))
+    os.mkdir(inside("/proc"), 0o755)
+    mount("proc", inside("/proc"), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)  # of the new PID namespace
+    os.mkdir(inside("/dev"), 0o755)
+    for name in DEVICES:
+        open(inside(f"/dev/{name}"), "w").close()
+        bind(f"/dev/{name}", inside(f"/dev/{name}"), read_only=False)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2")):
+        os.symlink(target, inside(f"/dev/{name}"))
+    for scratch, size in (("/tmp", TMPFS_BYTES), ("/dev/shm", SHM_BYTES)):
+        os.mkdir(inside(scratch), 0o755)
+        mount("tmpfs", inside(scratch), "tmpfs", MS_NOSUID | MS_NODEV, f"mode=0755,size={size}")
+    os.chdir(new_root)
+    _check(libc.pivot_root(b".", b"."), "pivot_root")  # the host's root now lies over ours ...
+    _check(libc.umount2(b".", MNT_DETACH), "umount the host's root")  # ... and is gone
+    os.chdir("/")
+    mount(None, "/", None, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV)
 
 
 # --------------------------------------------------------------------------------------- the parent side
@@ -534,11 +630,41 @@ def _interpreter() -> str:
     return candidate if os.path.exists(candidate) else os.path.realpath(sys.executable)
 
 
-def _bwrap_argv(python: str) -> list[str]:
-    root = os.getuid() == 0
-    argv = ["bwrap", "--die-with-parent", "--new-session", "--clearenv", "--setenv", "LANG", "C.UTF-8",
-            "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
-    if root:
+ISOLATIONS = ("bubblewrap", "namespaces")  # in order of preference
+SETTING = "TOUCHSTONE_SANDBOX"  # auto (the default) | bubblewrap | namespaces
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REMOUNT = 1, 2, 4, 8, 32
+MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_REC, MS_PRIVATE, MS_RELATIME = 1024, 2048, 4096, 16384, 1 << 18, 1 << 21
+MNT_DETACH = 2
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+
+def _layout(python: str) -> list[list[str]]:
+    """The host paths a worker sees, read-only, in either isolation: the system's programs and
+    libraries, and this interpreter's prefix under world-searchable parents (so the unprivileged uids
+    can import the standard library even from an interpreter under /root). Nothing else of the host:
+    no /etc, no home directory, no checkout, no /dev/shm."""
+    layout = [["ro-bind", "/usr"]]
+    for top in ("/bin", "/lib", "/lib64", "/sbin"):
+        if os.path.islink(top):
+            layout.append(["symlink", top, os.readlink(top)])
+        elif os.path.isdir(top):
+            layout.append(["ro-bind", top])
+    prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
+    if not prefix.startswith("/usr/"):
+        parts = prefix.strip("/").split("/")
+        layout += [["dir", "/" + "/".join(parts[:i])] for i in range(1, len(parts))]
+        layout.append(["ro-bind", prefix])
+    return layout
+
+
+def _bwrap_argv(bwrap: str, python: str) -> list[str]:
+    # --as-pid-1: the worker is the namespace's init. Bubblewrap's own init would be a process of the
+    # jobs' uid (when not root) that is dumpable and holds the pipes to the parent: a job could write a
+    # verdict into them through /proc/1/fd.
+    argv = [bwrap, "--die-with-parent", "--new-session", "--clearenv", "--setenv", "LANG", "C.UTF-8",
+            "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+            "--as-pid-1"]
+    if os.getuid() == 0:
         # Privileged mode: no user namespace, so the job processes can become a real unprivileged uid
         # (rlimits such as RLIMIT_NPROC do not bind root). The worker keeps only what it needs.
         argv += ["--cap-drop", "ALL"]
@@ -546,61 +672,86 @@ def _bwrap_argv(python: str) -> list[str]:
             argv += ["--cap-add", f"CAP_{cap}"]
     else:
         argv += ["--unshare-user"]
-    argv += ["--ro-bind", "/usr", "/usr"]
-    for top in ("/bin", "/lib", "/lib64", "/sbin"):
-        if os.path.islink(top):
-            argv += ["--symlink", os.readlink(top), top]
-        elif os.path.isdir(top):
-            argv += ["--ro-bind", top, top]
-    prefix = os.path.dirname(os.path.dirname(os.path.realpath(python)))
-    if not prefix.startswith("/usr/"):
-        parts = prefix.strip("/").split("/")
-        for i in range(1, len(parts)):  # world-traversable parents, so the unprivileged uid reaches it
-            argv += ["--perms", "0755", "--dir", "/" + "/".join(parts[:i])]
-        argv += ["--ro-bind", prefix, prefix]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--perms", "0755", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
+    for kind, path, *target in _layout(python):
+        argv += {"ro-bind": ["--ro-bind", path, path], "symlink": ["--symlink", *target, path],
+                 "dir": ["--perms", "0755", "--dir", path]}[kind]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
+             "--perms", "0755", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
              "--ro-bind", os.path.abspath(__file__), f"{SANDBOX_DIR}/worker.py", "--chdir", "/tmp",
-             python, "-I", "-S", f"{SANDBOX_DIR}/worker.py", "--tmp", "/tmp", "--pid-namespace"]
+             python, "-I", "-S", f"{SANDBOX_DIR}/worker.py"]
     return argv
 
 
-_bwrap_ok: bool | None = None
+def _namespaces_argv(unshare: str, python: str, new_root: str) -> list[str]:
+    """util-linux `unshare` makes the namespaces (a user namespace too when we are not root); the
+    worker then builds its root from `_layout` itself (`_build_root`), as bubblewrap would."""
+    argv = [unshare, "--fork", "--kill-child", "--pid", "--mount", "--net", "--ipc", "--uts"]
+    if os.getuid() != 0:
+        argv += ["--user", "--map-root-user"]
+    return argv + [python, "-I", "-S", os.path.abspath(__file__),
+                   "--new-root", new_root, "--layout", json.dumps(_layout(python))]
+
+
+def _worker_argv(isolation: str, python: str, new_root: str | None) -> list[str]:
+    tool = shutil.which("bwrap" if isolation == "bubblewrap" else "unshare")
+    if tool is None:
+        raise FileNotFoundError(isolation)
+    # An absolute path: the worker starts with PATH=/usr/bin:/bin, where a bwrap found elsewhere is not.
+    argv = _bwrap_argv(tool, python) if isolation == "bubblewrap" else _namespaces_argv(tool, python, new_root)
+    return argv + ["--tmp", "/tmp"] + (["--switch-uid"] if os.getuid() == 0 else [])
+
+
+@functools.lru_cache(maxsize=None)
+def usable(isolation: str) -> bool:
+    """Can this isolation start a worker here, with every limit it promises? Asked once per process:
+    a worker builds its root, forks one job process through `_limits`, and exits."""
+    new_root = tempfile.mkdtemp(prefix="touchstone-sandbox-")
+    try:
+        argv = _worker_argv(isolation, _interpreter(), new_root) + ["--probe"]
+        return subprocess.run(argv, capture_output=True, timeout=30, cwd="/",
+                              env={"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"}).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        os.rmdir(new_root)
 
 
 def bwrap_usable() -> bool:
-    """Can bubblewrap start the worker here? Checked once per process."""
-    global _bwrap_ok
-    if _bwrap_ok is None:
-        _bwrap_ok = False
-        if shutil.which("bwrap"):
-            argv = _bwrap_argv(_interpreter())
-            argv = argv[:argv.index("-I")] + ["-I", "-S", "-c", "pass"]
-            try:
-                _bwrap_ok = subprocess.run(argv, capture_output=True, timeout=30).returncode == 0
-            except (OSError, subprocess.SubprocessError):
-                _bwrap_ok = False
-    return _bwrap_ok
+    return usable("bubblewrap")
+
+
+def choose_isolation(requested: str | None = None) -> str:
+    """The isolation to use: `requested`, else $TOUCHSTONE_SANDBOX, else the best one this machine has.
+    There is no weaker fallback: untrusted code never runs outside namespaces."""
+    from touchstone.errors import UserError  # here, not at the top: this file also runs as the bare worker
+
+    wanted = requested or os.environ.get(SETTING) or "auto"
+    if wanted not in ("auto", *ISOLATIONS):
+        raise UserError(f"{SETTING}={wanted}: expected auto, bubblewrap or namespaces")
+    for isolation in ISOLATIONS:
+        if wanted in ("auto", isolation) and usable(isolation):
+            return isolation
+    what = "no isolation" if wanted == "auto" else f"{wanted} isolation"
+    raise UserError(f"the code sandbox has {what} on this machine, so untrusted code cannot run: install "
+                    "bubblewrap (apt-get install bubblewrap) or allow user namespaces "
+                    "(sysctl kernel.unprivileged_userns_clone=1)")
 
 
 class _WorkerProcess:
     """The parent's handle on one worker: start on demand, talk, kill and restart on trouble."""
 
-    def __init__(self, use_bwrap: bool):
-        self.use_bwrap = use_bwrap
+    def __init__(self, isolation: str):
+        self.isolation = isolation
         self.proc: subprocess.Popen | None = None
-        self.tmp: str | None = None
+        self.new_root: str | None = None  # an empty host folder the namespaces worker mounts its root on
 
     def _start(self) -> None:
-        python = _interpreter()
-        env = {"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"}
-        if self.use_bwrap:
-            argv, cwd = _bwrap_argv(python), "/"
-        else:
-            self.tmp = tempfile.mkdtemp(prefix="touchstone-sandbox-")
-            os.chmod(self.tmp, 0o755)
-            argv, cwd = [python, "-I", "-S", os.path.abspath(__file__), "--tmp", self.tmp], self.tmp
+        if self.isolation == "namespaces":
+            self.new_root = tempfile.mkdtemp(prefix="touchstone-sandbox-")
+        argv = _worker_argv(self.isolation, _interpreter(), self.new_root)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     cwd=cwd, env=env, start_new_session=True, bufsize=0)
+                                     cwd="/", env={"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"},
+                                     start_new_session=True, bufsize=0)
 
     def request(self, messages: list[dict], timeout: float) -> dict | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -634,9 +785,9 @@ class _WorkerProcess:
             self.proc.wait()
             self.proc.stdout.close()
             self.proc = None
-        if self.tmp:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            self.tmp = None
+        if self.new_root:
+            os.rmdir(self.new_root)  # empty on the host: the root was mounted in the worker's namespace
+            self.new_root = None
 
 
 @dataclass
@@ -644,29 +795,28 @@ class Sandbox:
     """A pool of sandbox workers. Jobs are independent: each gets fresh processes and a wiped /tmp."""
 
     workers: int = 1
-    use_bwrap: bool | None = None  # None: bubblewrap when usable
+    isolation: str | None = None  # bubblewrap | namespaces; None: `choose_isolation()`
     _pool: list = field(default_factory=list, repr=False)
     _idle: object = field(default=None, repr=False)
 
     def __post_init__(self):
         import queue
 
-        if self.use_bwrap is None:
-            self.use_bwrap = bwrap_usable()
+        self.isolation = choose_isolation(self.isolation)
         self._idle = queue.Queue()
         for _ in range(max(1, self.workers)):
-            w = _WorkerProcess(self.use_bwrap)
+            w = _WorkerProcess(self.isolation)
             self._pool.append(w)
             self._idle.put(w)
 
     @property
     def guarantees(self) -> tuple[str, ...]:
-        g = ["separate_process", "new_session", "rlimits", "wall_timeout", "output_cap", "scrubbed_env",
-             "kill_process_group"]
-        if os.getuid() == 0 and (self.use_bwrap or _others_can_import_stdlib()):
+        """What holds for every job; the same in both isolations (the module docstring says how)."""
+        g = ["separate_processes", "new_session", "rlimits", "wall_timeout", "output_cap", "scrubbed_env",
+             "no_network", "read_only_fs", "private_tmp", "disk_cap", "pid_namespace", "kill_all_job_processes",
+             "no_capabilities", "not_dumpable"]
+        if os.getuid() == 0:
             g.append("unprivileged_uid")
-        if self.use_bwrap:
-            g += ["no_network", "read_only_fs", "private_tmp", "pid_namespace", "kill_all_job_processes"]
         return tuple(g)
 
     def _job(self, messages: list[dict], timeout: float) -> SandboxResult:
@@ -747,7 +897,24 @@ def run_python(code: str, *, inputs: str | None = None, timeout: float = DEFAULT
         return box.run(code, inputs=inputs, timeout=timeout, memory_mb=memory_mb, max_output=max_output)
 
 
+def _probe(switch_uid: bool) -> None:
+    """Exit 0 only if a job process can take every limit `_limits` sets (see `usable`)."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _limits(64, 1, PROGRAM_UID if switch_uid else None)
+        except BaseException:  # noqa: BLE001 - any failure means: not usable
+            os._exit(1)
+        os._exit(0)
+    sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+
+
 if __name__ == "__main__":  # the worker, started by _WorkerProcess inside the sandbox
     import ctypes, resource, traceback  # noqa: E401,F401 - imported once here, not in every job process
     _args = sys.argv[1:]
-    _Worker(tmp=_args[_args.index("--tmp") + 1], pid_namespace="--pid-namespace" in _args).serve()
+    _not_dumpable()  # the worker holds each job's test: nothing may read its memory or its pipes
+    if "--new-root" in _args:
+        _build_root(_args[_args.index("--new-root") + 1], json.loads(_args[_args.index("--layout") + 1]))
+    if "--probe" in _args:
+        _probe("--switch-uid" in _args)
+    _Worker(tmp=_args[_args.index("--tmp") + 1], switch_uid="--switch-uid" in _args).serve()
