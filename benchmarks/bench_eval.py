@@ -32,8 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-BLIMP = Path("/work/shared/data/blimp/data")
-WIKITEXT = "/work/shared/data/wikitext2/raw/wiki.test.raw"
+from touchstone.files import shared_data  # noqa: E402
+
+BLIMP = shared_data() / "blimp" / "data"
+WIKITEXT = str(shared_data() / "wikitext2" / "raw" / "wiki.test.raw")
 
 TASK_YAML = """task: {name}
 dataset_path: json

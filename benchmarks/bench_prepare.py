@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from touchstone.files import shared_data
+
 
 def sources(root: Path) -> list[str]:
     return [str(root / "gutenberg"), str(root / "wikitext2" / "tokens" / "valid.txt"),
@@ -64,7 +66,7 @@ def measure(kind, srcs, out, workers=1, tokenizer=None) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--data", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
+    p.add_argument("--data", default=str(shared_data()))
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--child")
     p.add_argument("--out")

@@ -27,10 +27,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from touchstone.files import shared_data  # noqa: E402
 from touchstone.model import SIZES  # noqa: E402
 from touchstone.pretrain import PretrainConfig, Windows, fast_bf16, pretrain, resolve  # noqa: E402
 
-SHAKESPEARE = "/work/shared/data/tinyshakespeare/input.txt"
+SHAKESPEARE = str(shared_data() / "tinyshakespeare" / "input.txt")
 
 
 def matmul_peak(dtype, budget_s: float = 3.0) -> float:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from touchstone.files import shared_data
 from touchstone.worlds import get_world
 from touchstone.worlds.code import CodeWorld, humaneval_item, mutate_source
 
-HUMANEVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval" / "HumanEval.jsonl.gz"
+HUMANEVAL = shared_data() / "humaneval" / "HumanEval.jsonl.gz"
 needs_humaneval = pytest.mark.skipif(not HUMANEVAL.exists(), reason="HumanEval data not present")
 
 

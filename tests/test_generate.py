@@ -3,13 +3,13 @@
 import math
 
 import pytest
+from test_pretrain import make_data, nano
 
 from touchstone import cli
 from touchstone.errors import UserError
+from touchstone.files import shared_data
 from touchstone.generate import generate, load_model, perplexity
 from touchstone.pretrain import pretrain
-
-from test_pretrain import make_data, nano
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_generate_cli_prints_prompt_and_continuation(model_dir, capsys):
 
 
 def test_perplexity_is_finite_and_bits_per_byte_consistent(model_dir, tmp_path):
-    text = open("/work/shared/data/tinyshakespeare/input.txt", encoding="utf-8").read()[-3000:]
+    text = open(shared_data() / "tinyshakespeare" / "input.txt", encoding="utf-8").read()[-3000:]
     f = tmp_path / "t.txt"
     f.write_text(text, encoding="utf-8")
     r = perplexity(model_dir, f)

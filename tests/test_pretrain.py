@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from touchstone import cli
+from touchstone.files import shared_data
 from touchstone.pretrain import PretrainConfig, initial_model, pretrain, resolve
 
-SHAKESPEARE = "/work/shared/data/tinyshakespeare/input.txt"
+SHAKESPEARE = str(shared_data() / "tinyshakespeare" / "input.txt")
 
 
 def make_data(root, n_chars=60_000):

@@ -10,10 +10,10 @@ import pytest
 
 from touchstone import synth as S
 from touchstone.cli import main
-from touchstone.files import read_jsonl
+from touchstone.files import read_jsonl, shared_data
 from touchstone.worlds import get_world
 
-BOOK = Path("/work/shared/data/gutenberg/11.txt")
+BOOK = shared_data() / "gutenberg" / "11.txt"
 
 
 def test_synth_writes_n_verified_records(tmp_path):

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from touchstone.files import shared_data
 from touchstone.worlds import get_world
 
-SHARED = Path("/work/shared/data")
+SHARED = shared_data()
 BOOK = SHARED / "gutenberg" / "11.txt"  # Alice's Adventures in Wonderland, small
 needs_book = pytest.mark.skipif(not BOOK.is_file(), reason="shared Gutenberg text not present")
 
