@@ -1,6 +1,7 @@
 """Data-parallel pretraining under torchrun on the CPU (gloo): two processes, one model, exact resume."""
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -28,7 +29,13 @@ sys.exit(cli.main(sys.argv[1:]))
 
 
 def torchrun(*args, check=True):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    # A static rendezvous on loopback: --standalone advertises the machine's hostname, which not every
+    # machine resolves (the workers then never connect).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--master-addr", "127.0.0.1",
+           "--master-port", str(port), "--nproc_per_node", "2", *args]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     if check:
         assert r.returncode == 0, r.stderr[-3000:]
