@@ -6,7 +6,12 @@ Guarantees:
 - every writer is atomic: it writes to a staging path on the same filesystem, fsyncs, then renames,
   so a crash at any instant leaves either the old file (or nothing) or the complete new one.
   Directories are staged the same way; their MANIFEST.json is written last, so a directory without a
-  manifest is by definition incomplete.
+  manifest is by definition incomplete;
+- nothing is replaced that the writer did not make: an existing output is refused unless the caller
+  asks to overwrite, and then a directory only if its manifest lists every file in it (`own_directory`);
+  `check_output` says so before any work is done;
+- what an interrupted write left (staging files named with the writer's pid, a version moved aside
+  mid-swap) is cleaned, or put back, by the next write of the same path (`clean_leftovers`).
 
 Not guaranteed: durability of the parent directory entry on filesystems that ignore directory fsync.
 """
