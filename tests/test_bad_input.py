@@ -95,6 +95,8 @@ def env(tmp_path_factory):
                                         "airfoil": "../../etc", "speed": 40, "altitude": 1000, "weight": 5000}))
     put("design_list.json", "[1, 2]")
     put("existing.jsonl", "keep me\n")
+    put("pair_types.jsonl", json.dumps({"a": 1, "b": [2], "label": "a"}) + "\n")
+    put("claims.csv", b"statement,label\n\xff\xfe,1\n")
     (root / "userdir").mkdir()
     put("userdir/records.jsonl", (root / "records.jsonl").read_text())
     p["userdir"] = root / "userdir"
@@ -219,6 +221,9 @@ CASES = [
     ("eval-claims-malformed", "eval {model} --task claims:{malformed_jsonl}", "malformed.jsonl"),
     ("eval-minimal-pairs-binary", "eval {model} --task minimal-pairs:{binary_bin}", "binary.bin"),
     ("eval-bad-spec", "eval {model} --task nonsense", "nonsense"),
+    ("eval-pairs-not-text", "eval {model} --task pairs:{pair_types_jsonl}", "'a'"),
+    ("eval-claims-csv-utf8", "eval {model} --task claims:{claims_csv}", "claims.csv"),
+    ("prepare-missing-tokenizer", "data prepare {corpus} --out {root}/o --tokenizer {nope}", "does-not-exist"),
     ("eval-unknown-suite", "eval {model} --task suite:astrology", "astrology"),
     ("perplexity-binary", "perplexity {model} {binary_bin}", "binary.bin"),
     ("perplexity-dir", "perplexity {model} {emptydir}", "emptydir"),

@@ -517,6 +517,8 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
         raise UserError("config: val_fraction + test_fraction must be in [0, 1)")
     if not 0 < cfg.near_dup_threshold <= 1:
         raise UserError("config: key 'near_dup_threshold' must be in (0, 1]")
+    if cfg.tokenizer and not Path(cfg.tokenizer).is_dir():
+        raise UserError(f"{cfg.tokenizer}: no such tokenizer directory")
     if cfg.min_chars > cfg.max_chars:
         raise UserError(f"config: key 'min_chars' ({cfg.min_chars}) is above 'max_chars' ({cfg.max_chars})")
     check_output(out, overwrite=overwrite, directory=True, kind="prepared-data")
