@@ -156,7 +156,7 @@ def test_interrupted_prepare_leaves_no_complete_looking_output(tmp_path, monkeyp
     with monkeypatch.context() as m:
         m.setattr(data, "write_shard", crash)
         with pytest.raises(KeyboardInterrupt):
-            prepare([str(src)], out, PrepareConfig(**FAST))
+            prepare([str(src)], out, PrepareConfig(**FAST), overwrite=True)
     assert (out / MANIFEST).read_bytes() == before  # the previous complete output is untouched
     check_manifest(out)
 

@@ -243,6 +243,50 @@ def test_the_gate_rejects_a_sabotaged_recipe(bootstrapped, tmp_path):
     assert stats["gate"]["challenger_accuracy"] <= stats["gate"]["champion_accuracy"] + 0.05
 
 
+# ------------------------------------------------------------------------------------- stopping
+@needs_corpus
+def test_sigterm_stops_a_step_at_once_and_the_next_run_resumes_it(tmp_path, capsys):
+    """Supervisors send SIGTERM and kill seconds later: the loop must not finish a long step first. The
+    signal lands three seconds into a 30-second pretraining step; the step must be left unfinished (no
+    ledger row), the workspace consistent, and the next run must redo that step alone."""
+    import yaml
+
+    from touchstone.config import to_dict
+
+    root, cfg_path = tmp_path / "ws", tmp_path / "loop.yaml"
+    cfg_path.write_text(yaml.safe_dump(to_dict(replace(tiny_config(), pretrain_minutes=0.5))))
+    proc = subprocess.Popen([sys.executable, "-m", "touchstone", "run", "--workspace", str(root), "--config",
+                             str(cfg_path), "--generations", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if "generation 0: pretrain" in line:
+                break
+        else:
+            pytest.fail(f"the loop ended before pretraining: {proc.stderr.read()[-2000:]}")
+        import time
+
+        time.sleep(3)
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=600)  # only so a hang cannot stall the suite; the ledger says what happened
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert code == 128 + signal.SIGTERM, proc.stderr.read()[-2000:]
+    ledger = Ledger(root / "ledger.sqlite")
+    assert set(ledger.done_steps(0)) == {"prepare", "tokenizer"}  # pretraining was cut, not finished
+    ledger.close()
+    assert check_invariants(root) == [] and not (root / "models" / "gen-0000").exists()
+    capsys.readouterr()
+    run(root, None, generations=0)  # the lock was released: no "in use by another loop"
+    out = capsys.readouterr().out
+    assert "generation 0: pretrain" in out and "generation 0: prepare" not in out
+    ledger = Ledger(root / "ledger.sqlite")
+    assert set(ledger.done_steps(0)) == {"prepare", "tokenizer", "pretrain", "baseline"}
+    ledger.close()
+    assert Workspace(root).champion() == "gen-0000" and check_invariants(root) == []
+
+
 # ------------------------------------------------------------------------------ fault injection
 @pytest.mark.slow
 @needs_corpus

@@ -24,3 +24,41 @@ def test_verify_many_turns_a_rejected_design_into_an_unparseable_verdict():
                  "and span at most 12.0 m and a stall margin of at least 20%.")
     [verdict] = world.verify_many([{"statement": statement, "label": True}])
     assert not verdict.ok and verdict.reason == "unparseable"
+
+
+def test_the_analysis_cache_keeps_at_most_its_size_dropping_the_least_recently_used(monkeypatch):
+    from touchstone.worlds import wing
+
+    monkeypatch.setattr(wing, "CACHE_SIZE", 3)
+    monkeypatch.setattr(wing, "_cache", wing.OrderedDict())
+    world, rng = get_world("wing"), random.Random(3)
+    designs = [world.sample(rng) for _ in range(5)]
+    for d in designs[:3]:
+        wing.analyze(d)
+    wing.analyze(designs[0])  # used again: now the most recent
+    for d in designs[3:]:
+        wing.analyze(d)
+    assert len(wing._cache) == 3
+    assert set(wing._cache) == {wing._key(d) for d in (designs[0], designs[3], designs[4])}
+
+
+def test_a_dead_pool_worker_is_replaced_and_its_chunks_asked_again(monkeypatch):
+    """A worker killed mid-run breaks a ProcessPoolExecutor for good; the next call rebuilds the pool."""
+    import os
+    import signal
+
+    from touchstone.worlds import wing
+
+    monkeypatch.setattr(wing, "_cache", wing.OrderedDict())
+    world, rng = get_world("wing"), random.Random(5)
+    first = [world.sample(rng) for _ in range(wing.POOL_MIN)]
+    wing.analyze_many(first, processes=2)  # starts the pool
+    pool = wing._pool
+    os.kill(next(iter(pool._processes)), signal.SIGKILL)
+    try:
+        second = [world.sample(rng) for _ in range(wing.POOL_MIN)]
+        figures = wing.analyze_many(second, processes=2)
+        assert wing._pool is not pool and len(figures) == len(second)
+        assert figures[0] == wing._analyze(second[0])
+    finally:
+        wing._shutdown_pool()

@@ -12,7 +12,42 @@ import json
 import os
 import sys
 
-from touchstone.errors import UserError
+from touchstone.errors import Terminated, UserError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with the project's error format: one line naming the argument, exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _number(kind: type, low: float, strict: bool):
+    """An argparse type: a `kind` number at least `low` (more than `low` if `strict`), NaN refused."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
+        if not (value > low if strict else value >= low) or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"must be {'more than' if strict else 'at least'} {low}, got {text!r}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _number(int, 1, strict=False)
+nonneg_int = _number(int, 0, strict=False)
+positive_float = _number(float, 0, strict=True)
+nonneg_float = _number(float, 0, strict=False)
+
+
+def _fraction(text: str) -> float:
+    """An argparse type: a number in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be at most 1, got {text!r}")
+    return value
 
 
 def _overrides(args: argparse.Namespace, *names: str) -> dict:
@@ -27,14 +62,14 @@ def _data_prepare(args):
     cfg = PrepareConfig.load(args.config, _overrides(args, "text_field", "lowercase", "min_chars", "max_chars",
                                                       "near_dup_threshold", "seed", "tokenizer", "workers",
                                                       "vocab_size"))
-    summary = prepare(args.sources, args.out, cfg)
+    summary = prepare(args.sources, args.out, cfg, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
 
 
 def _tokenizer_train(args):
     from touchstone.tokenizer import train_tokenizer
 
-    path = train_tokenizer(args.data, args.out, vocab_size=args.vocab_size)
+    path = train_tokenizer(args.data, args.out, vocab_size=args.vocab_size, overwrite=args.overwrite)
     print(f"tokenizer saved to {path}")
 
 
@@ -45,7 +80,7 @@ def _pretrain(args):
     cfg = PretrainConfig.load(args.config, _overrides(
         args, "size", "minutes", "tokens", "lr", "batch_size", "grad_accum", "seq_len", "warmup", "eval_every",
         "seed", "compile", "bf16", "device", "tensorboard", "init_from", "tokenizer"))
-    out = pretrain(args.data, args.out, cfg, resume=args.resume)
+    out = pretrain(args.data, args.out, cfg, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns here; one line is enough
         print(f"model saved to {out}")
 
@@ -55,7 +90,7 @@ def _finetune(args):
 
     cfg = FinetuneConfig.load(args.config, _overrides(args, "epochs", "lr", "batch_size", "objective", "lm_weight",
                                                        "seed", "text_data", "minutes"))
-    report = finetune(args.model, args.data, args.out, cfg)
+    report = finetune(args.model, args.data, args.out, cfg, overwrite=args.overwrite)
     print(json.dumps(report, indent=2))
 
 
@@ -77,12 +112,16 @@ def _perplexity(args):
 def _judge(args):
     from touchstone.judge import Judge
 
+    # The arguments first: a mistake is reported before the model's load, not after.
+    if args.statement is not None:
+        if args.a is not None or args.b is not None:
+            raise UserError("judge: give either --a and --b (two versions) or --statement, not both")
+    elif args.a is None or args.b is None:
+        raise UserError("judge: give --a and --b (two versions) or --statement")
     judge = Judge.load(args.model)
     if args.statement is not None:
         result = judge.claim(args.statement)
     else:
-        if args.a is None or args.b is None:
-            raise UserError("judge: give --a and --b (two versions) or --statement")
         result = judge.pair(args.a, args.b, prompt=args.prompt or "", kind=args.kind)
     print(json.dumps(result, indent=2))
 
@@ -91,7 +130,7 @@ def _eval(args):
     from touchstone.evaluate import evaluate
 
     results = evaluate(args.model, args.task, json_out=args.json, report_dir=args.report, batch_size=args.batch_size,
-                       limit=args.limit, contrast=args.contrast)
+                       limit=args.limit, contrast=args.contrast, overwrite=args.overwrite)
     print(json.dumps({name: {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
                       for name, r in results["tasks"].items()}, indent=2))
 
@@ -99,7 +138,7 @@ def _eval(args):
 def _debate(args):
     from touchstone.debate import debate
 
-    print(debate(args.model, args.a, args.b, plot=args.plot))
+    print(debate(args.model, args.a, args.b, plot=args.plot, overwrite=args.overwrite))
 
 
 # --------------------------------------------------------------------------------------------- worlds
@@ -111,8 +150,10 @@ def _verify(args):
 
 
 def _synth(args):
+    from touchstone.files import check_output
     from touchstone.synth import synth
 
+    check_output(args.out, overwrite=args.overwrite)  # before a language world reads its corpus
     world = args.world
     if args.source is not None:
         if args.world != "language":
@@ -120,14 +161,17 @@ def _synth(args):
         from touchstone.worlds import get_world
 
         world = get_world("language", source=args.source)
-    n = synth(world, n=args.n, out=args.out, seed=args.seed, form=args.form)
+    n = synth(world, n=args.n, out=args.out, seed=args.seed, form=args.form, overwrite=args.overwrite)
     print(f"wrote {n} verified records to {args.out}")
 
 
 def _lint(args):
     from touchstone.lint import lint_main
 
-    return lint_main(args.files, fix=args.fix, eval_sets=args.eval_set, verify=not args.no_verify)
+    if args.overwrite and not args.fix:
+        raise UserError("lint: --overwrite is for --fix DIR (lint never writes its inputs)")
+    return lint_main(args.files, fix=args.fix, eval_sets=args.eval_set, verify=not args.no_verify,
+                     overwrite=args.overwrite)
 
 
 # ----------------------------------------------------------------------------------------------- loop
@@ -141,7 +185,7 @@ def _run(args):
     # None: the workspace's own saved settings (or the defaults, for a new workspace).
     cfg = LoopConfig.load(args.config, given) if (args.config or given) else None
     hours = None if args.forever else args.hours
-    generations = None if (args.forever or args.hours) else (args.generations or 5)
+    generations = None if (args.forever or args.hours) else (5 if args.generations is None else args.generations)
     run(args.workspace, cfg, generations=generations, hours=hours)
 
 
@@ -157,8 +201,13 @@ def _history(args):
     print(history(args.workspace))
 
 
+OVERWRITE_DIR = ("replace an existing output directory (only one Touchstone wrote: its MANIFEST.json lists every "
+                 "file in it); without this an existing one is an error")
+OVERWRITE_FILE = "replace existing output files; without this an existing one is an error"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="touchstone", description="A small language model that tells two versions "
+    p = Parser(prog="touchstone", description="A small language model that tells two versions "
                                 "apart, checks claims with tools and retrains itself.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -171,13 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("run", _run, "the main job: prepare, pretrain, then improve generation after generation")
     s.add_argument("--workspace", default="workspace", help=ws_help)
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--generations", type=int, help="stop once the workspace has N finished generations (default 5; "
+    g.add_argument("--generations", type=positive_int, help="stop once the workspace has N finished generations (default 5; "
                    "a restarted run finishes what is left)")
-    g.add_argument("--hours", type=float, help="stop after H hours")
+    g.add_argument("--hours", type=positive_float, help="stop after H hours")
     g.add_argument("--forever", action="store_true", help="run until interrupted")
     s.add_argument("--config", help="loop recipe YAML overlaying the defaults")
     s.add_argument("--size", choices=["nano", "micro", "small"], help="model size of generation 0")
-    s.add_argument("--pretrain-minutes", type=float, help="pretraining budget of generation 0")
+    s.add_argument("--pretrain-minutes", type=positive_float, help="pretraining budget of generation 0")
     s.add_argument("--seed", type=int)
 
     d = command("data", None, "data preparation")
@@ -187,15 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("sources", nargs="+", metavar="SRC",
                    help="folder of .txt/.md, .jsonl(.gz), .parquet, or hf:NAME[:CONFIG][@SPLIT] for a HF dataset")
     s.add_argument("--out", required=True, help="output directory")
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_DIR)
     s.add_argument("--config", help="YAML overlaying the defaults")
     s.add_argument("--text-field", help="JSONL/Parquet/HF text field (default text; RefinedWeb's content is recognized)")
     s.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None)
-    s.add_argument("--min-chars", type=int)
-    s.add_argument("--max-chars", type=int)
+    s.add_argument("--min-chars", type=nonneg_int)
+    s.add_argument("--max-chars", type=positive_int)
     s.add_argument("--near-dup-threshold", type=float, help="MinHash Jaccard threshold for near duplicates")
     s.add_argument("--tokenizer", help="tokenizer directory (default: train one on the train split)")
-    s.add_argument("--vocab-size", type=int, help="vocabulary of the trained tokenizer (default 8192)")
-    s.add_argument("--workers", type=int, help="processes for cleaning and filtering (default 1)")
+    s.add_argument("--vocab-size", type=positive_int, help="vocabulary of the trained tokenizer (default 8192)")
+    s.add_argument("--workers", type=positive_int, help="processes for cleaning and filtering (default 1)")
     s.add_argument("--seed", type=int)
 
     t = command("tokenizer", None, "tokenizer training")
@@ -204,21 +254,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_tokenizer_train)
     s.add_argument("data", help="prepared data directory, text file or folder")
     s.add_argument("--out", required=True)
-    s.add_argument("--vocab-size", type=int, default=8192)
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_DIR)
+    s.add_argument("--vocab-size", type=positive_int, default=8192)
 
     s = command("pretrain", _pretrain, "pretrain a GPT-2 architecture model (default data: the embedded corpus)")
     s.add_argument("--data", help="prepared data directory (default: the embedded corpus, prepared on first use)")
     s.add_argument("--out", required=True)
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_DIR)
     s.add_argument("--config", help="YAML overlaying the defaults")
     s.add_argument("--size", choices=["nano", "micro", "small"])
-    s.add_argument("--minutes", type=float, help="time budget")
-    s.add_argument("--tokens", type=int, help="token budget")
-    s.add_argument("--lr", type=float)
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--grad-accum", type=int)
-    s.add_argument("--seq-len", type=int)
-    s.add_argument("--warmup", type=int, help="warmup steps")
-    s.add_argument("--eval-every", type=int, help="validate every N steps")
+    s.add_argument("--minutes", type=positive_float, help="time budget")
+    s.add_argument("--tokens", type=positive_int, help="token budget")
+    s.add_argument("--lr", type=positive_float)
+    s.add_argument("--batch-size", type=positive_int)
+    s.add_argument("--grad-accum", type=positive_int)
+    s.add_argument("--seq-len", type=positive_int)
+    s.add_argument("--warmup", type=nonneg_int, help="warmup steps")
+    s.add_argument("--eval-every", type=positive_int, help="validate every N steps")
     s.add_argument("--seed", type=int)
     s.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     s.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
@@ -232,24 +284,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("model")
     s.add_argument("--data", nargs="+", required=True, metavar="FILE", help="pair/claim JSONL files")
     s.add_argument("--out", required=True)
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_DIR)
     s.add_argument("--config", help="YAML overlaying the defaults")
-    s.add_argument("--epochs", type=float)
-    s.add_argument("--lr", type=float)
-    s.add_argument("--batch-size", type=int)
-    s.add_argument("--objective", help="answer | pairwise | mix")
-    s.add_argument("--lm-weight", type=float, help="weight of the language-model loss kept during fine-tuning")
+    s.add_argument("--epochs", type=positive_float)
+    s.add_argument("--lr", type=positive_float)
+    s.add_argument("--batch-size", type=positive_int)
+    s.add_argument("--objective", choices=["answer", "pairwise", "mix"])
+    s.add_argument("--lm-weight", type=nonneg_float, help="weight of the language-model loss kept during fine-tuning")
     s.add_argument("--text-data", help="prepared data directory for the language-model loss")
     s.add_argument("--seed", type=int)
-    s.add_argument("--minutes", type=float, help="time budget: stop then, on the decayed learning rate")
+    s.add_argument("--minutes", type=positive_float, help="time budget: stop then, on the decayed learning rate")
 
     s = command("generate", _generate, "sample text from a model")
     s.add_argument("model")
     s.add_argument("--prompt", required=True)
-    s.add_argument("--max-new-tokens", type=int, default=100)
-    s.add_argument("--temperature", type=float, default=0.8)
-    s.add_argument("--top-k", type=int, default=50)
-    s.add_argument("--top-p", type=float, default=0.95)
-    s.add_argument("--n", type=int, default=1)
+    s.add_argument("--max-new-tokens", type=positive_int, default=100)
+    s.add_argument("--temperature", type=nonneg_float, default=0.8, help="0: greedy decoding")
+    s.add_argument("--top-k", type=nonneg_int, default=50, help="0: no top-k cut")
+    s.add_argument("--top-p", type=_fraction, default=0.95)
+    s.add_argument("--n", type=positive_int, default=1)
     s.add_argument("--seed", type=int, default=0)
 
     s = command("perplexity", _perplexity, "perplexity and bits per byte of a model on a text file")
@@ -270,8 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = command("synth", _synth, "write verified pair and claim records from a world")
     s.add_argument("world")
-    s.add_argument("--n", type=int, default=100)
+    s.add_argument("--n", type=positive_int, default=100)
     s.add_argument("--out", required=True)
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_FILE)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--source", help="language world: the corpus its sentences come from (a prepared data "
                                     "directory, folder or text file; default: the embedded corpus)")
@@ -281,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("lint", _lint, "the training-data compiler: check records, optionally --fix into a rework dir")
     s.add_argument("files", nargs="+", metavar="FILE")
     s.add_argument("--fix", metavar="DIR", help="write corrected and quarantined records here")
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_DIR)
     s.add_argument("--eval-set", action="append", default=[], metavar="PATH",
                    help="evaluation data to check overlap against (repeatable; default: the shared sets found)")
     s.add_argument("--no-verify", action="store_true", help="skip re-verification with the worlds' tools")
@@ -290,9 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--task", nargs="+", required=True, metavar="SPEC")
     s.add_argument("--json", metavar="OUT")
     s.add_argument("--report", metavar="DIR", help="Markdown report and PNG plots (default: beside --json)")
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--limit", type=int, help="at most N items per task (for quick looks)")
-    s.add_argument("--contrast", type=int, default=0, metavar="K",
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_FILE)
+    s.add_argument("--batch-size", type=positive_int, default=64)
+    s.add_argument("--limit", type=positive_int, help="at most N items per task (for quick looks)")
+    s.add_argument("--contrast", type=nonneg_int, default=0, metavar="K",
                    help="judge claims against K mutants of themselves where their world can make them without "
                         "knowing the truth (code); 0 (default) reads every claim directly")
 
@@ -301,6 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("a", help="design A (JSON)")
     s.add_argument("b", help="design B (JSON)")
     s.add_argument("--plot", help="PNG drawing of both wings")
+    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_FILE)
 
     for name, func, help in (("status", _status, "where the loop stands"),
                              ("history", _history, "every generation's decision and scores")):
@@ -310,7 +367,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # --help, or a malformed argument (one line already printed): the status
+        return e.code if isinstance(e.code, int) else 0
     try:
         return args.func(args) or 0
     except UserError as e:
@@ -319,6 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("touchstone: interrupted", file=sys.stderr)
         return 130
+    except Terminated as t:
+        return 128 + t.signum
+    except OSError as e:  # the environment, not a bug: a full disk, a path that vanished, a permission
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"touchstone: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -20,12 +20,35 @@ from touchstone.errors import UserError
 T = TypeVar("T")
 
 
-def field(default: Any = dataclasses.MISSING, help: str = "", **kw) -> Any:
-    """A dataclass field with help text (mutable defaults go through default_factory)."""
+def field(default: Any = dataclasses.MISSING, help: str = "", *, min: float | None = None, above: float | None = None,
+          max: float | None = None, choices: tuple | None = None, **kw) -> Any:
+    """A dataclass field with help text and its allowed values, checked wherever a config is built
+    (YAML or command line): at least `min`, more than `above`, at most `max`, one of `choices`.
+    Mutable defaults go through default_factory."""
+    meta = {"help": help, "min": min, "above": above, "max": max, "choices": choices}
     if isinstance(default, (list, dict)):
         value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help}, **kw)
-    return dataclasses.field(default=default, metadata={"help": help}, **kw)
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata=meta, **kw)
+    return dataclasses.field(default=default, metadata=meta, **kw)
+
+
+def check_range(value, where: str, min=None, above=None, max=None, choices=None):
+    """`value` if it lies within the bounds (None always does), else a UserError naming `where`.
+    Written as `not value >= min` so that NaN fails every bound."""
+    if value is None:
+        return value
+    if choices is not None and value not in choices:
+        raise UserError(f"{where}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise UserError(f"{where}: expected a finite number, got {value!r}")
+        if min is not None and not value >= min:
+            raise UserError(f"{where}: must be at least {min}, got {value!r}")
+        if above is not None and not value > above:
+            raise UserError(f"{where}: must be more than {above}, got {value!r}")
+        if max is not None and not value <= max:
+            raise UserError(f"{where}: must be at most {max}, got {value!r}")
+    return value
 
 
 def _base_type(tp):
@@ -40,6 +63,17 @@ def _coerce(value: Any, tp, where: str) -> Any:
     base = _base_type(tp)
     if value is None:
         return None
+    if base in (list, dict) or typing.get_origin(base) in (list, dict):
+        want = typing.get_origin(base) or base
+        if not isinstance(value, want):
+            raise UserError(f"{where}: expected a {'list' if want is list else 'mapping'}, got {type(value).__name__}")
+        return value
+    if base in (int, float) and isinstance(value, bool):  # YAML's `yes` is not a number
+        raise UserError(f"{where}: expected {base.__name__}, got {value!r}")
+    if base in (int, float) and not isinstance(value, (int, float, str)):
+        raise UserError(f"{where}: expected {base.__name__}, got {type(value).__name__}")
+    if base is str and not isinstance(value, (str, int, float)) or base is bool and isinstance(value, (list, dict)):
+        raise UserError(f"{where}: expected {base.__name__}, got {type(value).__name__}")
     try:
         if base is bool:
             if isinstance(value, bool):
@@ -58,8 +92,9 @@ def _coerce(value: Any, tp, where: str) -> Any:
     return value
 
 
-def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
-    """Build `cls` from a dict; unknown keys and badly typed values are UserErrors naming the key."""
+def from_dict(cls: type[T], data: dict, where: str = "config", flags: tuple[str, ...] = ()) -> T:
+    """Build `cls` from a dict; unknown keys, badly typed values and values out of their field's range
+    are UserErrors naming the key (`--key-name` for the keys in `flags`, given on the command line)."""
     if not isinstance(data, dict):
         raise UserError(f"{where}: expected a mapping of settings, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -68,25 +103,36 @@ def from_dict(cls: type[T], data: dict, where: str = "config") -> T:
     for key, value in data.items():
         if key not in fields:
             raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(fields)})")
+        at = f"--{key.replace('_', '-')}" if key in flags else f"{where}: key '{key}'"
         sub = _base_type(hints[key])
         if dataclasses.is_dataclass(sub) and isinstance(value, dict):
             kwargs[key] = from_dict(sub, value, f"{where}: {key}")
         else:
-            kwargs[key] = _coerce(value, hints[key], f"{where}: key '{key}'")
+            meta = fields[key].metadata
+            kwargs[key] = check_range(_coerce(value, hints[key], at), at, meta.get("min"), meta.get("above"),
+                                      meta.get("max"), meta.get("choices"))
     return cls(**kwargs)
 
 
 def load_yaml(cls: type[T], path: str | Path, overrides: dict | None = None) -> T:
     import yaml
 
+    from touchstone.files import read_text
+
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
+    text = read_text(path, "YAML file of settings")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
-    return from_dict(cls, {**data, **(overrides or {})}, where=str(path))
+        mark = getattr(e, "problem_mark", None)
+        at = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise UserError(f"{at}: invalid YAML ({getattr(e, 'problem', None) or str(e).splitlines()[0]})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of settings (key: value lines), got a YAML {type(data).__name__}")
+    overrides = overrides or {}
+    return from_dict(cls, {**data, **overrides}, where=str(path), flags=tuple(overrides))
 
 
 def to_dict(obj) -> dict:
@@ -127,5 +173,6 @@ class Config:
     @classmethod
     def load(cls, path: str | Path | None = None, overrides: dict | None = None):
         if path is None:
-            return from_dict(cls, overrides or {}, where=cls.__name__)
+            overrides = overrides or {}
+            return from_dict(cls, overrides, where=cls.__name__, flags=tuple(overrides))
         return load_yaml(cls, path, overrides)

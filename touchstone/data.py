@@ -77,24 +77,24 @@ class PrepareConfig(Config):
     text_field: str = field("text", help="JSONL/Parquet/dataset field holding the text (RefinedWeb's 'content' "
                                          "is used when 'text' is absent)")
     lowercase: bool = field(False, help="lowercase all text")
-    chunk_chars: int = field(4000, help="long documents are cut at paragraph boundaries into chunks of about this size")
-    min_chars: int = field(64, help="drop chunks shorter than this (characters, after cleaning)")
-    max_chars: int = field(100_000, help="drop chunks longer than this (only a single huge line can be)")
+    chunk_chars: int = field(4000, help="long documents are cut at paragraph boundaries into chunks of about this size", min=1)
+    min_chars: int = field(64, help="drop chunks shorter than this (characters, after cleaning)", min=0)
+    max_chars: int = field(100_000, help="drop chunks longer than this (only a single huge line can be)", min=1)
     max_repeated_lines: float = field(0.3, help="drop chunks where lines repeating an earlier line hold this "
-                                                "fraction of the characters")
+                                                "fraction of the characters", min=0, max=1)
     max_top_ngram: float = field(0.2, help="drop chunks where the most frequent word 2-gram covers this "
-                                           "fraction of the characters")
+                                           "fraction of the characters", min=0, max=1)
     min_printable: float = field(0.9, help="drop chunks with a smaller fraction of text characters (not "
-                                           "control, private-use or U+FFFD): binary or mangled content")
+                                           "control, private-use or U+FFFD): binary or mangled content", min=0, max=1)
     near_dup_threshold: float = field(0.8, help="MinHash estimated Jaccard similarity above which a chunk "
-                                                "is a near duplicate (1.0 disables near-dup removal)")
-    num_perm: int = field(128, help="MinHash permutations")
-    val_fraction: float = field(0.01, help="fraction of documents in the validation split")
-    test_fraction: float = field(0.01, help="fraction of documents in the test split")
+                                                "is a near duplicate (1.0 disables near-dup removal)", above=0, max=1)
+    num_perm: int = field(128, help="MinHash permutations", min=2)
+    val_fraction: float = field(0.01, help="fraction of documents in the validation split", min=0, max=1)
+    test_fraction: float = field(0.01, help="fraction of documents in the test split", min=0, max=1)
     seed: int = field(0, help="salts the split hash; a different seed gives a different split")
     vocab_size: int = field(8192, help="vocabulary of the trained tokenizer")
     tokenizer: str | None = field(None, help="existing tokenizer directory (default: train one on the train split)")
-    workers: int = field(1, help="processes for cleaning and filtering (1: in this process)")
+    workers: int = field(1, help="processes for cleaning and filtering (1: in this process)", min=1)
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -498,18 +498,11 @@ def load_shard(path: str | Path):
     return np.memmap(path, dtype=np.uint16, mode="r")
 
 
-def _check_out(out: Path) -> None:
-    """Refuse to replace a directory that is not a previous prepared output."""
-    from touchstone.files import MANIFEST
-
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MANIFEST).exists())):
-        raise UserError(f"{out}: exists and is not a prepared data directory; choose another --out")
-
-
-def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = None) -> dict:
-    """Prepare `sources` into `out` (see the module docstring); returns the manifest's summary."""
+def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = None, overwrite: bool = False) -> dict:
+    """Prepare `sources` into `out` (see the module docstring); returns the manifest's summary. An existing
+    `out` is replaced only with `overwrite`, and only if it is a directory Touchstone wrote."""
     from touchstone import __version__
-    from touchstone.files import MANIFEST, atomic_dir, write_manifest
+    from touchstone.files import MANIFEST, atomic_dir, check_output, write_manifest
     from touchstone.records import text_record
     from touchstone.tokenizer import MAX_VOCAB, load_tokenizer, train_from_texts
 
@@ -524,7 +517,11 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
         raise UserError("config: val_fraction + test_fraction must be in [0, 1)")
     if not 0 < cfg.near_dup_threshold <= 1:
         raise UserError("config: key 'near_dup_threshold' must be in (0, 1]")
-    _check_out(out)
+    if cfg.tokenizer and not Path(cfg.tokenizer).is_dir():
+        raise UserError(f"{cfg.tokenizer}: no such tokenizer directory")
+    if cfg.min_chars > cfg.max_chars:
+        raise UserError(f"config: key 'min_chars' ({cfg.min_chars}) is above 'max_chars' ({cfg.max_chars})")
+    check_output(out, overwrite=overwrite, directory=True, kind="prepared-data")
 
     drops: Counter = Counter()
     counts: Counter = Counter()
@@ -536,7 +533,7 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
                 counts["bytes_in"] += len(text.encode("utf-8"))
                 yield text, source
 
-    with atomic_dir(out, overwrite=True) as stage:
+    with atomic_dir(out, overwrite=overwrite) as stage:
         (stage / "text").mkdir()
         (stage / "tokens").mkdir()
         # Pass 1: everything kept goes to one staging file; only split keys stay in memory.

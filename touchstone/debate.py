@@ -33,23 +33,49 @@ def read_design(path_or_json: str) -> dict:
     """A design from a JSON file (or an inline JSON object); a bad file is a one-line UserError."""
     text = path_or_json if path_or_json.lstrip().startswith("{") else None
     if text is None:
-        p = Path(path_or_json)
-        if not p.is_file():
-            raise UserError(f"{p}: no such design file")
-        text = p.read_text(encoding="utf-8")
+        from touchstone.files import read_text
+
+        text = read_text(path_or_json, "JSON wing design")
     try:
         design = json.loads(text)
     except json.JSONDecodeError as e:
-        raise UserError(f"{path_or_json}: malformed JSON ({e.msg} at line {e.lineno})") from None
+        raise UserError(f"{path_or_json}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(design, dict):
         raise UserError(f"{path_or_json}: expected a JSON object with a wing design")
+    return design
+
+
+# What the simulator can analyse: a wing that exists, flying a mission in the atmosphere's range.
+LIMITS = {"span": (0, 1000), "root_chord": (0, 100), "taper": (0, 1), "sweep": (-75, 75), "twist": (-30, 30),
+          "speed": (0, 400), "altitude": (-500, 20000), "weight": (0, 1e8), "alpha_limit": (0, 30),
+          "max_span": (0, 1e9)}
+
+
+def check_design(design: dict, where: str) -> dict:
+    """The design's keys are known, its numbers numbers within `LIMITS` and its airfoil one the
+    simulator knows; otherwise a UserError naming the file and key."""
+    from touchstone.worlds.wing import AIRFOILS, DESIGN_KEYS, MISSION_KEYS
+
+    for key, value in design.items():
+        if key not in DESIGN_KEYS + MISSION_KEYS:
+            raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(DESIGN_KEYS + MISSION_KEYS)})")
+        if key == "airfoil":
+            if not isinstance(value, str) or value.lower().replace(" ", "") not in AIRFOILS:
+                raise UserError(f"{where}: key 'airfoil' must be one of {', '.join(AIRFOILS)}, got {value!r}")
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise UserError(f"{where}: key '{key}' must be a number, got {value!r}")
+        low, high = LIMITS[key]
+        open_low = key in ("span", "root_chord", "taper", "speed", "weight", "max_span")
+        if not (low < value <= high if open_low else low <= value <= high):
+            raise UserError(f"{where}: key '{key}' must be in {'(' if open_low else '['}{low:g}, {high:g}], got {value!r}")
     return design
 
 
 def _designs(a_json: str, b_json: str) -> tuple[dict, dict]:
     from touchstone.worlds.wing import DEFAULTS, DESIGN_KEYS, MISSION_KEYS, _round
 
-    a, b = read_design(a_json), read_design(b_json)
+    a, b = check_design(read_design(a_json), a_json), check_design(read_design(b_json), b_json)
     for key in MISSION_KEYS:
         if key in a and key not in b:
             b[key] = a[key]
@@ -59,10 +85,7 @@ def _designs(a_json: str, b_json: str) -> tuple[dict, dict]:
         for key in DESIGN_KEYS + ("speed", "altitude", "weight"):
             if key not in d:
                 raise UserError(f"{name}: missing key '{key}'")
-    try:
-        return _round({**DEFAULTS, **a}), _round({**DEFAULTS, **b})
-    except (TypeError, ValueError) as e:
-        raise UserError(f"{a_json} / {b_json}: {e}") from None
+    return _round({**DEFAULTS, **a}), _round({**DEFAULTS, **b})
 
 
 def _figures(name: str, d: dict, f: dict) -> str:
@@ -157,12 +180,16 @@ def argue(choice: str, confidence: float, a: dict, b: dict) -> str:
     return "\n".join(lines)
 
 
-def debate(model_dir: str | Path, a_json: str, b_json: str, plot: str | Path | None = None) -> str:
+def debate(model_dir: str | Path, a_json: str, b_json: str, plot: str | Path | None = None,
+           overwrite: bool = False) -> str:
     """The model's choice between two wing designs, argued with the simulator's figures (see module docstring)."""
+    from touchstone.files import check_output
     from touchstone.judge import Judge
     from touchstone.worlds.wing import describe, mission, plot_wings
 
     a, b = _designs(a_json, b_json)
+    if plot is not None:
+        check_output(plot, overwrite=overwrite)
     judge = Judge.load(model_dir)
     r = judge.pair(describe(a), describe(b), prompt=f"A wing must {mission(a)}. Which design is better?")
     text = argue(r["choice"], r["p_" + r["choice"]], a, b)

@@ -7,3 +7,13 @@ one line and exits with status 2, never with a traceback. Bugs stay ordinary exc
 
 class UserError(Exception):
     """A problem with the user's input (a path, a line, a key), reported in one line, exit status 2."""
+
+
+class Terminated(BaseException):
+    """A signal that stops a command now (SIGTERM to `touchstone run`); the command line exits with
+    128 + the signal's number, the shell's convention. A BaseException, so that no `except Exception`
+    on the way up swallows it, while `finally` blocks still run."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum

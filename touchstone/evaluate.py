@@ -400,13 +400,14 @@ def _task_version(kind: str, arg: str, suite_versions: dict) -> str:
 
 def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | None = None,
              report_dir: str | Path | None = None, batch_size: int = 64, limit: int | None = None,
-             bf16: bool | None = None, compile: bool = False, contrast: int = 0) -> dict:
+             bf16: bool | None = None, compile: bool = False, contrast: int = 0, overwrite: bool = False) -> dict:
     """Run every task spec on the model; write the results JSON and a report if asked; return the results.
     `contrast` > 0 judges claims against that many mutants of themselves where their world can make them
     (see `Judge.claims`); the default reads every claim directly."""
     import torch
 
     from touchstone import __version__
+    from touchstone.files import read_text
     from touchstone.generate import load_model, perplexity_of
     from touchstone.judge import Judge
     from touchstone.pretrain import default_bf16, default_device, git_commit
@@ -418,6 +419,19 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
         raise UserError("eval: batch size and limit must be at least 1")
     if contrast < 0:
         raise UserError(f"eval: --contrast must be 0 or more, got {contrast}")
+    if json_out is not None or report_dir is not None:  # before any work: an unwritable output fails now
+        check_outputs(json_out, report_dir, overwrite)
+    # Every file a task reads is read now, so that a bad one is reported before the model loads.
+    loaded = {}
+    for spec, kind, arg in parsed:
+        if kind in ("pairs", "claims"):
+            loaded[spec] = _read_records(kind, arg, limit)
+            if not loaded[spec]:
+                raise UserError(f"{arg}: no records")
+        elif kind == "perplexity":
+            loaded[spec] = read_text(arg)
+            if not loaded[spec].strip():
+                raise UserError(f"{arg}: the text is empty")
     suites = _build_suites([arg for _, kind, arg in parsed if kind == "suite"])
     model, tokenizer = load_model(model_dir)
     device = default_device()
@@ -433,19 +447,12 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
         if kind == "minimal-pairs":
             tasks[spec] = _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16)
         elif kind in ("pairs", "claims"):
-            records = _read_records(kind, arg, limit)
-            if not records:
-                raise UserError(f"{arg}: no records")
-            tasks[spec] = _judged(judge, records, contrast)
+            tasks[spec] = _judged(judge, loaded[spec], contrast)
         elif kind == "suite":
             records = suites[arg][1][:limit] if limit is not None else suites[arg][1]
             tasks[spec] = _judged(judge, records, contrast)
         elif kind == "perplexity":
-            from touchstone.files import open_text
-
-            with open_text(arg) as f:
-                text = f.read()
-            r = perplexity_of(model, tokenizer, text, batch_size=max(1, batch_size // 8))
+            r = perplexity_of(model, tokenizer, loaded[spec], batch_size=max(1, batch_size // 8))
             tasks[spec] = {"accuracy": None, "n": r["tokens"], **r}
         else:
             tasks[spec] = _bleu(model, tokenizer, arg, limit)
@@ -470,9 +477,29 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
     if report_dir is not None or json_out is not None:
         from touchstone.report import write_report
 
-        where = Path(report_dir) if report_dir is not None else Path(json_out).parent
-        write_report(results, where, Path(json_out).stem if json_out is not None else "eval")
+        write_report(results, *report_place(json_out, report_dir))
     return results
+
+
+def report_place(json_out, report_dir) -> tuple[Path, str]:
+    """(directory, name) of the Markdown report: `report_dir`, else beside the JSON, named after it."""
+    where = Path(report_dir) if report_dir is not None else Path(json_out).parent
+    return where, Path(json_out).stem if json_out is not None else "eval"
+
+
+def check_outputs(json_out, report_dir, overwrite: bool = False) -> None:
+    """Refuse, before evaluating, a results path or report files that exist (unless `overwrite`) or
+    cannot be written (see `files.check_output`)."""
+    from touchstone.files import check_output
+    from touchstone.report import report_files
+
+    if json_out is not None:
+        check_output(json_out, overwrite=overwrite)
+    where, name = report_place(json_out, report_dir)
+    if where.exists() and not where.is_dir():
+        raise UserError(f"{where}: is a file, not a directory; choose another --report directory")
+    for fname in report_files(name):
+        check_output(where / fname, overwrite=overwrite)
 
 
 async def aevaluate(model_dir, specs, **kwargs) -> dict:

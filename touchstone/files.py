@@ -6,7 +6,12 @@ Guarantees:
 - every writer is atomic: it writes to a staging path on the same filesystem, fsyncs, then renames,
   so a crash at any instant leaves either the old file (or nothing) or the complete new one.
   Directories are staged the same way; their MANIFEST.json is written last, so a directory without a
-  manifest is by definition incomplete.
+  manifest is by definition incomplete;
+- nothing is replaced that the writer did not make: an existing output is refused unless the caller
+  asks to overwrite, and then a directory only if its manifest lists every file in it (`own_directory`);
+  `check_output` says so before any work is done;
+- what an interrupted write left (staging files named with the writer's pid, a version moved aside
+  mid-swap) is cleaned, or put back, by the next write of the same path (`clean_leftovers`).
 
 Not guaranteed: durability of the parent directory entry on filesystems that ignore directory fsync.
 """
@@ -14,10 +19,12 @@ Not guaranteed: durability of the parent directory entry on filesystems that ign
 from __future__ import annotations
 
 import contextlib
+import glob
 import gzip
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -46,6 +53,41 @@ def open_text(path: str | os.PathLike, mode: str = "rt"):
     if path.suffix == ".gz":
         return gzip.open(path, mode, encoding="utf-8", errors="strict")
     return open(path, mode, encoding="utf-8", errors="strict")
+
+
+def read_text(path: str | os.PathLike, what: str = "text file") -> str:
+    """The whole of a UTF-8 text file (`.gz` decompressed); a missing, binary, undecodable or unreadable
+    file is a UserError naming it (and the line of a bad byte)."""
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"{path}: no such file")
+    if not path.is_file():
+        raise UserError(f"{path}: not a file (expected a {what})")
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise UserError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+    if b"\0" in raw[:65536]:
+        raise UserError(f"{path}: a binary file, not a {what}")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise UserError(f"{path}:{line}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON object from a file; anything else (missing, binary, malformed, not an object) is a
+    UserError naming the file."""
+    path = Path(path)
+    text = read_text(path, "JSON file")
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
@@ -108,12 +150,136 @@ def _plain_mode(path: str | os.PathLike, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()
+
+
+# What the atomic writers leave beside NAME while they work: `.NAME.PID.XXXXXXXX.tmp` or `.staging`
+# (mkstemp's random part has no dots; older versions wrote no PID) and `.NAME.old-PID`.
+_LEFTOVER = re.compile(r"\.(?P<name>.+?)\.(?:old-(?P<old>\d+)|(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.(?:tmp|staging))")
+
+
+def _gone(pid: str | None) -> bool:
+    """Whether the writer with this PID can no longer finish (None: an older writer, long gone)."""
+    return pid is None or (int(pid) != os.getpid() and not _pid_alive(int(pid)))
+
+
+def clean_leftovers(directory: str | os.PathLike, name: str | None = None) -> None:
+    """Remove what interrupted atomic writes left in `directory` (of the entry `name` alone, if given):
+    staging files and directories of processes that are gone, and a previous version moved aside just
+    before a crash, which is put back if its entry is missing (the swap was cut in two) and removed
+    otherwise (the swap was done). A running writer's entries are left alone."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return
+    for entry in sorted(directory.glob(glob.escape(f".{name}.") + "*" if name else ".*")):
+        m = _LEFTOVER.fullmatch(entry.name)
+        if not m or (name is not None and m["name"] != name):
+            continue
+        target = directory / m["name"]
+        if m["old"] is not None:
+            if not _gone(m["old"]):
+                continue
+            if not target.exists() and not target.is_symlink():
+                os.replace(entry, target)
+                fsync_dir(directory)
+            else:
+                _remove(entry)
+        elif _gone(m["pid"]):
+            _remove(entry)
+
+
+def _writable(path: Path, what: str) -> None:
+    """UserError unless `path`'s nearest existing ancestor is a directory we can create entries in."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UserError(f"{path}: cannot write the {what} there: {parent} is not a directory")
+    try:  # a real probe: os.access is always true for root, even on a read-only filesystem
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write the {what} there ({e.strerror or e})") from None
+
+
+def check_output(path: str | os.PathLike, overwrite: bool = False, directory: bool = False,
+                 kind: str | None = None) -> Path:
+    """Check, before any work, that `path` can receive an output without losing anything.
+
+    A file output may replace an existing file only with `overwrite`. A directory output may be an
+    empty directory; it may replace a non-empty one only with `overwrite`, and only one Touchstone
+    wrote (`own_directory`; of manifest kind `kind`, when given). The parent must be a directory (or
+    creatable) that we can write in. Returns `path` as a Path."""
+    path = Path(path)
+    what = "output directory" if directory else "output file"
+    if path.is_symlink() and not path.exists():
+        raise UserError(f"{path}: is a dangling symbolic link; choose another path")
+    if path.exists():
+        if directory:
+            if not path.is_dir():
+                raise UserError(f"{path}: is a file, not a directory; choose another output directory")
+            if any(path.iterdir()):
+                own_directory(path, kind)
+                if not overwrite:
+                    raise UserError(f"{path}: already exists; choose another path or pass --overwrite to replace it")
+        else:
+            if path.is_dir():
+                raise UserError(f"{path}: is a directory; expected the path of the {what}")
+            if not path.is_file():
+                raise UserError(f"{path}: is not a regular file; refusing to replace it")
+            if not overwrite:
+                raise UserError(f"{path}: already exists; choose another path or pass --overwrite to replace it")
+    _writable(path, what)
+    return path
+
+
+def own_directory(path: str | os.PathLike, kind: str | None = None) -> dict:
+    """The manifest of `path` if it is a directory Touchstone wrote (of manifest kind `kind`, when given)
+    and nothing was added to it since: every file is MANIFEST.json, listed in it, or eval.json (which
+    the loop adds to a model). Otherwise a UserError: such a directory is never replaced or deleted."""
+    path = Path(path)
+    what = kind.replace("-", " ") + " directory" if kind else "Touchstone output directory"
+    if not (path / MANIFEST).exists():
+        raise UserError(f"{path}: exists and is not a {what} (no {MANIFEST}); choose another path")
+    manifest = read_manifest(path, refuse="refusing to replace it")
+    if kind and manifest.get("kind", kind) != kind:
+        raise UserError(f"{path}: exists and is a {manifest['kind']} directory, not a {what}; choose another path")
+    listed = set(manifest["files"]) | {MANIFEST, "eval.json"}
+    for p in sorted(path.rglob("*")):
+        if (p.is_file() or p.is_symlink()) and str(p.relative_to(path)) not in listed:
+            raise UserError(f"{p}: not listed in {path / MANIFEST} (added since Touchstone wrote it); "
+                            f"refusing to replace {path}")
+    return manifest
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike, mode: str = "w"):
     """Open a staging file beside `path`; on clean exit fsync it and rename it over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory; expected a file path")
+    _mkdir(path.parent)
+    clean_leftovers(path.parent, path.name)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write there ({e.strerror or e})") from None
     _plain_mode(tmp)
     binary = "b" in mode
     try:
@@ -127,6 +293,15 @@ def atomic_file(path: str | os.PathLike, mode: str = "w"):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _mkdir(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise UserError(f"{directory}: cannot create this directory (a file is in the way)") from None
+    except OSError as e:
+        raise UserError(f"{directory}: cannot create this directory ({e.strerror or e})") from None
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
@@ -157,14 +332,20 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
     """Build a directory in a staging sibling and rename it into place on clean exit.
 
     The caller writes everything into the yielded staging path, MANIFEST.json last (see
-    `write_manifest`). If `path` exists and `overwrite` is set, the old directory is moved aside and
-    removed only after the new one is in place.
+    `write_manifest`). An existing `path` is a UserError unless `overwrite` is set, and even then
+    unless it is a directory Touchstone wrote (`own_directory`); the old directory is moved aside and
+    removed only after the new one is in place. What an interrupted earlier write of `path` left
+    behind is cleaned up first (`clean_leftovers`).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists() and not overwrite:
-        raise UserError(f"{path}: already exists")
-    staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".staging", dir=path.parent))
+    _mkdir(path.parent)
+    clean_leftovers(path.parent, path.name)
+    if path.exists() or path.is_symlink():
+        check_output(path, overwrite=overwrite, directory=True)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".staging", dir=path.parent))
+    except OSError as e:
+        raise UserError(f"{path}: cannot write there ({e.strerror or e})") from None
     _plain_mode(staging, directory=True)
     try:
         yield staging
@@ -174,7 +355,8 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
                     os.fsync(f.fileno())
             fsync_dir(root)
         old = None
-        if path.exists():
+        if path.exists() and any(path.iterdir()):  # an empty directory is simply renamed over
+            own_directory(path)  # still ours: nothing was added while this one was being built
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
         os.replace(staging, path)
@@ -198,19 +380,41 @@ def write_manifest(directory: str | os.PathLike, extra: dict | None = None) -> d
     return manifest
 
 
+def read_manifest(directory: str | os.PathLike, refuse: str = "") -> dict:
+    """The MANIFEST.json of `directory`, checked for shape: a JSON object whose "files" maps relative
+    paths inside the directory to {"sha256": 64 hex digits, "bytes": int}. Anything else is a UserError
+    naming the manifest (with `refuse` appended, when given)."""
+    directory = Path(directory)
+    mpath = directory / MANIFEST
+    tail = f"; {refuse}" if refuse else ""
+    if not directory.is_dir():
+        raise UserError(f"{directory}: not a directory{tail}")
+    if not mpath.is_file():
+        raise UserError(f"{directory}: not a Touchstone output (no {MANIFEST}; interrupted or not ours){tail}")
+    try:
+        manifest = json.loads(mpath.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise UserError(f"{mpath}: corrupt manifest ({str(e).splitlines()[0][:120]}){tail}") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict):
+        raise UserError(f"{mpath}: corrupt manifest (expected an object with a \"files\" mapping){tail}")
+    for name, meta in files.items():
+        parts = Path(name).parts
+        if not name or Path(name).is_absolute() or ".." in parts:
+            raise UserError(f"{mpath}: corrupt manifest (file {name!r} is outside the directory){tail}")
+        sha = meta.get("sha256") if isinstance(meta, dict) else None
+        if not (isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha)):
+            raise UserError(f"{mpath}: corrupt manifest (file {name!r} has no sha256){tail}")
+    return manifest
+
+
 def check_manifest(directory: str | os.PathLike, verify_hashes: bool = True) -> dict:
     """Return the manifest of a complete directory, or raise UserError saying what is wrong."""
     directory = Path(directory)
-    mpath = directory / MANIFEST
-    if not mpath.exists():
-        raise UserError(f"{directory}: incomplete (no {MANIFEST}); it was interrupted or is not ours")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{mpath}: corrupt manifest ({e})") from None
-    for name, meta in manifest.get("files", {}).items():
+    manifest = read_manifest(directory)
+    for name, meta in manifest["files"].items():
         p = directory / name
-        if not p.exists():
+        if not p.is_file():
             raise UserError(f"{p}: listed in {MANIFEST} but missing")
         if verify_hashes and sha256_file(p) != meta["sha256"]:
             raise UserError(f"{p}: sha256 differs from {MANIFEST} (corrupt or modified)")

@@ -80,17 +80,17 @@ OBJECTIVES = ("answer", "pairwise", "mix")
 
 @dataclass
 class FinetuneConfig(Config):
-    epochs: float = field(2.0, help="passes over the records (fractions allowed)")
+    epochs: float = field(2.0, help="passes over the records (fractions allowed)", above=0)
     # 1e-4 as the loop's recipe (touchstone.recipe.Recipe.lr says what it was measured against).
-    lr: float = field(1e-4, help="peak AdamW learning rate (warmup, then cosine decay to a tenth)")
-    batch_size: int = field(16, help="records per step")
-    objective: str = field("answer", help="answer | pairwise | mix (see the module docstring)")
-    lm_weight: float = field(0.5, help="weight of the language-model loss on text_data (0: off)")
+    lr: float = field(1e-4, help="peak AdamW learning rate (warmup, then cosine decay to a tenth)", above=0)
+    batch_size: int = field(16, help="records per step", min=1)
+    objective: str = field("answer", help="answer | pairwise | mix (see the module docstring)", choices=OBJECTIVES)
+    lm_weight: float = field(0.5, help="weight of the language-model loss on text_data (0: off)", min=0)
     text_data: str | None = field(None, help="prepared data directory for the language-model loss and perplexity")
     seed: int = field(0, help="seed for data order")
     bf16: bool | None = field(None, help="bf16 autocast (default: on a GPU or a CPU with native bf16)")
-    eval_records: int = field(256, help="records (from the training data) whose judge accuracy is reported before/after")
-    minutes: float | None = field(None, help="stop after this many minutes of training, schedule decayed (default: no limit)")
+    eval_records: int = field(256, help="records (from the training data) whose judge accuracy is reported before/after", min=0)
+    minutes: float | None = field(None, help="stop after this many minutes of training, schedule decayed (default: no limit)", above=0)
 
 
 def read_records(files: list[str]) -> list[dict]:
@@ -216,11 +216,12 @@ def judge_accuracy(model, tokenizer, records: list[dict]) -> float:
 
 
 def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: FinetuneConfig | None = None,
-             loop: dict | None = None) -> dict:
+             loop: dict | None = None, overwrite: bool = False) -> dict:
     """Fine-tune the model in `model_dir` on the pair/claim records of `data_files`; write a model dir to `out`.
     `loop`: the self-improvement loop's generation, champion and recipe, kept in recipe.yaml."""
     import torch
 
+    from touchstone.files import check_output
     from touchstone.generate import load_model
     from touchstone.judge import ensure_special_tokens
     from touchstone.pretrain import Sampler, Windows, default_bf16, default_device, lm_loss, lr_at, make_optimizer
@@ -230,8 +231,7 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
         raise UserError(f"objective '{cfg.objective}': unknown (choose from {', '.join(OBJECTIVES)})")
     if cfg.epochs <= 0 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.lm_weight < 0 or (cfg.minutes is not None and cfg.minutes <= 0):
         raise UserError("finetune: epochs, batch_size, lr and minutes must be positive, lm_weight at least 0")
-    if Path(out).exists():
-        raise UserError(f"{out}: already exists")
+    check_output(out, overwrite=overwrite, directory=True, kind="model")
     records = read_records(data_files)
     model, tokenizer = load_model(model_dir)
     ensure_special_tokens(model, tokenizer)
@@ -297,12 +297,12 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
         "perplexity_before": math.exp(before["heldout_loss"]) if before["heldout_loss"] is not None else None,
         "perplexity_after": math.exp(after["heldout_loss"]) if after["heldout_loss"] is not None else None,
     }
-    _save(out, model.cpu(), tokenizer, cfg, stats, model_dir, data_files, loop)
+    _save(out, model.cpu(), tokenizer, cfg, stats, model_dir, data_files, loop, overwrite)
     return {"out": str(out), **stats}
 
 
 def _save(out, model, tokenizer, cfg: FinetuneConfig, stats: dict, base: str | Path, data_files: list[str],
-          loop: dict | None = None) -> None:
+          loop: dict | None = None, overwrite: bool = False) -> None:
     import yaml
 
     from touchstone import __version__
@@ -322,7 +322,7 @@ def _save(out, model, tokenizer, cfg: FinetuneConfig, stats: dict, base: str | P
         recipe["loop"] = loop
     rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in stats.items())
     report = f"# Fine-tuning report\n\nFrom `{base}`, objective `{cfg.objective}`.\n\n| | |\n|---|---|\n{rows}\n"
-    with atomic_dir(out) as stage:
+    with atomic_dir(out, overwrite=overwrite) as stage:
         model.save_pretrained(stage)
         tokenizer.save_pretrained(stage)
         write_text_atomic(stage / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))

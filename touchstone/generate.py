@@ -22,7 +22,7 @@ import math
 from pathlib import Path
 
 from touchstone.errors import UserError
-from touchstone.files import MANIFEST, check_manifest, open_text
+from touchstone.files import MANIFEST, check_manifest, read_text
 
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -42,8 +42,11 @@ def load_model(model_dir: str | Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"{path}: cannot load model ({str(e).splitlines()[0][:200]})") from None
+    except Exception as e:
+        # Whatever broken files make transformers, safetensors or torch raise (OSError, ValueError,
+        # SafetensorError, UnpicklingError...), the cause is the directory's content.
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"{path}: cannot load model ({first})") from None
     model.eval()
     return model, tokenizer
 
@@ -90,12 +93,10 @@ def generate(model_dir: str | Path, prompt: str, max_new_tokens: int = 100, temp
 
 def perplexity(model_dir: str | Path, text_file: str | Path, batch_size: int = 8) -> dict:
     """Perplexity per token and bits per UTF-8 byte of the model on the whole of `text_file`."""
+    text = read_text(text_file)  # before the model loads: a bad file is reported at once
+    if not text.strip():
+        raise UserError(f"{text_file}: the text is empty")
     model, tokenizer = load_model(model_dir)
-    try:
-        with open_text(text_file) as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise UserError(f"{text_file}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
     return perplexity_of(model, tokenizer, text, batch_size)
 
 

@@ -17,9 +17,12 @@ transaction all-or-nothing across `kill -9`.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 from pathlib import Path
+
+from touchstone.errors import UserError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
@@ -38,14 +41,43 @@ CREATE TABLE IF NOT EXISTS metrics (
     gen INTEGER, model TEXT, task TEXT, accuracy REAL, n INTEGER, PRIMARY KEY (gen, model, task));
 """
 
+# Each table's columns in order, read from SCHEMA: what an existing ledger must have.
+_COLUMNS = {m[1]: [c.split()[0] for c in re.split(r",\s*(?![^()]*\))", m[2]) if not c.startswith("PRIMARY KEY")]
+            for m in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", SCHEMA, re.S)}
+
 
 class Ledger:
     def __init__(self, path: str | Path):
+        """Open (or create) the ledger; a file that is not one (garbage, truncated, another program's
+        database, a directory) is a UserError naming it, and is left as it was."""
         self.path = Path(path)
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(SCHEMA)
+        if self.path.exists() and not self.path.is_file():
+            raise UserError(f"{self.path}: not a file (expected the workspace's SQLite ledger)")
+        try:
+            self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+        except sqlite3.Error as e:
+            raise UserError(f"{self.path}: cannot open the ledger ({e})") from None
+        try:
+            tables = {name for (name,) in self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if tables and "generations" not in tables:
+                raise UserError(f"{self.path}: an SQLite database, but not a Touchstone ledger (no generations table)")
+            if tables:
+                (verdict,) = self.db.execute("PRAGMA quick_check").fetchone()
+                if verdict != "ok":
+                    raise UserError(f"{self.path}: corrupt ledger ({verdict})")
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(SCHEMA)
+            for table, columns in _COLUMNS.items():
+                have = [row[1] for row in self.db.execute(f"PRAGMA table_info({table})")]
+                if have != columns:
+                    raise UserError(f"{self.path}: not a Touchstone ledger (table {table} has columns {have})")
+        except sqlite3.DatabaseError as e:  # "file is not a database", "database disk image is malformed"
+            self.db.close()
+            raise UserError(f"{self.path}: corrupt or not a Touchstone ledger ({e})") from None
+        except UserError:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()

@@ -125,28 +125,32 @@ class EvalIndex:
 
 
 def _eval_texts(path: Path):
-    """The texts of one evaluation file: JSONL string fields that look like data, or text lines."""
-    opener = gzip.open if path.suffix == ".gz" else open
+    """The texts of one evaluation file: JSONL string fields that look like data, or text lines.
+
+    Strict: a binary or undecodable file, a malformed JSON line, or a file with nothing to match is a
+    UserError, since skipping it would quietly leave the records unchecked against that set."""
+    from touchstone.files import read_jsonl, read_text
+
     name = path.name[:-3] if path.suffix == ".gz" else path.name
-    try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as f:
-            if name.endswith(".jsonl") or name.endswith(".json"):
-                for line in f:
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if isinstance(obj, dict):
-                        for key in ("sentence_good", "sentence_bad", "text", "statement", "prompt",
-                                    "canonical_solution", "a", "b"):
-                            if isinstance(obj.get(key), str):
-                                yield obj[key], key not in ("prompt", "canonical_solution")
-            else:
-                for line in f:
-                    if line.strip():
-                        yield line, True
-    except OSError as e:
-        raise UserError(f"{path}: cannot read evaluation set ({e})") from None
+    found = 0
+    if name.endswith(".jsonl") or name.endswith(".json"):
+        for lineno, obj in read_jsonl(path):
+            texts = [(obj[key], key not in ("prompt", "canonical_solution"))
+                     for key in ("sentence_good", "sentence_bad", "text", "statement", "prompt", "canonical_solution",
+                                 "a", "b") if isinstance(obj.get(key), str)]
+            if not texts:
+                raise UserError(f"{path}:{lineno}: evaluation record with none of the keys sentence_good, "
+                                "sentence_bad, text, statement, prompt, canonical_solution, a, b")
+            found += len(texts)
+            yield from texts
+    else:
+        for line in read_text(path, "evaluation text file").splitlines():
+            if line.strip():
+                found += 1
+                yield line, True
+    if not found:
+        raise UserError(f"{path}: an empty evaluation set")
+
 
 
 # ---------------------------------------------------------------------------------------------- lint
@@ -165,11 +169,22 @@ class _Entry:
         return any(d.error and d.code != "E004" for d in self.diags)
 
 
+def _binary(path: Path) -> bool:
+    """NUL bytes near the start: no JSONL file has them (JSON escapes them as \\u0000)."""
+    try:
+        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+            return b"\0" in f.read(8192)
+    except (OSError, EOFError) as e:
+        raise UserError(f"{path}: cannot read ({e})") from None
+
+
 def _read(path: Path) -> tuple[list[_Entry], list[Diagnostic]]:
     """Records of one file; bad lines become diagnostics; an unreadable file is a UserError."""
     entries, diags = [], []
     if not path.is_file():
         raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    if _binary(path):
+        raise UserError(f"{path}: a binary file, not JSONL records")
     try:
         with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
             for lineno, raw in enumerate(f, 1):
@@ -327,8 +342,10 @@ def lint_files(files: list[str], eval_sets: list[str] | None = None, verify: boo
     return entries, diags
 
 
-def write_fixes(entries: list, out: str | Path) -> tuple[int, int]:
-    """Write DIR/fixed.jsonl and DIR/quarantine.jsonl atomically; returns (fixed, quarantined) counts."""
+def write_fixes(entries: list, out: str | Path, overwrite: bool = False) -> tuple[int, int]:
+    """Write DIR/fixed.jsonl and DIR/quarantine.jsonl atomically; returns (fixed, quarantined) counts.
+    An existing DIR is replaced only with `overwrite`, and only if it is one this wrote (a manifest
+    listing every file in it); the inputs are never touched."""
     from touchstone.files import atomic_dir, write_jsonl_atomic, write_manifest
 
     fixed, quarantined = [], []
@@ -341,16 +358,20 @@ def write_fixes(entries: list, out: str | Path) -> tuple[int, int]:
             fixed.append({**e.rec, "parent": original})
         else:
             fixed.append(e.rec)
-    with atomic_dir(out, overwrite=True) as staging:
+    with atomic_dir(out, overwrite=overwrite) as staging:
         write_jsonl_atomic(staging / "fixed.jsonl", fixed)
         write_jsonl_atomic(staging / "quarantine.jsonl", quarantined)
-        write_manifest(staging, {"fixed": len(fixed), "quarantined": len(quarantined)})
+        write_manifest(staging, {"kind": "rework", "fixed": len(fixed), "quarantined": len(quarantined)})
     return len(fixed), len(quarantined)
 
 
 def lint_main(files: list[str], fix: str | None = None, eval_sets: list[str] | None = None,
-              verify: bool = True) -> int:
+              verify: bool = True, overwrite: bool = False) -> int:
     """Print diagnostics and a summary; the exit status (0 clean, 1 errors remain; UserError -> 2)."""
+    if fix:
+        from touchstone.files import check_output
+
+        check_output(fix, overwrite=overwrite, directory=True, kind="rework")  # before the work, not after
     entries, diags = lint_files(files, eval_sets, verify)
     for e in entries:
         diags += e.diags
@@ -360,7 +381,7 @@ def lint_main(files: list[str], fix: str | None = None, eval_sets: list[str] | N
     warnings = len(diags) - errors
     line = f"{len(entries)} records in {len(files)} file(s): {errors} error(s), {warnings} warning(s)"
     if fix:
-        n_fixed, n_quarantined = write_fixes(entries, fix)
+        n_fixed, n_quarantined = write_fixes(entries, fix, overwrite)
         unreadable = sum(1 for d in diags if d.code in ("E001", "E002"))
         print(f"{line}; wrote {n_fixed} records and quarantined {n_quarantined} in {fix}"
               + (f" ({unreadable} unreadable line(s) skipped)" if unreadable else ""))

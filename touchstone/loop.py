@@ -33,8 +33,13 @@ redoes exactly the steps without a row; their outputs are rewritten whole, so no
 and the gate compares against the champion recorded when the generation began. Two loops on one
 workspace: an exclusive lock (flock, released by the kernel even on kill -9) makes the second refuse.
 
-Ctrl-C or SIGTERM: the current step finishes, then the loop stops; a second signal stops at once (the
-state stays consistent either way).
+SIGTERM (systemd, `docker stop`) stops at once, exit status 143; the unfinished step is redone by the
+next run, as after kill -9. Ctrl-C (SIGINT) lets the current step finish, then stops; a second Ctrl-C
+stops at once. The state stays consistent either way.
+
+Growth over a long run: rejected challengers' weights and training draws are deleted (their eval.json,
+recipe.yaml and report.md stay; `keep_rejected` keeps everything), and so is every finished generation's
+candidates.jsonl (the ledger keeps its counts); `benchmarks/soak.py` measures what remains.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -52,8 +58,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from touchstone.config import Config, field, from_dict, to_dict
-from touchstone.errors import UserError
-from touchstone.files import MANIFEST, check_manifest, read_jsonl, write_json_atomic, write_jsonl_atomic, write_text_atomic
+from touchstone.errors import Terminated, UserError
+from touchstone.files import (MANIFEST, check_manifest, read_json, read_jsonl, write_json_atomic, write_jsonl_atomic,
+                              write_text_atomic)
+from touchstone.model import DEPTHS
 from touchstone.recipe import WORLD_NAMES, Recipe
 
 STEPS = ("synthesize", "verify", "rework", "recipe", "train", "gate")
@@ -61,27 +69,28 @@ STEPS = ("synthesize", "verify", "rework", "recipe", "train", "gate")
 
 @dataclass
 class LoopConfig(Config):
-    size: str = field("micro", help="model size of generation 0 (nano | micro | small)")
-    pretrain_minutes: float = field(10.0, help="pretraining budget of generation 0, in minutes")
+    size: str = field("micro", help="model size of generation 0 (nano | micro | small)", choices=tuple(DEPTHS))
+    pretrain_minutes: float = field(10.0, help="pretraining budget of generation 0, in minutes", above=0)
     sources: list = field([], help="what data/orig is prepared from (default: the embedded corpus)")
     worlds: list = field(list(WORLD_NAMES), help="the worlds the loop synthesizes from and is gated on")
-    records_per_world: int = field(300, help="candidates from each world's generator per generation")
-    own_samples: int = field(32, help="champion samples per generation for each world that has them (numbers, code)")
-    mutations: int = field(100, help="candidates made by mutating existing records, per generation")
+    records_per_world: int = field(300, help="candidates from each world's generator per generation", min=0)
+    own_samples: int = field(32, help="champion samples per generation for each world that has them (numbers, code)", min=0)
+    mutations: int = field(100, help="candidates made by mutating existing records, per generation", min=0)
     # 200 per world. Near chance two judges disagree on about half the records, so McNemar's test at
     # one-sided 0.05 with 80% power needs a gain of about 2.5 * sqrt(0.5 / n): 7.2 points on the 600
     # records of 100 per world, where a measured run rejected gains of 4.5 and 4.6 points (p = 0.085,
     # 0.069); 5.1 points on 1,200. Measured cost: generations of 8.7-9.5 minutes against 7.8-8.9 (the
     # gate step 108-126 s against 90-99 s; the code world's gate records run in the sandbox).
-    gate_per_world: int = field(200, help="fresh gate records per world per generation")
-    reverify_sample: int = field(200, help="older records re-verified per generation (a rolling audit)")
-    disagreement_sample: int = field(300, help="this generation's records the champion judges, to find disagreements")
-    alpha: float = field(0.05, help="gate significance level (one-sided McNemar exact test)")
-    tolerance: float = field(0.05, help="largest accuracy drop on any held-out suite a promotion may cause")
+    gate_per_world: int = field(200, help="fresh gate records per world per generation", min=1)
+    reverify_sample: int = field(200, help="older records re-verified per generation (a rolling audit)", min=0)
+    disagreement_sample: int = field(300, help="this generation's records the champion judges, to find disagreements", min=0)
+    alpha: float = field(0.05, help="gate significance level (one-sided McNemar exact test)", above=0, max=1)
+    tolerance: float = field(0.05, help="largest accuracy drop on any held-out suite a promotion may cause", min=0, max=1)
     # 5: measured generations took 2.5-4.5 minutes besides training, and five of them plus generation 0
     # must fit in an hour.
-    train_minutes: float = field(5.0, help="time budget of a challenger's training (keeps a generation under 10 minutes)")
-    keep_rejected: bool = field(False, help="keep rejected challengers' weights (default: ledger only)")
+    train_minutes: float = field(5.0, help="time budget of a challenger's training (keeps a generation under 10 minutes)", above=0)
+    keep_rejected: bool = field(False, help="keep rejected challengers' weights and training draws (default: "
+                                "only their eval.json, recipe.yaml and report.md)")
     seed: int = field(0, help="seed of everything the loop draws")
     recipe: dict = field({}, help="settings overlaying the default recipe of generation 1")
 
@@ -110,8 +119,33 @@ class Workspace:
         return self.generations / f"gen-{gen:04d}"
 
     def champion(self) -> str | None:
+        """The champion's name, from models/CHAMPION (None before generation 0 has one)."""
         p = self.models / "CHAMPION"
-        return p.read_text(encoding="utf-8").strip() if p.exists() else None
+        if not p.exists():
+            return None
+        try:
+            name = p.read_bytes().decode("utf-8").strip()
+        except (OSError, UnicodeDecodeError):
+            name = None
+        if not name or not re.fullmatch(r"gen-\d{4,}", name):
+            raise UserError(f"{p}: corrupt (expected the name of a model in {self.models}, like gen-0003)")
+        return name
+
+    def check_root(self, for_run: bool = False) -> None:
+        """The root is a directory (or absent); `for_run`: and holds nothing but a workspace's own entries,
+        so that a loop never fills (or cleans) a folder that is not a workspace."""
+        from touchstone.files import _LEFTOVER
+
+        if self.root.exists() and not self.root.is_dir():
+            raise UserError(f"{self.root}: a file, not a workspace directory; choose another --workspace")
+        if for_run and self.root.is_dir() and not self.ledger_path.exists():
+            own = {"LOCK", self.config_path.name, self.ledger_path.name, "data", "models", "tokenizer", "recipes",
+                   "generations", "reports"}
+            for entry in sorted(self.root.iterdir()):
+                m = _LEFTOVER.fullmatch(entry.name)
+                if entry.name not in own and not entry.name.startswith(self.ledger_path.name) and not (m and m["name"] in own):
+                    raise UserError(f"{self.root}: not a Touchstone workspace (no ledger.sqlite) and not empty "
+                                    f"({entry.name}); choose a new or empty --workspace")
 
     def set_champion(self, name: str) -> None:
         check_manifest(self.models / name, verify_hashes=False)  # only a complete model may be named
@@ -122,6 +156,7 @@ class Workspace:
         """Exclusive use of the workspace; a second loop gets a UserError at once."""
         import fcntl
 
+        self.check_root()
         self.root.mkdir(parents=True, exist_ok=True)
         f = open(self.root / "LOCK", "a+")
         try:
@@ -141,23 +176,33 @@ class Workspace:
             f.close()
 
     def clean_staging(self) -> None:
-        """Remove what an interrupted atomic write left behind (hidden staging files and directories)."""
+        """Remove what interrupted atomic writes left behind (hidden staging files and directories of
+        dead processes; a version moved aside mid-swap is put back, see `files.clean_leftovers`), and
+        rejected challengers `drop_rejected` had hidden but not yet deleted."""
+        from touchstone.files import clean_leftovers
+
         for parent in (self.root, self.orig.parent, self.new, self.rework, self.models, self.recipes,
                        self.generations, self.reports, self.tokenizer.parent):
             if not parent.is_dir():
                 continue
-            for p in parent.glob(".*"):
-                if p.name.endswith((".staging", ".tmp")) or ".old-" in p.name or p.name.endswith(".rejected"):
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            clean_leftovers(parent)
+            for p in parent.glob(".*.rejected"):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
             for d in parent.glob("gen-*"):
                 if d.is_dir():
-                    for p in d.glob(".*.tmp"):
-                        p.unlink(missing_ok=True)
+                    clean_leftovers(d)
 
 
 # -------------------------------------------------------------------------------------- helpers
 class Stop:
-    """SIGINT/SIGTERM: the first asks the loop to stop after the current step, the second stops now."""
+    """SIGTERM stops now; SIGINT (Ctrl-C) asks the loop to stop after the current step, and a second
+    SIGINT stops now.
+
+    Why SIGTERM does not wait: supervisors (systemd, `docker stop`) send it and kill about ten seconds
+    later, and a step can take ten minutes. Stopping mid-step is safe, as after kill -9: the step has no
+    ledger row, its half-written files are staging files that the next run removes, and the next run
+    redoes it (pretraining from its last checkpoint). Raising `Terminated` rather than exiting lets
+    `finally` blocks and context managers run, so the lock is released and staging files removed."""
 
     def __init__(self):
         self.requested = False
@@ -169,11 +214,15 @@ class Stop:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        if signum == signal.SIGTERM or self.requested:
+            self.requested = True
+            print(f"\n{name}: stopping now; the same command resumes the unfinished step", file=sys.stderr,
+                  flush=True)
+            raise Terminated(signum)
         self.requested = True
-        print(f"\n{signal.Signals(signum).name}: finishing the current step, then stopping "
-              "(signal again to stop now)", file=sys.stderr, flush=True)
+        print(f"\n{name}: finishing the current step, then stopping (signal again to stop now)", file=sys.stderr,
+              flush=True)
 
     def __exit__(self, *exc):
         for sig, handler in self._old.items():
@@ -614,7 +663,7 @@ def data_counts(ws: Workspace) -> dict[str, int]:
     def count(paths):
         return sum(sum(1 for _ in read_jsonl(p)) for p in paths if p.exists())
 
-    manifest = json.loads((ws.orig / MANIFEST).read_text(encoding="utf-8")) if (ws.orig / MANIFEST).exists() else {}
+    manifest = read_json(ws.orig / MANIFEST) if (ws.orig / MANIFEST).exists() else {}
     counts = manifest.get("counts", {})
     return {"data/orig": int(counts.get("chunks_kept", 0)),
             "data/new": count(_new_files(ws)),
@@ -660,17 +709,50 @@ def training_base(ws: Workspace, ledger, gen: int) -> str | None:
     return name if (ws.models / name / MANIFEST).exists() else None
 
 
+# What a rejected challenger's directory keeps once its weights go: what status, history and a person
+# reading the workspace use (its held-out scores, the recipe that made it, its training report).
+KEPT_OF_REJECTED = ("eval.json", "recipe.yaml", "report.md")
+
+
 def drop_rejected(ws: Workspace, ledger, keep: str | None) -> None:
-    """Delete the weights of every rejected challenger except `keep` (idempotent, so a crash is harmless)."""
+    """Delete what finished generations no longer need (idempotent, so a crash is harmless): the weights,
+    tokenizer and manifest of every rejected challenger except `keep`, and its training draw; and every
+    finished generation's candidates.jsonl, which only its verify step reads (the ledger keeps the counts).
+
+    Without this a long run grows by a model per generation (55 MB for micro)."""
+    from touchstone.files import fsync_dir
+
     for g in ledger.generations():
+        if g["gen"] == 0 or not g["decision"]:
+            continue
+        (ws.gen_dir(g["gen"]) / "candidates.jsonl").unlink(missing_ok=True)
         doomed = ws.model(g["gen"])
-        if g["decision"] == "rejected" and doomed.name != keep and doomed.exists():
-            hidden = doomed.with_name(f".{doomed.name}.rejected")
-            os.replace(doomed, hidden)  # out of sight first, so a crash mid-delete leaves nothing half there
-            shutil.rmtree(hidden, ignore_errors=True)
+        if g["decision"] != "rejected" or doomed.name == keep or not doomed.is_dir():
+            continue
+        (ws.gen_dir(g["gen"]) / "train.jsonl").unlink(missing_ok=True)
+        if (doomed / MANIFEST).exists():
+            (doomed / MANIFEST).unlink()  # first: from here on the directory is incomplete and never loaded
+            fsync_dir(doomed)
+        for p in doomed.iterdir():
+            if p.name not in KEPT_OF_REJECTED:
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        if not any(doomed.iterdir()):
+            doomed.rmdir()
 
 
 # -------------------------------------------------------------------------------------------- run
+def check_config(cfg: LoopConfig, where: str = "config") -> None:
+    """What a field's type and range cannot say: known worlds, sources as paths, a usable recipe."""
+    if not cfg.worlds or not all(isinstance(w, str) for w in cfg.worlds):
+        raise UserError(f"{where}: key 'worlds': a list of one or more world names")
+    unknown = set(cfg.worlds) - set(WORLD_NAMES)
+    if unknown:
+        raise UserError(f"{where}: key 'worlds': unknown world {sorted(unknown)[0]!r} (known: {', '.join(WORLD_NAMES)})")
+    if not all(isinstance(s, str) and s for s in cfg.sources):
+        raise UserError(f"{where}: key 'sources': a list of paths (or hf:NAME datasets)")
+    from_dict(Recipe, cfg.recipe, f"{where}: recipe").check(f"{where}: recipe")
+
+
 def _finished(ledger) -> list[dict]:
     return [g for g in ledger.generations() if g["gen"] > 0 and g["decision"]]
 
@@ -687,20 +769,21 @@ def run(workspace: str | Path, cfg: LoopConfig | None = None, generations: int |
     hf_logging.disable_progress_bar()  # a bar per model load would drown the loop's own progress lines
     ws = Workspace(workspace)
     deadline = time.monotonic() + hours * 3600 if hours else None
+    # Everything that can be refused is checked before the workspace is touched (even its LOCK file).
+    ws.check_root(for_run=True)
+    saved = load_yaml(LoopConfig, ws.config_path) if ws.config_path.exists() else None
+    if saved is None:
+        check_config(cfg or LoopConfig())
+    if ws.ledger_path.exists():
+        Ledger(ws.ledger_path).close()  # a broken ledger is refused here, naming it
     with ws.lock(), Stop() as stop:
         ws.clean_staging()
-        if ws.config_path.exists():
-            saved = load_yaml(LoopConfig, ws.config_path)
+        if saved is not None:
             if cfg is not None and to_dict(cfg) != to_dict(saved):
                 _say(f"{ws.config_path}: this workspace's settings are used; start a new workspace to change them")
             cfg = saved
         else:
             cfg = cfg or LoopConfig()
-            unknown = set(cfg.worlds) - set(WORLD_NAMES)
-            if unknown or not cfg.worlds:
-                raise UserError(f"config: key 'worlds': unknown world {sorted(unknown)[0]!r}" if unknown
-                                else "config: key 'worlds': at least one world")
-            from_dict(Recipe, cfg.recipe, "config: recipe").check("config: recipe")
             write_text_atomic(ws.config_path, dump_yaml(cfg))
         ledger = Ledger(ws.ledger_path)
         try:
@@ -740,6 +823,7 @@ def _open_ledger(workspace):
     from touchstone.ledger import Ledger
 
     ws = Workspace(workspace)
+    ws.check_root()
     if not ws.ledger_path.exists():
         raise UserError(f"{ws.root}: not a Touchstone workspace (no ledger.sqlite); start one with `touchstone run`")
     return ws, Ledger(ws.ledger_path)
@@ -765,7 +849,7 @@ def status(workspace: str | Path, ledger=None) -> str:
             counts = data_counts(ws)
             lines.append("data        " + ", ".join(f"{k} {v}" for k, v in counts.items()))
         if champion and (ws.models / champion / "eval.json").exists():
-            suites = json.loads((ws.models / champion / "eval.json").read_text()).get("suites", {})
+            suites = read_json(ws.models / champion / "eval.json").get("suites", {})
             lines.append("held-out    " + ", ".join(f"{w} {s['accuracy']:.3f}" for w, s in suites.items()))
         for g in finished[-5:]:
             lines.append(f"gen {g['gen']:>4}  {g['decision']:<9} {g['reason']}")
@@ -853,8 +937,8 @@ def _against_generation_0(ws: Workspace) -> list[str]:
     first, last = ws.model(0) / "eval.json", ws.models / str(champion) / "eval.json"
     if not champion or champion == "gen-0000" or not first.exists() or not last.exists():
         return []
-    before = json.loads(first.read_text(encoding="utf-8"))["suites"]
-    after = json.loads(last.read_text(encoding="utf-8"))["suites"]
+    before = read_json(first).get("suites", {})
+    after = read_json(last).get("suites", {})
     lines = ["", f"Champion {champion} against generation 0 on the held-out suites (paired, 95% CI):", "",
              "| suite | n | gen 0 | champion | difference | 95% CI |", "|---|---|---|---|---|---|"]
     pooled_before, pooled_after = [], []

@@ -62,7 +62,9 @@ from pathlib import Path
 
 from touchstone.config import Config, field, from_dict, to_dict
 from touchstone.errors import UserError
-from touchstone.files import MANIFEST, atomic_dir, atomic_file, check_manifest, write_manifest, write_text_atomic
+from touchstone.model import DEPTHS
+from touchstone.files import (MANIFEST, atomic_dir, atomic_file, check_manifest, check_output, write_manifest,
+                              write_text_atomic)
 
 EVAL_BATCHES = 8  # validation windows = EVAL_BATCHES * batch_size, spread evenly over the val split
 CHECKPOINT_SECONDS = 600  # also checkpoint at least this often, whatever eval_every says
@@ -71,19 +73,19 @@ DEFAULT_MINUTES = 10.0
 
 @dataclass
 class PretrainConfig(Config):
-    size: str = field("micro", help="nano | micro | small: the one size dial (shape, lr, batch, context follow)")
-    minutes: float | None = field(None, help="wall-clock training budget in minutes (10 if --tokens is not given)")
-    tokens: int | None = field(None, help="token budget: stop after this many training tokens")
-    lr: float | None = field(None, help="peak learning rate (default: from the size)")
-    batch_size: int | None = field(None, help="sequences per micro-batch (default: from the size)")
-    grad_accum: int = field(1, help="micro-batches per optimizer step (effective batch = batch_size * grad_accum)")
-    seq_len: int | None = field(None, help="tokens per sequence (default: from the size; capped by the model)")
-    warmup: int | None = field(None, help="linear warmup steps before the cosine decay (default: 5%% of steps, <= 200)")
-    eval_every: int = field(50, help="validate and checkpoint every N optimizer steps")
+    size: str = field("micro", help="nano | micro | small: the one size dial (shape, lr, batch, context follow)", choices=tuple(DEPTHS))
+    minutes: float | None = field(None, help="wall-clock training budget in minutes (10 if --tokens is not given)", above=0)
+    tokens: int | None = field(None, help="token budget: stop after this many training tokens", min=1)
+    lr: float | None = field(None, help="peak learning rate (default: from the size)", above=0)
+    batch_size: int | None = field(None, help="sequences per micro-batch (default: from the size)", min=1)
+    grad_accum: int = field(1, help="micro-batches per optimizer step (effective batch = batch_size * grad_accum)", min=1)
+    seq_len: int | None = field(None, help="tokens per sequence (default: from the size; capped by the model)", min=1)
+    warmup: int | None = field(None, help="linear warmup steps before the cosine decay (default: 5%% of steps, <= 200)", min=0)
+    eval_every: int = field(50, help="validate and checkpoint every N optimizer steps", min=1)
     seed: int = field(0, help="seed for initialization and data order")
     compile: bool | None = field(None, help="torch.compile the loss (default: with bf16, micro and larger)")
     bf16: bool | None = field(None, help="bf16 autocast (default: on a GPU with bf16, or a CPU with bf16 matrix units, AMX/AVX512-BF16)")
-    device: str | None = field(None, help="cpu | cuda (default: cuda when a GPU is visible, else cpu)")
+    device: str | None = field(None, help="cpu | cuda (default: cuda when a GPU is visible, else cpu)", choices=("cpu", "cuda"))
     tensorboard: bool = field(False, help="write TensorBoard logs (copied into the model directory)")
     init_from: str | None = field(None, help="local HF causal-LM directory to continue from (uses its tokenizer)")
     tokenizer: str | None = field(None, help="tokenizer directory (default: the init model's, else the data's)")
@@ -420,13 +422,14 @@ def _data_id(path: Path) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- train
-def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | None = None, resume: bool = False) -> Path:
+def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | None = None, resume: bool = False,
+             overwrite: bool = False) -> Path:
     """Train a model on `data` (a prepared directory; None: the embedded corpus) and save it to `out`.
 
     Under a distributed launcher (WORLD_SIZE > 1) every process calls this; see the module docstring.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return _pretrain(data, out, cfg, resume, 0, 1)
+        return _pretrain(data, out, cfg, resume, 0, 1, overwrite)
     import torch
     import torch.distributed as dist
 
@@ -442,7 +445,7 @@ def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | Non
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if on_gpu else "gloo")
     try:
-        out = _pretrain(data, out, cfg, resume, dist.get_rank(), dist.get_world_size())
+        out = _pretrain(data, out, cfg, resume, dist.get_rank(), dist.get_world_size(), overwrite)
         dist.barrier()  # the other ranks return only once rank 0 has saved the model
         return out
     finally:
@@ -474,7 +477,8 @@ def _broadcast(value: int) -> int:
     return int(t)
 
 
-def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, world: int) -> Path:
+def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, world: int,
+              overwrite: bool = False) -> Path:
     import numpy as np
     import torch
     from tqdm import tqdm
@@ -483,13 +487,10 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
 
     out = Path(out)
     run_dir = out.parent / f".{out.name}.run"
-    if (out / MANIFEST).exists():
-        if resume:
-            print(f"{out}: already finished; nothing to resume", file=sys.stderr)
-            return out
-        raise UserError(f"{out}: already exists (a finished model); choose another --out")
-    if out.exists():
-        raise UserError(f"{out}: exists but is not a finished model; remove it or choose another --out")
+    if (out / MANIFEST).exists() and resume:
+        print(f"{out}: already finished; nothing to resume", file=sys.stderr)
+        return out
+    check_output(out, overwrite=overwrite, directory=True, kind="model")
 
     state = None
     if resume:
@@ -499,10 +500,11 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
         data = data if data is not None else state["data"]
     else:
         cfg = resolve(cfg or PretrainConfig())
-    run_dir.mkdir(parents=True, exist_ok=True)
     data_dir = Path(data) if data is not None else default_data()
     if not data_dir.is_dir():
-        raise UserError(f"{data_dir}: no such data directory")
+        raise UserError(f"{data_dir}: no such data directory" if not data_dir.exists()
+                        else f"{data_dir}: not a directory (expected a prepared data directory)")
+    run_dir.mkdir(parents=True, exist_ok=True)
 
     tok_dir = cfg.tokenizer or cfg.init_from or data_dir / "tokenizer"
     tokenizer = _load_tokenizer(tok_dir)
@@ -690,12 +692,12 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
              "minutes": round(elapsed() / 60, 2), "val_loss": final_loss,
              "val_perplexity": math.exp(final_loss) if final_loss is not None else None,
              **({"world_size": world, "tokens_per_step": tokens_per_step} if world > 1 else {})}
-    _save_model(out, model, tokenizer, cfg, stats, history, data_dir, data_id, run_dir)
+    _save_model(out, model, tokenizer, cfg, stats, history, data_dir, data_id, run_dir, overwrite)
     shutil.rmtree(run_dir, ignore_errors=True)
     return out
 
 
-def _save_model(out, model, tokenizer, cfg, stats, history, data_dir, data_id, run_dir) -> None:
+def _save_model(out, model, tokenizer, cfg, stats, history, data_dir, data_id, run_dir, overwrite: bool = False) -> None:
     import yaml
 
     from touchstone import __version__
@@ -739,7 +741,7 @@ def _save_model(out, model, tokenizer, cfg, stats, history, data_dir, data_id, r
 The{text}
 ```
 """
-    with atomic_dir(out) as stage:
+    with atomic_dir(out, overwrite=overwrite) as stage:
         model.save_pretrained(stage)
         tokenizer.save_pretrained(stage)
         write_text_atomic(stage / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))

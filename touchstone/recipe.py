@@ -20,6 +20,7 @@ from pathlib import Path
 
 from touchstone.config import Config, field, from_dict, to_dict
 from touchstone.errors import UserError
+from touchstone.finetune import OBJECTIVES
 
 WORLD_NAMES = ("numbers", "code", "wing", "colour", "language", "facts")
 
@@ -30,15 +31,15 @@ class Recipe(Config):
     # records held out of the same pool fell from 0.698 to 0.646 at 1e-4 and to 0.663 at 3e-4, and
     # stayed at 0.693 (the label prior) at 1e-3, the old default. No 5-generation run at 1e-3 promoted a
     # challenger; the first at 1e-4 did (+3.4 points over generation 0 on the held-out suites).
-    lr: float = field(1e-4, help="peak AdamW learning rate of the fine-tuning")
-    epochs: float = field(2.0, help="passes over the generation's training draw")
-    batch_size: int = field(16, help="records per step")
+    lr: float = field(1e-4, help="peak AdamW learning rate of the fine-tuning", above=0)
+    epochs: float = field(2.0, help="passes over the generation's training draw", above=0)
+    batch_size: int = field(16, help="records per step", min=1)
     # "answer" by default: it trains exactly what the gate reads, at half the cost per record of "mix".
-    objective: str = field("answer", help="answer | pairwise | mix (see touchstone.finetune)")
-    lm_weight: float = field(0.5, help="weight of the language-model loss on data/orig (keeps the LM skill)")
-    train_records: int = field(2000, help="records drawn from data/new for one challenger")
-    new_fraction: float = field(0.5, help="curriculum: share of the draw taken from this generation's records")
-    hard_weight: int = field(2, help="copies of a record the champion judged wrong (verifier agreeing with the label)")
+    objective: str = field("answer", help="answer | pairwise | mix (see touchstone.finetune)", choices=OBJECTIVES)
+    lm_weight: float = field(0.5, help="weight of the language-model loss on data/orig (keeps the LM skill)", min=0)
+    train_records: int = field(2000, help="records drawn from data/new for one challenger", min=1)
+    new_fraction: float = field(0.5, help="curriculum: share of the draw taken from this generation's records", min=0, max=1)
+    hard_weight: int = field(2, help="copies of a record the champion judged wrong (verifier agreeing with the label)", min=1)
     mixture: dict = field({w: 1.0 for w in WORLD_NAMES}, help="relative weight of each world in the draw")
 
     def check(self, where: str = "recipe") -> "Recipe":
@@ -75,11 +76,15 @@ class Recipe(Config):
 def load_recipe(path: str | Path) -> Recipe:
     import yaml
 
+    from touchstone.files import read_text
+
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
+        data = yaml.safe_load(read_text(path, "YAML recipe")) or {}
+    except yaml.YAMLError as e:
         raise UserError(f"{path}: cannot read recipe ({str(e).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of recipe settings, got a YAML {type(data).__name__}")
     data.pop("trainer", None)  # provenance written beside the settings, not a setting
     data.pop("changes", None)
     return from_dict(Recipe, data, where=str(path)).check(str(path))

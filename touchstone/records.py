@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from touchstone.errors import UserError
-from touchstone.files import open_text, read_jsonl
+from touchstone.files import read_jsonl, read_text
 
 # The fields that define a record's content, by kind; everything else is provenance.
 CONTENT_FIELDS = {
@@ -104,7 +104,9 @@ def read_claims(path: str | Path) -> Iterator[dict]:
     path = Path(path)
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     if name.endswith(".csv"):
-        with open_text(path) as f:
+        import io
+
+        with io.StringIO(read_text(path, "CSV file"), newline="") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or not {"statement", "label"} <= set(reader.fieldnames):
                 raise UserError(f"{path}:1: CSV header must have 'statement' and 'label' columns")
@@ -116,7 +118,15 @@ def read_claims(path: str | Path) -> Iterator[dict]:
         for key in ("statement", "label"):
             if key not in obj:
                 raise UserError(f"{path}:{lineno}: missing key '{key}'")
+        _strings(obj, ("statement",), f"{path}:{lineno}")
         yield {**obj, "label": parse_label(obj["label"], f"{path}:{lineno}")}
+
+
+def _strings(obj: dict, keys: tuple[str, ...], where: str) -> None:
+    """Each of `keys` (that is present and not null) holds text; else a UserError naming the key."""
+    for key in keys:
+        if obj.get(key) is not None and not isinstance(obj[key], str):
+            raise UserError(f"{where}: key '{key}' must be text, got {type(obj[key]).__name__}")
 
 
 def read_pairs(path: str | Path) -> Iterator[dict]:
@@ -127,7 +137,8 @@ def read_pairs(path: str | Path) -> Iterator[dict]:
                 raise UserError(f"{path}:{lineno}: missing key '{key}'")
         if obj["label"] not in ("a", "b"):
             raise UserError(f"{path}:{lineno}: key 'label' must be \"a\" or \"b\", got {obj['label']!r}")
-        yield {"prompt": "", **obj}
+        _strings(obj, ("a", "b", "prompt"), f"{path}:{lineno}")
+        yield {"prompt": "", **obj, **({"prompt": ""} if obj.get("prompt") is None else {})}
 
 
 def read_minimal_pairs(path: str | Path) -> Iterator[dict]:
@@ -136,6 +147,7 @@ def read_minimal_pairs(path: str | Path) -> Iterator[dict]:
         for key in ("sentence_good", "sentence_bad"):
             if key not in obj:
                 raise UserError(f"{path}:{lineno}: missing key '{key}'")
+        _strings(obj, ("sentence_good", "sentence_bad"), f"{path}:{lineno}")
         yield obj
 
 

@@ -33,6 +33,11 @@ def _save(fig, path: Path) -> None:
     plt.close(fig)
 
 
+def report_files(name: str) -> list[str]:
+    """The files a report named `name` may write: the page, then its plots."""
+    return [f"{name}.md", f"{name}-tasks.png", f"{name}-paradigms.png"]
+
+
 def plot_tasks(results: dict, path: Path) -> bool:
     import matplotlib
 
@@ -102,7 +107,7 @@ def write_report(results: dict, directory: str | Path, name: str = "eval") -> Pa
             lines += ["", f"### `{spec}` by kind", "", "| kind | accuracy | 95% CI | n |", "|---|---|---|---|"]
             lines += [f"| {k} | {100 * v['accuracy']:.1f}% | {100 * v['ci95'][0]:.1f}-{100 * v['ci95'][1]:.1f} | {v['n']} |"
                       for k, v in r["per_kind"].items()]
-    plots = [(f"{name}-tasks.png", plot_tasks), (f"{name}-paradigms.png", plot_paradigms)]
+    plots = list(zip(report_files(name)[1:], (plot_tasks, plot_paradigms)))
     drawn = [fname for fname, draw in plots if draw(results, directory / fname)]
     lines += [""] + [f"![{f}]({f})" for f in drawn]
     p = results["provenance"]

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from touchstone.errors import UserError
-from touchstone.files import read_jsonl, write_jsonl_atomic
+from touchstone.files import check_output, read_jsonl, write_jsonl_atomic
 from touchstone.records import parse_label
 
 HELDOUT_SEED = 7_000_003  # reserved: never used for training synthesis
@@ -89,7 +89,7 @@ def heldout_ids(world) -> set[str]:
 FORMS = {"both": lambda r: True, "pairs": lambda r: "a" in r, "claims": lambda r: "statement" in r}
 
 
-def synth(world, n: int, out, seed: int = 0, form: str = "both") -> int:
+def synth(world, n: int, out, seed: int = 0, form: str = "both", overwrite: bool = False) -> int:
     """Write n verified records of `world` to `out` (JSONL, .gz allowed) atomically; returns the count.
     `form`: keep "pairs", "claims" or "both" (pairwise fine-tuning, for one, learns from pairs only)."""
     if n < 1:
@@ -99,6 +99,7 @@ def synth(world, n: int, out, seed: int = 0, form: str = "both") -> int:
     keep = FORMS[form]
     if seed == HELDOUT_SEED:
         raise UserError(f"seed {HELDOUT_SEED} is reserved for the held-out suites")
+    check_output(out, overwrite=overwrite)
     world = _world(world)
     banned = heldout_ids(world)
     rng = random.Random(seed)

@@ -40,7 +40,7 @@ def _training_texts(data: str | Path) -> Iterator[str]:
         yield text
 
 
-def train_from_texts(texts: Iterable[str], out: str | Path, vocab_size: int = 8192) -> Path:
+def train_from_texts(texts: Iterable[str], out: str | Path, vocab_size: int = 8192, overwrite: bool = False) -> Path:
     """Train a byte-level BPE on `texts` and save it (atomically) as an AutoTokenizer directory."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
     from transformers import PreTrainedTokenizerFast
@@ -64,15 +64,19 @@ def train_from_texts(texts: Iterable[str], out: str | Path, vocab_size: int = 81
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS,
                                    pad_token=PAD, additional_special_tokens=SPECIAL_TOKENS[2:],
                                    model_max_length=1 << 20, clean_up_tokenization_spaces=False)
-    with atomic_dir(out, overwrite=True) as staging:
+    with atomic_dir(out, overwrite=overwrite) as staging:
         fast.save_pretrained(staging)
         write_manifest(staging, {"kind": "tokenizer", "vocab_size": len(fast)})
     return Path(out)
 
 
-def train_tokenizer(data: str | Path, out: str | Path, vocab_size: int = 8192) -> Path:
-    """Train on `data` (a prepared directory, a text or JSONL file, or a folder) and save to `out`."""
-    return train_from_texts(_training_texts(data), out, vocab_size)
+def train_tokenizer(data: str | Path, out: str | Path, vocab_size: int = 8192, overwrite: bool = False) -> Path:
+    """Train on `data` (a prepared directory, a text or JSONL file, or a folder) and save to `out`
+    (an existing `out` only with `overwrite`, and only one Touchstone wrote)."""
+    from touchstone.files import check_output
+
+    check_output(out, overwrite=overwrite, directory=True, kind="tokenizer")
+    return train_from_texts(_training_texts(data), out, vocab_size, overwrite)
 
 
 def load_tokenizer(path: str | Path):

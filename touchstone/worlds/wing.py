@@ -42,7 +42,9 @@ import os
 import random
 import re
 import threading
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from touchstone.records import claim_record, pair_record
 from touchstone.synth import in_split
@@ -278,8 +280,20 @@ def _analyze(design: dict, plain: bool = False) -> dict:
             "CL": round(cl_req, 4), "CD": round(cd_req, 5), "L_over_D": round(cl_req / cd_req, 2)}
 
 
-_cache: dict[str, dict] = {}
+# Analyses by design, least recently used dropped past CACHE_SIZE: a loop that runs for days meets new
+# designs every generation, and an unbounded cache grew with all of them. An analysis is about 1.5 KB
+# with its key, so the cache stays under about 30 MB; a generation asks for a few thousand at most
+# (records, gate set, held-out suite), which stay cached from `_prefetch` to the `analyze` that reads them.
+CACHE_SIZE = 20_000
+_cache: OrderedDict[str, dict] = OrderedDict()
 _pool: ProcessPoolExecutor | None = None
+
+
+def _remember(key: str, result: dict) -> None:
+    _cache[key] = result
+    _cache.move_to_end(key)
+    while len(_cache) > CACHE_SIZE:
+        _cache.popitem(last=False)
 
 
 def _key(design: dict) -> str:
@@ -289,12 +303,14 @@ def _key(design: dict) -> str:
 def analyze(design: dict) -> dict:
     """The figures a person would quote for one design (CL, CD, L/D, alpha, loading, stall margin...)."""
     key = _key(design)
-    if key not in _cache:
-        result = _side_by_side([design])[0]
-        if isinstance(result, Exception):
-            raise result
-        _cache[key] = result
-    return _cache[key]
+    if key in _cache:
+        _cache.move_to_end(key)
+        return _cache[key]
+    result = _side_by_side([design])[0]
+    if isinstance(result, Exception):
+        raise result
+    _remember(key, result)
+    return result
 
 
 def _start_worker() -> None:
@@ -313,7 +329,6 @@ def workers() -> int:
 def _prefetch(groups: list[list[dict]], processes: int | None = None) -> None:
     """Analyse every uncached design into the cache; a group (a record's designs) stays in one chunk.
     Designs whose analysis raises are left out; `analyze` raises for them when asked."""
-    global _pool
     processes = processes or workers()
     seen: set[str] = set()
     todo: list[list[tuple[str, dict]]] = []
@@ -337,22 +352,39 @@ def _prefetch(groups: list[list[dict]], processes: int | None = None) -> None:
             chunk = []
     chunks += [chunk] if chunk else []
     designs = [[d for _, d in chunk] for chunk in chunks]
-    if not pooled:
-        results = map(_side_by_side, designs)
-    else:
-        if _pool is None or _pool._max_workers != processes:
-            import multiprocessing
-
-            if _pool is not None:
-                _pool.shutdown()
-            _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_start_worker)
-            atexit.register(_pool.shutdown)  # shut down before the interpreter tears modules down
-        results = _pool.map(_side_by_side, designs)
+    results = _pooled(designs, processes) if pooled else map(_side_by_side, designs)
     for chunk, analysed in zip(chunks, results):
         for (key, _), result in zip(chunk, analysed):
             if not isinstance(result, Exception):
-                _cache[key] = result
+                _remember(key, result)
+
+
+def _pooled(designs: list[list[dict]], processes: int) -> list[list]:
+    """`_side_by_side` of each chunk over the process pool. A worker that died (killed, out of memory)
+    breaks its pool for good (BrokenProcessPool on every later call), so the pool is rebuilt and the
+    chunks asked once more; a second break is raised."""
+    global _pool
+    for attempt in (1, 2):
+        if _pool is None or _pool._max_workers != processes:
+            import multiprocessing
+
+            _shutdown_pool(wait=False)
+            _pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                        initializer=_start_worker)
+        try:
+            return list(_pool.map(_side_by_side, designs))
+        except BrokenProcessPool:
+            _shutdown_pool(wait=False)
+            if attempt == 2:
+                raise
+
+
+@atexit.register  # before the interpreter tears modules down
+def _shutdown_pool(wait: bool = True) -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=wait, cancel_futures=True)
+        _pool = None
 
 
 def analyze_many(designs: list[dict], processes: int | None = None) -> list[dict]:
