@@ -179,11 +179,10 @@ def _run(args):
     from touchstone.loop import LoopConfig, run
     from touchstone.sandbox import choose_isolation
 
-    choose_isolation()  # a machine that cannot isolate untrusted code hears so now, not after pretraining
-
     given = _overrides(args, "size", "pretrain_minutes", "seed")
     # None: the workspace's own saved settings (or the defaults, for a new workspace).
     cfg = LoopConfig.load(args.config, given) if (args.config or given) else None
+    choose_isolation()  # a machine that cannot isolate untrusted code hears so now, not after pretraining
     hours = None if args.forever else args.hours
     generations = None if (args.forever or args.hours) else (5 if args.generations is None else args.generations)
     run(args.workspace, cfg, generations=generations, hours=hours)
