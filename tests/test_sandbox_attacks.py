@@ -154,8 +154,11 @@ def test_cannot_write_to_the_host(box, where, tmp_path):
     folder = {"/tmp": Path("/tmp"), "/dev/shm": Path("/dev/shm"),
               "checkout": Path(__file__).resolve().parent, "home": Path.home()}[where]
     target = folder / f"touchstone-escape-{secrets.token_hex(6)}"
-    run(box, f"open({str(target)!r}, 'w').write('x')")
-    assert not target.exists()
+    try:
+        run(box, f"open({str(target)!r}, 'w').write('x')")
+        assert not target.exists()
+    finally:
+        target.unlink(missing_ok=True)
 
 
 def test_world_writable_host_folder_is_out_of_reach(box, tmp_path):
@@ -269,9 +272,15 @@ def test_no_capabilities_and_no_way_to_gain_them(box):
 
 
 def test_shell_commands_run_unprivileged(box):
-    code = "import os\nos.system('id -u; mount -t tmpfs none /tmp 2>&1; echo mount=$?; touch /usr/x 2>&1; echo touch=$?')"
+    # Both targets are harmless should the attack work: a folder of the job's own, a fresh name in /usr.
+    planted = Path("/usr") / f"touchstone-attack-{secrets.token_hex(6)}"
+    code = ("import os\nm = os.path.join(os.environ['TMPDIR'], 'm')\nos.mkdir(m)\n"
+            f"os.system(f'id -u; mount -t tmpfs none {{m}} 2>&1; echo mount=$?; touch {planted} 2>&1; echo touch=$?')")
     out = run(box, code).stdout
-    assert "mount=0" not in out and "touch=0" not in out, out
+    try:
+        assert "mount=0" not in out and "touch=0" not in out and not planted.exists(), out
+    finally:
+        planted.unlink(missing_ok=True)
     if os.getuid() == 0:
         assert out.split()[0] != "0", out  # as real root the jobs run as another uid
 
