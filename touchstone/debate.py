@@ -46,23 +46,32 @@ def read_design(path_or_json: str) -> dict:
     return design
 
 
-def _designs(a_json: str, b_json: str) -> tuple[dict, dict]:
+def check_designs(a: dict, b: dict, a_name: str = "design A", b_name: str = "design B") -> tuple[dict, dict]:
+    """Two designs ready to compare: B takes A's mission keys it lacks, defaults filled in, rounded as the
+    text writes them. A missing key or a different mission is a UserError naming the design."""
     from touchstone.worlds.wing import DEFAULTS, DESIGN_KEYS, MISSION_KEYS, _round
 
-    a, b = read_design(a_json), read_design(b_json)
+    a, b = dict(a), dict(b)
     for key in MISSION_KEYS:
         if key in a and key not in b:
             b[key] = a[key]
         if key in a and key in b and float(a[key]) != float(b[key]):
-            raise UserError(f"{b_json}: key '{key}' differs from {a_json}: both designs must fly the same mission")
-    for name, d in ((a_json, a), (b_json, b)):
+            raise UserError(f"{b_name}: key '{key}' differs from {a_name}: both designs must fly the same mission")
+    for name, d in ((a_name, a), (b_name, b)):
         for key in DESIGN_KEYS + ("speed", "altitude", "weight"):
             if key not in d:
                 raise UserError(f"{name}: missing key '{key}'")
     try:
         return _round({**DEFAULTS, **a}), _round({**DEFAULTS, **b})
     except (TypeError, ValueError) as e:
-        raise UserError(f"{a_json} / {b_json}: {e}") from None
+        raise UserError(f"{a_name} / {b_name}: {e}") from None
+
+
+def question(a: dict, b: dict) -> dict:
+    """The pair question the judge is asked about two checked designs: {"prompt", "a", "b"}."""
+    from touchstone.worlds.wing import describe, mission
+
+    return {"prompt": f"A wing must {mission(a)}. Which design is better?", "a": describe(a), "b": describe(b)}
 
 
 def _figures(name: str, d: dict, f: dict) -> str:
@@ -160,11 +169,11 @@ def argue(choice: str, confidence: float, a: dict, b: dict) -> str:
 def debate(model_dir: str | Path, a_json: str, b_json: str, plot: str | Path | None = None) -> str:
     """The model's choice between two wing designs, argued with the simulator's figures (see module docstring)."""
     from touchstone.judge import Judge
-    from touchstone.worlds.wing import describe, mission, plot_wings
+    from touchstone.worlds.wing import plot_wings
 
-    a, b = _designs(a_json, b_json)
+    a, b = check_designs(read_design(a_json), read_design(b_json), a_json, b_json)
     judge = Judge.load(model_dir)
-    r = judge.pair(describe(a), describe(b), prompt=f"A wing must {mission(a)}. Which design is better?")
+    r = judge.pairs([question(a, b)])[0]
     text = argue(r["choice"], r["p_" + r["choice"]], a, b)
     if plot is not None:
         plot_wings([a, b], plot, labels=["A", "B"])
