@@ -334,7 +334,8 @@ async def wing_variant(design: WingDesign, seed: int | None = None):
     from touchstone.debate import check_designs
     from touchstone.worlds.wing import WingWorld
 
-    full, _ = check_designs(design.model_dump(exclude_none=True), {})
+    d = design.model_dump(exclude_none=True)
+    full, _ = check_designs(d, d)
     return WingWorld().mutate(full, random.Random(seed))
 
 

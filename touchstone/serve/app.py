@@ -91,31 +91,30 @@ class Guard:
         if length is not None and (not length.isdigit() or int(length) > self.cfg.max_body_bytes):
             return await _refuse(scope, send, 413, f"request body over {self.cfg.max_body_bytes} bytes")
         limit, seen = self.cfg.max_body_bytes, 0
-        started = False
+        started = refused = False
 
         async def capped_receive():
-            nonlocal seen
+            # A body without Content-Length (chunked) is counted as it arrives: past the cap the client
+            # gets its 413 at once and the app sees a disconnect, so it stops reading.
+            nonlocal seen, refused
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    if not started and not refused:
+                        refused = True
+                        await _refuse(scope, send, 413, f"request body over {limit} bytes")
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message):
+        async def guarded_send(message):
             nonlocal started
+            if refused:
+                return  # the 413 is the answer
             started = started or message["type"] == "http.response.start"
             await send(message)
 
-        try:
-            await self.app(scope, capped_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _refuse(scope, send, 413, f"request body over {limit} bytes")
-
-
-class _TooLarge(Exception):
-    pass
+        await self.app(scope, capped_receive, guarded_send)
 
 
 def _token_of(scope, headers: dict) -> tuple[str | None, str]:

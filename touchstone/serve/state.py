@@ -50,6 +50,7 @@ class State:
 
     async def close(self) -> None:
         await self.loop.stop()
+        self.history.close()
 
 
 # ---------------------------------------------------------------------------------------------- judge

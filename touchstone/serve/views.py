@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -76,6 +77,9 @@ class History:
     def __init__(self):
         self._dir = Path(tempfile.mkdtemp(prefix="touchstone-serve-"))
         self._key = None
+
+    def close(self) -> None:
+        shutil.rmtree(self._dir, ignore_errors=True)  # the server's own folder, made in __init__
 
     @property
     def plot_path(self) -> Path:
