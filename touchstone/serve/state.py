@@ -187,6 +187,7 @@ def read_progress(ws: Workspace, first_gen: int, generations: int, with_bootstra
         if g and g["decision"]:
             stats = json.loads(g["stats"] or "{}")
             out["decisions"].append({"generation": gen, "decision": g["decision"], "challenger": g["challenger"],
+                                     "trained_from": stats.get("base"),
                                      "p_value": g["p_value"], "reason": g["reason"],
                                      "suites_champion": stats.get("suites_champion", {}),
                                      "suites_challenger": stats.get("suites_challenger", {})})

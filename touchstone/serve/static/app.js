@@ -61,8 +61,15 @@ const FIGURES = [
   ["alpha_required", "required angle of attack (deg)", (v) => v.toFixed(1)], ["CL_required", "CL required", (v) => v.toFixed(3)],
   ["CL_max", "CL max", (v) => v.toFixed(3)], ["wing_loading", "wing loading (N/m²)", (v) => v.toFixed(0)],
   ["stall_margin", "stall margin", (v) => (100 * v).toFixed(0) + "%"], ["feasible", "flies the mission", (v) => (v ? "yes" : "no")],
-  ["reason", "limit", (v) => String(v).replace(/_/g, " ")],
+  ["reason", "status", (v) => String(v).replace(/_/g, " ")],
 ];
+
+// The simulator's reason in words, as touchstone.debate writes it: "a_higher_L_over_D" -> "A has the higher L/D".
+function simReason(reason) {
+  const m = /^([ab])_(higher_L_over_D|only_feasible)$/.exec(reason);
+  if (!m) return reason.replace(/_/g, " ");
+  return m[2] === "higher_L_over_D" ? `${m[1].toUpperCase()} has the higher L/D` : `only ${m[1].toUpperCase()} can fly the mission`;
+}
 
 function figuresTable(fa, fb) {
   let rows = "";
@@ -230,9 +237,9 @@ function debatePage() {
       $("#figures tbody").innerHTML = figuresTable(r.figures.a, r.figures.b);
       const sim = r.simulator;
       $("#simulator").innerHTML = sim.better
-        ? `The simulator rates <b>${sim.better.toUpperCase()}</b> better (${esc(sim.reason.replace(/_/g, " ").replace(/^([ab]) /, (m, s) => s.toUpperCase() + " "))}) ` +
+        ? `The simulator rates <b>${sim.better.toUpperCase()}</b> better (${esc(simReason(sim.reason))}) ` +
           (sim.better === r.choice ? `<span class="badge agree">agrees with the model</span>` : `<span class="badge disagree">disagrees with the model</span>`)
-        : `The simulator finds no clear winner (${esc(sim.reason.replace(/_/g, " "))}).`;
+        : `The simulator finds no clear winner (${esc(simReason(sim.reason))}).`;
       $("#argument").innerHTML = r.text.split("\n").filter((l) => l.trim()).map((l) => `<p>${esc(l)}</p>`).join("");
       $("#debate-result").hidden = false;
     }, $("#debate-wait"));
@@ -262,7 +269,7 @@ function loopPage() {
     const tr = document.createElement("tr");
     tr.dataset.gen = d.generation;
     tr.innerHTML = `<td>${d.generation}</td><td><span class="badge ${esc(d.decision)}">${esc(d.decision)}</span></td>` +
-      `<td>${esc(d.challenger || "")}</td><td></td><td>${fmtP(d.p_value)}</td><td class="changes">${changes}</td>` +
+      `<td>${esc(d.challenger || "")}</td><td>${esc(d.trained_from || "")}</td><td>${fmtP(d.p_value)}</td><td class="changes">${changes}</td>` +
       `<td class="reason">${esc(d.reason || "")}</td>`;
     $("#decisions tbody").appendChild(tr);
     const img = $("#history-plot");
@@ -277,6 +284,16 @@ function loopPage() {
       $("#champion").textContent = s.champion || "none yet";
       if ($("#generation")) $("#generation").textContent = s.generation === null ? "–" : s.generation;
       if ($("#decided")) $("#decided").textContent = `${s.finished} (${s.promoted} promoted, ${s.rejected} rejected)`;
+      for (const [dir, n] of Object.entries(s.data)) {
+        const dd = document.querySelector(`dd[data-count="${dir}"]`);
+        if (dd) dd.textContent = n.toLocaleString("en") + " records";
+      }
+      for (const [world, acc] of Object.entries(s.held_out)) {
+        const row = document.querySelector(`tr[data-world="${world}"]`);
+        if (!row) continue;
+        row.querySelector(".hbar").style.width = 100 * acc + "%";
+        row.cells[2].textContent = pct(acc);
+      }
     } catch (e) { /* the workspace may not exist yet */ }
   }
 
