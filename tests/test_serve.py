@@ -24,7 +24,7 @@ from touchstone.errors import UserError
 from touchstone.judge import Judge
 from touchstone.loop import Workspace, check_invariants, history, run, status
 from touchstone.serve import ServeConfig, create_app
-from touchstone.serve.app import check_config
+from touchstone.serve.app import check_config, make_server
 
 WING_A = {"span": 10.0, "root_chord": 1.2, "taper": 0.5, "sweep": 5, "twist": -2.0, "airfoil": "naca2412",
           "speed": 50, "altitude": 2000, "weight": 4000, "alpha_limit": 10, "max_span": 14.0}
@@ -61,11 +61,8 @@ def free_port() -> int:
 @contextlib.contextmanager
 def live_server(cfg: ServeConfig):
     """The app under uvicorn on a free loopback port, in a thread; yields its base URL."""
-    import uvicorn
-
     cfg.port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(cfg), host="127.0.0.1", port=cfg.port, log_level="warning",
-                                           timeout_graceful_shutdown=3))
+    server = make_server(create_app(cfg), "127.0.0.1", cfg.port)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 60

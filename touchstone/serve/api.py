@@ -380,23 +380,28 @@ async def loop_run(request: Request):
                         "suite scores), `log` (a line of the loop's output), `finished` (exit status, error).",
             responses={200: {"content": {"text/event-stream": {}}}})
 async def loop_events(request: Request):
-    runner = _state(request).loop
+    state = _state(request)
+    runner = state.loop
     queue: asyncio.Queue = asyncio.Queue()
     runner.subscribers.add(queue)
 
     async def stream():
+        closing = asyncio.ensure_future(state.closing.wait())
         try:
             yield _sse("state", runner.snapshot())
-            while True:
-                try:
-                    event, data = await asyncio.wait_for(queue.get(), 15)
-                except asyncio.TimeoutError:
-                    if await request.is_disconnected():
-                        break
-                    yield ": keep-alive\n\n"
-                    continue
+            while not state.closing.is_set():
+                get = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({get, closing}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+                if get not in done:
+                    get.cancel()
+                    if not done and not await request.is_disconnected():
+                        yield ": keep-alive\n\n"  # also how a client that went away is noticed
+                        continue
+                    break
+                event, data = get.result()
                 yield _sse(event, data)
         finally:
+            closing.cancel()
             runner.subscribers.discard(queue)
 
     return StreamingResponse(stream(), media_type="text/event-stream",

@@ -222,7 +222,22 @@ def create_app(cfg: ServeConfig):
     app.include_router(api.router, prefix="/api/v1")
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    return Guard(app, cfg)
+    guarded = Guard(app, cfg)
+    guarded.state = state
+    return guarded
+
+
+def make_server(app, host: str, port: int):
+    """A uvicorn server for `create_app`'s app whose shutdown first ends the event streams (they would
+    otherwise hold it until uvicorn's graceful timeout cancels them, with a traceback in the log)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None):
+            app.state.closing.set()
+            await super().shutdown(sockets)
+
+    return Server(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3))
 
 
 def _reply(status: int):
@@ -236,12 +251,9 @@ def _reply(status: int):
 
 def serve(cfg: ServeConfig) -> None:
     """Run the app under uvicorn until interrupted."""
-    import uvicorn
-
     check_config(cfg)
-    app = create_app(cfg)
+    server = make_server(create_app(cfg), cfg.host, cfg.port)
     where = f"http://{cfg.host}:{cfg.port}/"
     print(f"touchstone serve: {where} (API {where}api/v1, docs {where}docs)"
           + ("; token required" if cfg.token else ""), flush=True)
-    # Streams (the loop's events) stay open; give them 3 s to close on Ctrl-C rather than waiting forever.
-    uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning", timeout_graceful_shutdown=3)
+    server.run()

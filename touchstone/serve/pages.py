@@ -95,7 +95,9 @@ async def model(name: str, request: Request):
     state = request.app.state.touchstone
     dirs = views.model_dirs(state.ws, state.cfg.model)
     if name not in dirs:
-        return _page(request, "models.html", page="models", models=[], missing=f"no model '{name}'")
+        champion = state.ws.champion()
+        rows = [views.model_summary(n, d, champion) for n, d in dirs.items()]
+        return _page(request, "models.html", page="models", models=rows, missing=f"no model '{name}' here")
     report = await asyncio.to_thread(views.model_report, name, dirs[name], state.ws.champion(), dirs)
     base = request.url_for("model_file", name=name, filename="x").path[:-1]
     html = {f: render_markdown(text, base) for f, text in report["reports"].items()}

@@ -47,6 +47,7 @@ class State:
         from touchstone.serve.views import History
 
         self.history = History()
+        self.closing = asyncio.Event()  # set when the server shuts down: event streams end
 
     async def close(self) -> None:
         await self.loop.stop()
