@@ -303,6 +303,26 @@ def test_another_address_without_a_token_refuses_to_start(capsys, monkeypatch):
 
 
 # ------------------------------------------------------------------------------------ loop and models
+def test_the_loops_output_becomes_lines_however_long_its_progress_bars(tmp_path):
+    import asyncio
+
+    from touchstone.serve.state import LoopRunner
+
+    async def read(data: bytes) -> list[str]:
+        class Child:
+            stdout = asyncio.StreamReader()
+
+        Child.stdout.feed_data(data)
+        Child.stdout.feed_eof()
+        runner = LoopRunner(Workspace(tmp_path))
+        await runner._read_output(Child)
+        return list(runner.log)
+
+    bar = "".join(f"\rtrain {i}/100000" for i in range(100_000))  # 1.7 MB without a newline
+    lines = asyncio.run(read(f"[12:00:00] generation 1: train\r\n{bar}\ndone é\n".encode()))
+    assert lines == ["[12:00:00] generation 1: train", "train 99999/100000", "done é"]
+
+
 @needs_corpus
 def test_status_history_and_models_are_what_the_cli_shows(bootstrapped, model_dir, tmp_path):
     root = tmp_path / "ws"

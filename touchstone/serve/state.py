@@ -4,6 +4,7 @@ retrain runner with its progress events."""
 from __future__ import annotations
 
 import asyncio
+import codecs
 import collections
 import contextlib
 import ctypes
@@ -268,13 +269,22 @@ class LoopRunner:
             return self.snapshot()
 
     async def _read_output(self, proc) -> None:
-        async for raw in proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            # Carriage-return progress bars (tqdm) arrive as one long line: keep the last frame.
-            line = line.split("\r")[-1]
-            if line.strip():
-                self.log.append(line)
-                self.publish("log", {"line": line})
+        """The child's output as lines. Read in chunks, not with readline: a progress bar redrawn with
+        carriage returns makes one endless line, which would overrun readline's limit and, unread, fill
+        the pipe and stall the loop. Of such a line only its last frame is kept."""
+        decode = codecs.getincrementaldecoder("utf-8")("replace").decode
+        pending = ""
+        while chunk := await proc.stdout.read(1 << 16):
+            *lines, pending = (pending + decode(chunk)).split("\n")
+            pending = pending.rsplit("\r", 1)[-1]
+            for line in lines:
+                line = line.rstrip("\r").rsplit("\r", 1)[-1].rstrip()
+                if line.strip():
+                    self.log.append(line)
+                    self.publish("log", {"line": line})
+        if pending.strip():
+            self.log.append(pending.rstrip())
+            self.publish("log", {"line": pending.rstrip()})
 
     async def _watch(self, proc, run: dict) -> None:
         seen_decisions = {d["generation"] for d in run["progress"]["decisions"]}
