@@ -349,6 +349,25 @@ def test_status_history_and_models_are_what_the_cli_shows(bootstrapped, model_di
         assert sorted(p.name for p in root.rglob("*")) == before  # reading never writes the workspace
 
 
+def test_a_models_markdown_report_is_rendered_with_its_plots(model_dir, tmp_path):
+    png = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+    m = tmp_path / "judge-x"
+    shutil.copytree(model_dir, m)
+    (m / "eval.md").write_text("# Evaluation\n\n| task | accuracy |\n|---|---|\n| suite:code | 65.7% |\n\n"
+                               "![eval-tasks.png](eval-tasks.png)\n\n<script>alert(1)</script>\n")
+    (m / "eval-tasks.png").write_bytes(png)
+    (m / "loose.png").write_bytes(png)
+    with TestClient(create_app(ServeConfig(workspace=str(tmp_path / "ws"), model=str(m)))) as c:
+        rep = c.get("/api/v1/models/judge-x/report").json()
+        html = rep["report_html"]["eval.md"]
+        assert '<img src="/api/v1/models/judge-x/files/eval-tasks.png"' in html and "<table>" in html
+        assert "<script>" not in html  # a report's raw HTML is shown as text
+        assert rep["plots"] == ["/api/v1/models/judge-x/files/eval-tasks.png", "/api/v1/models/judge-x/files/loose.png"]
+        assert c.get("/api/v1/models/judge-x/files/eval-tasks.png").content == png
+        page = c.get("/models/judge-x").text
+        assert page.count("files/eval-tasks.png") == 1 and page.count("files/loose.png") == 1
+
+
 def test_status_of_a_missing_workspace_is_404(client):
     r = client.get("/api/v1/loop/status")
     assert r.status_code == 404 and "not a Touchstone workspace" in r.json()["detail"]

@@ -104,4 +104,6 @@ async def model(name: str, request: Request):
     import yaml
 
     recipe = yaml.safe_dump(report["recipe"], sort_keys=False) if report["recipe"] else None
-    return _page(request, "model.html", page="models", m=report, html=html, recipe=recipe, base=base)
+    # Plots a report shows are drawn there; the others get a card of their own.
+    loose = [f for f in report["plots"] if not any(f"({f})" in text for text in report["reports"].values())]
+    return _page(request, "model.html", page="models", m=report, html=html, recipe=recipe, base=base, plots=loose)
