@@ -255,7 +255,8 @@ class LoopRunner:
             root = str(Path(touchstone.__file__).resolve().parent.parent)
             cmd = [sys.executable, "-m", "touchstone", "run", "--workspace", str(self.ws.root),
                    "--generations", str(len(finished) + generations)]
-            env = {**os.environ, "PYTHONPATH": root, "PYTHONUNBUFFERED": "1"}
+            path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+            env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
             self.proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
