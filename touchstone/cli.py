@@ -200,6 +200,12 @@ def _history(args):
     print(history(args.workspace))
 
 
+def _serve(args):
+    from touchstone.serve import ServeConfig, serve
+
+    serve(ServeConfig(workspace=args.workspace, model=args.model, host=args.host, port=args.port, token=args.token))
+
+
 OVERWRITE_DIR = ("replace an existing output directory (only one Touchstone wrote: its MANIFEST.json lists every "
                  "file in it); without this an existing one is an error")
 OVERWRITE_FILE = "replace existing output files; without this an existing one is an error"
@@ -362,6 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
                              ("history", _history, "every generation's decision and scores")):
         s = command(name, func, help)
         s.add_argument("--workspace", default="workspace", help=ws_help)
+
+    s = command("serve", _serve, "the web app and JSON API (/api/v1, docs at /docs): compare, debate, loop, models")
+    s.add_argument("--workspace", default="workspace", help=ws_help)
+    s.add_argument("--model", help="model directory that judges (default: the workspace's champion)")
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; others need --token)")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--token", help="secret every request must carry (default: $TOUCHSTONE_TOKEN)")
     return p
 
 

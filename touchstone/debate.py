@@ -72,20 +72,30 @@ def check_design(design: dict, where: str) -> dict:
     return design
 
 
-def _designs(a_json: str, b_json: str) -> tuple[dict, dict]:
+def check_designs(a: dict, b: dict, a_name: str = "design A", b_name: str = "design B") -> tuple[dict, dict]:
+    """Two designs ready to compare: each checked key by key (`check_design`), B takes A's mission keys it
+    lacks, defaults filled in, rounded as the text writes them. A missing key or a different mission is
+    a UserError naming the design."""
     from touchstone.worlds.wing import DEFAULTS, DESIGN_KEYS, MISSION_KEYS, _round
 
-    a, b = check_design(read_design(a_json), a_json), check_design(read_design(b_json), b_json)
+    a, b = dict(check_design(a, a_name)), dict(check_design(b, b_name))
     for key in MISSION_KEYS:
         if key in a and key not in b:
             b[key] = a[key]
         if key in a and key in b and float(a[key]) != float(b[key]):
-            raise UserError(f"{b_json}: key '{key}' differs from {a_json}: both designs must fly the same mission")
-    for name, d in ((a_json, a), (b_json, b)):
+            raise UserError(f"{b_name}: key '{key}' differs from {a_name}: both designs must fly the same mission")
+    for name, d in ((a_name, a), (b_name, b)):
         for key in DESIGN_KEYS + ("speed", "altitude", "weight"):
             if key not in d:
                 raise UserError(f"{name}: missing key '{key}'")
     return _round({**DEFAULTS, **a}), _round({**DEFAULTS, **b})
+
+
+def question(a: dict, b: dict) -> dict:
+    """The pair question the judge is asked about two checked designs: {"prompt", "a", "b"}."""
+    from touchstone.worlds.wing import describe, mission
+
+    return {"prompt": f"A wing must {mission(a)}. Which design is better?", "a": describe(a), "b": describe(b)}
 
 
 def _figures(name: str, d: dict, f: dict) -> str:
@@ -185,13 +195,13 @@ def debate(model_dir: str | Path, a_json: str, b_json: str, plot: str | Path | N
     """The model's choice between two wing designs, argued with the simulator's figures (see module docstring)."""
     from touchstone.files import check_output
     from touchstone.judge import Judge
-    from touchstone.worlds.wing import describe, mission, plot_wings
+    from touchstone.worlds.wing import plot_wings
 
-    a, b = _designs(a_json, b_json)
+    a, b = check_designs(read_design(a_json), read_design(b_json), a_json, b_json)
     if plot is not None:
         check_output(plot, overwrite=overwrite)
     judge = Judge.load(model_dir)
-    r = judge.pair(describe(a), describe(b), prompt=f"A wing must {mission(a)}. Which design is better?")
+    r = judge.pairs([question(a, b)])[0]
     text = argue(r["choice"], r["p_" + r["choice"]], a, b)
     if plot is not None:
         plot_wings([a, b], plot, labels=["A", "B"])

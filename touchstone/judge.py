@@ -26,6 +26,7 @@ mutate it without knowing its truth (code). Off by default, and the loop's gate 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from pathlib import Path
 
@@ -113,8 +114,10 @@ class Judge:
         bar.close()
         return out
 
-    def pairs(self, records: list[dict], progress: bool = False) -> list[dict]:
-        """{"choice", "p_a", "p_b"} for each record with `a`, `b` and optional `prompt`."""
+    def pairs(self, records: list[dict], progress: bool = False, orders: bool = False) -> list[dict]:
+        """{"choice", "p_a", "p_b"} for each record with `a`, `b` and optional `prompt`; with `orders`,
+        also "orders": p(a is better) as read from each order alone, {"a_first", "b_first"} (how much
+        the position sways the model: the two agree for a judge without position bias)."""
         texts = []
         for r in records:
             p = r.get("prompt") or ""
@@ -126,6 +129,8 @@ class Judge:
             combined = (lo[2 * i] - lo[2 * i + 1]) / 2
             p_a, p_b = _sigmoid(combined), _sigmoid(-combined)
             out.append({"choice": "a" if p_a >= p_b else "b", "p_a": p_a, "p_b": p_b})
+            if orders:
+                out[-1]["orders"] = {"a_first": _sigmoid(lo[2 * i]), "b_first": _sigmoid(-lo[2 * i + 1])}
         return out
 
     def claims(self, records: list[dict], progress: bool = False, contrast=None) -> list[dict]:
@@ -161,12 +166,13 @@ class Judge:
     def claim(self, statement: str) -> dict:
         return self.claims([{"statement": statement}])[0]
 
-    def records(self, records: list[dict], progress: bool = False, contrast=None) -> list[dict]:
-        """Judge a mixed list of pair and claim records, keeping their order (`contrast`: see `claims`)."""
+    def records(self, records: list[dict], progress: bool = False, contrast=None, orders: bool = False) -> list[dict]:
+        """Judge a mixed list of pair and claim records, keeping their order (`contrast`: see `claims`,
+        `orders`: see `pairs`)."""
         pi = [i for i, r in enumerate(records) if "a" in r]
         ci = [i for i, r in enumerate(records) if "a" not in r]
         out: list[dict] = [{}] * len(records)
-        for i, v in zip(pi, self.pairs([records[i] for i in pi], progress)):
+        for i, v in zip(pi, self.pairs([records[i] for i in pi], progress, orders)):
             out[i] = v
         for i, v in zip(ci, self.claims([records[i] for i in ci], progress, contrast)):
             out[i] = v
@@ -175,12 +181,22 @@ class Judge:
 
 class AsyncJudge:
     """`await aj.pair(...)` / `await aj.claim(...)` from many coroutines at once: questions that arrive
-    together are answered in one batch, in a worker thread, so the event loop never blocks."""
+    together are answered in one batch, in a worker thread, so the event loop never blocks.
 
-    def __init__(self, judge: Judge):
+    A batch starts when the first waiting question has waited `max_wait` seconds or `max_batch` questions
+    are waiting, whichever comes first; questions that arrive while a batch runs form the next one.
+    `max_batch=1` answers one question per forward pass (the benchmark's peer). A caller that stops
+    waiting (a timeout) loses only its own answer. `orders`: pair answers carry each order's reading
+    (`Judge.pairs`)."""
+
+    def __init__(self, judge: Judge, max_wait: float = 0.0, max_batch: int | None = None, orders: bool = False):
         self.judge = judge
+        self.orders = orders
+        self.max_wait = max_wait
+        self.max_batch = max_batch or 4 * judge.batch_size
         self._pending: list[tuple[dict, asyncio.Future]] = []
         self._running = False
+        self._full = asyncio.Event()
 
     async def pair(self, a: str, b: str, prompt: str = "") -> dict:
         return await self._submit({"prompt": prompt, "a": a, "b": b})
@@ -191,6 +207,8 @@ class AsyncJudge:
     async def _submit(self, record: dict) -> dict:
         future = asyncio.get_running_loop().create_future()
         self._pending.append((record, future))
+        if len(self._pending) >= self.max_batch:
+            self._full.set()
         if not self._running:
             self._running = True
             asyncio.get_running_loop().create_task(self._drain())
@@ -200,16 +218,24 @@ class AsyncJudge:
         await asyncio.sleep(0)  # let every coroutine that is ready queue its question first
         try:
             while self._pending:
-                batch = self._pending[:4 * self.judge.batch_size]
-                del self._pending[:len(batch)]
+                if self.max_wait > 0 and len(self._pending) < self.max_batch:
+                    self._full.clear()
+                    with contextlib.suppress(asyncio.TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), self.max_wait)
+                batch = [(r, f) for r, f in self._pending[:self.max_batch] if not f.done()]
+                del self._pending[:self.max_batch]
+                if not batch:
+                    continue
                 try:
-                    results = await asyncio.to_thread(self.judge.records, [r for r, _ in batch])
+                    results = await asyncio.to_thread(self.judge.records, [r for r, _ in batch], orders=self.orders)
                 except Exception as e:  # noqa: BLE001 - hand the failure to every waiting caller
                     for _, f in batch:
-                        f.set_exception(e)
+                        if not f.done():
+                            f.set_exception(e)
                     continue
                 for (_, f), r in zip(batch, results):
-                    f.set_result(r)
+                    if not f.done():  # its caller may have given up meanwhile
+                        f.set_result(r)
         finally:
             self._running = False
 
