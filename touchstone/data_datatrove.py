@@ -76,8 +76,10 @@ class SourceAdapter:
         text = record[key]
         if not isinstance(text, str):
             raise UserError(f"{path}:{id_in_file}: key '{key}' should be a string, got {type(text).__name__}")
-        # datatrove's readers skip empty texts; data.py counts them as documents dropped too_short.
-        return {"text": text or " ", "id": f"{path}/{id_in_file}", "metadata": dict(self.origins.get(path, {}))}
+        meta = dict(self.origins.get(path, {}))
+        if not text:  # datatrove's readers skip empty texts; data.py counts them, dropped too_short
+            text, meta["empty"] = " ", True
+        return {"text": text, "id": f"{path}/{id_in_file}", "metadata": meta}
 
 
 class TextReader(BaseDiskReader):
@@ -118,9 +120,10 @@ class Chunks(PipelineStep):
 
     def run(self, docs, rank: int = 0, world_size: int = 1):
         for doc in docs:
+            raw = "" if doc.metadata.pop("empty", False) else doc.text
             self.stat_update("documents")
-            self.stat_update("bytes_in", value=len(doc.text.encode("utf-8")))
-            for i, (text, _) in enumerate(data.cleaned([(doc.text, "")], self.cfg)):
+            self.stat_update("bytes_in", value=len(raw.encode("utf-8")))
+            for i, (text, _) in enumerate(data.cleaned([(raw, "")], self.cfg)):
                 yield Document(text=text, id=f"{doc.id}/{i}", metadata=doc.metadata)
 
 
