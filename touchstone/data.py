@@ -41,13 +41,11 @@ Not guaranteed: near-duplicate detection is probabilistic (LSH may miss a pair j
 threshold or drop one just below it); text inside a single line longer than `max_chars` is dropped,
 not cut.
 
-Past one machine: datatrove (installs beside the pinned torch; not a dependency) runs the same stages
-as separate pipelines on its LocalPipelineExecutor, SlurmPipelineExecutor or RayPipelineExecutor:
-JsonlReader/ParquetReader/HuggingFaceDatasetReader -> the filters below as LambdaFilter blocks (same
-contract: document in, keep or drop with a counted reason) -> MinhashDedupSignature, Buckets, Cluster
-and Filter (the near-dup index sharded on disk instead of held in memory) -> JsonlWriter per split ->
-DocumentTokenizer with our tokenizer. On one machine the plain-Python path here is simpler and fast
-enough; `workers` fans cleaning and filtering out over local processes.
+Past one machine: `executor` local, slurm or ray (`pip install touchstone[scale]`) runs the same stages
+as datatrove pipelines on its LocalPipelineExecutor, SlurmPipelineExecutor or RayPipelineExecutor,
+sharded into `tasks`, with both dedup indexes on disk (data_datatrove.py says what it keeps identical
+and what not). On one machine the plain path here is simpler and fast enough; `workers` fans cleaning
+and filtering out over local processes.
 """
 
 from __future__ import annotations
