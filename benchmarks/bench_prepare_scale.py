@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -100,8 +101,8 @@ def main() -> None:
             plain = measure([*common, "--out", str(tmp / f"plain-{scale}")])
             dt = measure([*common, "--out", str(tmp / f"dt-{scale}"), "--executor", "local", "--tasks", str(scale)])
             rows.append((scale, plain, dt))
-            for path in (tmp / f"plain-{scale}", tmp / f"dt-{scale}"):
-                subprocess.run(["rm", "-rf", str(path)], check=True)
+            for path in (tmp / f"plain-{scale}", tmp / f"dt-{scale}", tmp / f"corpus-{scale}"):
+                shutil.rmtree(path)
         print(f"{'corpus':>7} {'path':>9} {'documents':>10} {'seconds':>8} {'docs/s':>7} {'largest MB':>11} "
               f"{'all MB':>7}  near_duplicate")
         for scale, plain, dt in rows:

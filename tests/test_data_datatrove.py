@@ -19,7 +19,7 @@ from touchstone.data import PrepareConfig, prepare
 from touchstone.files import MANIFEST, check_manifest, shared_data
 
 pytest.importorskip("datatrove")
-from touchstone import data_datatrove as dd  # noqa: E402
+from touchstone import data_datatrove as dd
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(vocab_size=300, val_fraction=0.02, test_fraction=0.02)

@@ -454,12 +454,13 @@ def stages(sources: list[str], out: Path, cfg: data.PrepareConfig, work: Path) -
                                                             adapter=text_record_of)], n))
     plan.append(("tokenizer", [TrainTokenizer(sources, cfg, work)], 1))
     tokenize = []
+    # Batches of data.write_shard's size: datatrove's default of 10,000 documents holds ~0.7 GB of Encodings.
     for split in data.SPLITS:
         (work / "text" / split).mkdir(parents=True, exist_ok=True)
         tokenize += [JsonlReader(f"{w}/text/{split}", glob_pattern="*.jsonl.gz"),
                      DocumentTokenizer(f"{w}/tokens/{split}", tokenizer_name_or_path=f"{w}/tokenizer/tokenizer.json",
                                        eos_token=eos_token(cfg), save_filename=split, shuffle_documents=False,
-                                       save_final_metadata=False)]
+                                       save_final_metadata=False, batch_size=512)]
     plan.append(("tokenize", tokenize, n))
     plan.append(("assemble", [Assemble(sources, out, cfg, work)], 1))
     return plan
