@@ -505,7 +505,7 @@ def executors(plan, cfg: data.PrepareConfig, work: Path) -> list:
     return execs
 
 
-def run(execs, work: Path) -> None:
+def run(execs) -> None:
     for ex in execs:
         ex.run()
         if missing := ex.get_incomplete_ranks():
@@ -526,8 +526,8 @@ def _ray_init(cfg: data.PrepareConfig) -> None:
         ray.init()  # an existing cluster, where touchstone is installed
     else:  # a cluster of this machine: its workers import this same touchstone
         root = str(Path(__file__).resolve().parents[1])
-        ray.init(num_cpus=cfg.workers, include_dashboard=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}})
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        ray.init(num_cpus=cfg.workers, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
 
 
 def prepare_datatrove(sources: list[str], out: str | Path, cfg: data.PrepareConfig) -> dict:
@@ -561,7 +561,7 @@ def prepare_datatrove(sources: list[str], out: str | Path, cfg: data.PrepareConf
         return {"submitted": [ex.job_id for ex in execs], "work": str(work), "out": str(out)}
     if cfg.executor == "ray":
         _ray_init(cfg)
-    run(execs, work)
+    run(execs)
     manifest = json.loads((out / "MANIFEST.json").read_text(encoding="utf-8"))
     shutil.rmtree(work)
     return {k: v for k, v in manifest.items() if k != "files"}
