@@ -61,7 +61,7 @@ def _data_prepare(args):
 
     cfg = PrepareConfig.load(args.config, _overrides(args, "text_field", "lowercase", "min_chars", "max_chars",
                                                       "near_dup_threshold", "seed", "tokenizer", "workers",
-                                                      "vocab_size"))
+                                                      "vocab_size", "executor", "tasks"))
     summary = prepare(args.sources, args.out, cfg, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
 
@@ -250,7 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--near-dup-threshold", type=float, help="MinHash Jaccard threshold for near duplicates")
     s.add_argument("--tokenizer", help="tokenizer directory (default: train one on the train split)")
     s.add_argument("--vocab-size", type=positive_int, help="vocabulary of the trained tokenizer (default 8192)")
-    s.add_argument("--workers", type=positive_int, help="processes for cleaning and filtering (default 1)")
+    s.add_argument("--workers", type=positive_int, help="processes for cleaning and filtering, or datatrove tasks run "
+                   "at once (default 1)")
+    s.add_argument("--executor", choices=["local", "slurm", "ray"],
+                   help="run the stages as datatrove pipelines on this executor (default: none, one process)")
+    s.add_argument("--tasks", type=nonneg_int, help="datatrove tasks the input is sharded into (default: --workers)")
     s.add_argument("--seed", type=int)
 
     t = command("tokenizer", None, "tokenizer training")

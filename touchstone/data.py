@@ -41,13 +41,11 @@ Not guaranteed: near-duplicate detection is probabilistic (LSH may miss a pair j
 threshold or drop one just below it); text inside a single line longer than `max_chars` is dropped,
 not cut.
 
-Past one machine: datatrove (installs beside the pinned torch; not a dependency) runs the same stages
-as separate pipelines on its LocalPipelineExecutor, SlurmPipelineExecutor or RayPipelineExecutor:
-JsonlReader/ParquetReader/HuggingFaceDatasetReader -> the filters below as LambdaFilter blocks (same
-contract: document in, keep or drop with a counted reason) -> MinhashDedupSignature, Buckets, Cluster
-and Filter (the near-dup index sharded on disk instead of held in memory) -> JsonlWriter per split ->
-DocumentTokenizer with our tokenizer. On one machine the plain-Python path here is simpler and fast
-enough; `workers` fans cleaning and filtering out over local processes.
+Past one machine: `executor` local, slurm or ray (`pip install touchstone[scale]`) runs the same stages
+as datatrove pipelines on its LocalPipelineExecutor, SlurmPipelineExecutor or RayPipelineExecutor,
+sharded into `tasks`, with both dedup indexes on disk (data_datatrove.py says what it keeps identical
+and what not). On one machine the plain path here is simpler and fast enough; `workers` fans cleaning
+and filtering out over local processes.
 """
 
 from __future__ import annotations
@@ -94,7 +92,14 @@ class PrepareConfig(Config):
     seed: int = field(0, help="salts the split hash; a different seed gives a different split")
     vocab_size: int = field(8192, help="vocabulary of the trained tokenizer")
     tokenizer: str | None = field(None, help="existing tokenizer directory (default: train one on the train split)")
-    workers: int = field(1, help="processes for cleaning and filtering (1: in this process)", min=1)
+    workers: int = field(1, help="processes for cleaning and filtering (1: in this process); with an executor, "
+                                 "how many datatrove tasks run at once", min=1)
+    executor: str | None = field(None, help="run as datatrove pipelines on its local, slurm or ray executor "
+                                            "(default: none, this process; see data_datatrove.py)",
+                                 choices=("local", "slurm", "ray"))
+    tasks: int = field(0, help="datatrove tasks, the shards the input is cut into (0: as many as workers)", min=0)
+    slurm_partition: str | None = field(None, help="Slurm partition the jobs run on (executor slurm)")
+    slurm_time: str = field("24:00:00", help="Slurm time limit of each job (executor slurm)")
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -167,14 +172,18 @@ def read_parquet(path: Path, text_field: str) -> Iterator[Doc]:
                 yield str(value), str(path)
 
 
+def hf_spec(spec: str) -> tuple[str, str, str]:
+    """`hf:NAME[:CONFIG][@SPLIT]` -> (NAME, CONFIG or "", SPLIT or "train")."""
+    rest, _, split = spec[3:].partition("@")
+    name, _, config = rest.partition(":")
+    return name, config, split or "train"
+
+
 def read_hf(spec: str, text_field: str) -> Iterator[Doc]:
     """`hf:NAME[:CONFIG][@SPLIT]` through `datasets`, streaming (a local folder works as NAME)."""
     import datasets
 
-    rest = spec[3:]
-    rest, _, split = rest.partition("@")
-    name, _, config = rest.partition(":")
-    split = split or "train"
+    name, config, split = hf_spec(spec)
     if name.startswith(("/", "./", "../", "~")) and not Path(name).expanduser().exists():
         raise UserError(f"{spec}: no such dataset folder {name}")
     try:
@@ -194,11 +203,19 @@ def read_hf(spec: str, text_field: str) -> Iterator[Doc]:
             yield row[key], spec
 
 
-def _read_file(path: Path, cfg: PrepareConfig) -> Iterator[Doc]:
+def file_kind(path: Path) -> str:
+    """How a source file is read: "jsonl", "parquet" or "text"."""
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
+        return "jsonl"
+    return "parquet" if name.endswith(".parquet") else "text"
+
+
+def _read_file(path: Path, cfg: PrepareConfig) -> Iterator[Doc]:
+    kind = file_kind(path)
+    if kind == "jsonl":
         return read_jsonl_texts(path, cfg.text_field)
-    if name.endswith(".parquet"):
+    if kind == "parquet":
         return read_parquet(path, cfg.text_field)
     return read_text_file(path, TEXT_BLOCK_CHARS)
 
@@ -468,16 +485,22 @@ class _GzJsonl:
         self.raw.close()
 
 
-def write_shard(records_file: Path, tokenizer, out: Path, batch: int = 512) -> int:
-    """Token ids of every text in `records_file`, each followed by <|endoftext|>, as uint16; returns
-    the number of tokens."""
-    import numpy as np
-
+def eos_id(tokenizer) -> int:
+    """The id that ends every document in a shard: <|endoftext|>, else the tokenizer's eos token."""
     eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     if eos is None or eos == tokenizer.unk_token_id and tokenizer.unk_token != "<|endoftext|>":
         eos = tokenizer.eos_token_id
     if eos is None:
         raise UserError(f"{tokenizer.name_or_path}: tokenizer has no <|endoftext|> or eos token")
+    return eos
+
+
+def write_shard(records_file: Path, tokenizer, out: Path, batch: int = 512) -> int:
+    """Token ids of every text in `records_file`, each followed by <|endoftext|>, as uint16; returns
+    the number of tokens."""
+    import numpy as np
+
+    eos = eos_id(tokenizer)
     backend = tokenizer.backend_tokenizer
     total = 0
     with open(out, "wb") as f:
@@ -522,6 +545,10 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
     if cfg.min_chars > cfg.max_chars:
         raise UserError(f"config: key 'min_chars' ({cfg.min_chars}) is above 'max_chars' ({cfg.max_chars})")
     check_output(out, overwrite=overwrite, directory=True, kind="prepared-data")
+    if cfg.executor is not None:  # the same stages as datatrove pipelines
+        from touchstone.data_datatrove import prepare_datatrove
+
+        return prepare_datatrove(sources, out, cfg, overwrite=overwrite)
 
     drops: Counter = Counter()
     counts: Counter = Counter()
