@@ -119,7 +119,9 @@ def default_cache() -> Path:
 
 def default_data() -> Path:
     """The embedded default corpus, prepared once into the cache and reused."""
-    path = default_cache() / "default-corpus"
+    # "-2": prepared with the digit-splitting tokenizer trained on the worlds' text too; a cache of the
+    # earlier tokenizer is left alone and not reused.
+    path = default_cache() / "default-corpus-2"
     if not (path / MANIFEST).exists():
         from touchstone.corpus import default_sources
         from touchstone.data import PrepareConfig, prepare
