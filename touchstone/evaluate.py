@@ -305,11 +305,11 @@ def claim_contrast(k: int):
     return contrast
 
 
-def _judged(judge, records: list[dict], contrast: int = 0) -> dict:
+def _judged(judge, records: list[dict], contrast: int = 0, progress: bool = True) -> dict:
     """Judge a mixed list of pair and claim records: overall accuracy, the metrics of each form (pairs,
     claims) and the accuracy of each record kind. `contrast`: claims against that many mutants of
     themselves where their world can make them (`claim_contrast`); 0 reads every claim directly."""
-    verdicts = judge.records(records, progress=True, contrast=claim_contrast(contrast) if contrast else None)
+    verdicts = judge.records(records, progress=progress, contrast=claim_contrast(contrast) if contrast else None)
     gold = [str(r["label"]).lower() for r in records]
     pred = [str(v["choice"]).lower() for v in verdicts]
     overall = classification(gold, pred, [])
