@@ -14,7 +14,7 @@ Task specs:
   perplexity:PATH     perplexity and bits per byte of a text file (see touchstone.generate.perplexity).
   bleu:PATH           JSONL with prompt,reference: greedy continuation of the prompt, corpus BLEU (sacrebleu).
   suite:NAME          a world's held-out suite (touchstone.synth.heldout_suite) through the judge, versioned
-                      by the world's version.
+                      by the world's version; also `suite:facts-untaught`, facts no training record teaches.
 
 Claims (in claims:, pairs: and suite: files) are read from the judge's <|true|>/<|false|> answer, or, with
 `contrast` K > 0, set against K mutants of themselves where their world can mutate without knowing the
@@ -241,8 +241,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if kind == "suite":
         from touchstone.worlds import WORLDS
 
-        if arg not in WORLDS:
-            raise UserError(f"task spec '{spec}': unknown world '{arg}' (known: {', '.join(WORLDS)})")
+        from touchstone.synth import EXTRA_SUITES
+
+        if arg not in WORLDS and arg not in EXTRA_SUITES:
+            raise UserError(f"task spec '{spec}': unknown suite '{arg}' (known: {', '.join([*WORLDS, *EXTRA_SUITES])})")
     elif kind in ("perplexity", "bleu"):
         if not Path(arg).is_file():
             raise UserError(f"task spec '{spec}': {arg}: no such file")

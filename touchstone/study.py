@@ -77,9 +77,10 @@ def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: Fi
         write_json_atomic(out / "curve.json", {**header, "points": [p.__dict__ for p in points]})
 
     def callback(step: int, model, tokenizer) -> None:
-        # Training time since the last call; evaluation is off both clocks.
-        clock["wall"] += time.monotonic() - last["wall"]
-        clock["cpu"] += time.process_time() - last["cpu"]
+        # Training time since the last call (the first comes before any); evaluation is off both clocks.
+        if step > 0:
+            clock["wall"] += time.monotonic() - last["wall"]
+            clock["cpu"] += time.process_time() - last["cpu"]
         if step % every == 0:
             score(step, model, tokenizer)
         last["wall"], last["cpu"] = time.monotonic(), time.process_time()
