@@ -1,5 +1,6 @@
 """Pretraining: one step moves every weight, exact resume, gradient accumulation, reload, bad input."""
 
+import itertools
 import json
 
 import numpy as np
@@ -235,7 +236,7 @@ def test_a_time_budget_trains_until_the_deadline_on_the_clock_s_schedule(data, t
     assert max(rates) > 0.9 * peak  # a slow start spends the warmup's share of the time, not the peak
     assert rates[-1] == pytest.approx(peak / 10, rel=0.05)  # the last step is on the decayed rate
     after_peak = rates[rates.index(max(rates)):]
-    assert all(a >= b for a, b in zip(after_peak, after_peak[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(after_peak))
 
 
 def test_lr_follows_the_fraction_of_a_time_budget():

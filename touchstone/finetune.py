@@ -225,9 +225,9 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
     (`touchstone.study` measures learning curves with it); the time it takes is not counted against `minutes`."""
     import torch
 
+    from touchstone import pretrain as tp
     from touchstone.generate import load_model
     from touchstone.judge import ensure_special_tokens
-    from touchstone import pretrain as tp
     from touchstone.pretrain import Sampler, Windows, default_bf16, default_device, lm_loss, lr_at, make_optimizer
 
     cfg = cfg or FinetuneConfig()

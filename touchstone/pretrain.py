@@ -595,12 +595,8 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
     no_sync = ddp.no_sync if ddp else None
     tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len * world
     start = clock()
-
-    if loss_fn.compiled:
-        # A warm-up pass (gradients discarded) compiles before the clock of the budget matters, and falls
-        # back to eager if compilation fails.
-        accumulate(loss_fn, [train.batch(list(range(min(cfg.batch_size, train.n))))], 1, cfg.bf16)
-        opt.zero_grad(set_to_none=True)
+    # No warm-up pass: the first step compiles (and `LossFn` falls back to eager if that fails), and a
+    # time budget needs no step time measured in advance.
     if state is None and cfg.tokens is not None:
         max_steps = max(1, math.ceil(cfg.tokens / tokens_per_step))
         if cfg.warmup is None:

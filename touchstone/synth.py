@@ -9,8 +9,11 @@ is "gate", the rest is "train". A world whose `split` is "train" (the default) o
 `heldout_suite` renders heldout items from a fixed seed; the loop draws each generation's gate set from
 gate items. So a training record never shares its primary item (the same sentence, fact, colour, design
 or sum) with a suite or a gate record, not only its id: the gate measures what the suites measure,
-judging unseen items, rather than recall of facts or colours trained on under another wording. `synth`
-also drops any record whose id is in the suite, for worlds that do not partition their items.
+judging unseen items, rather than recall of colours trained on under another wording. Facts are the
+exception: knowledge cannot be judged unseen, so the facts world teaches every fact but one bucket
+(`touchstone.worlds.facts.UNTAUGHT_BUCKET`) and its suite and gate ask taught facts in phrasings no
+training record uses; `EXTRA_SUITES` names the untaught facts' own suite. `synth` also drops any record
+whose id is in the suite, for worlds that do not partition their items.
 
 Guaranteed: `synth` writes atomically and only records whose verdict agrees with their label; every
 malformed input line is a one-line `UserError` naming file:line. A suite is deterministic for a given
