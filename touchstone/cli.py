@@ -247,7 +247,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lm-weight", type=float, help="weight of the language-model loss kept during fine-tuning")
     s.add_argument("--text-data", help="prepared data directory for the language-model loss")
     s.add_argument("--seed", type=int)
-    s.add_argument("--minutes", type=float, help="time budget: stop then, on the decayed learning rate")
+    s.add_argument("--minutes", type=float, help="time budget: train until then (with --epochs too: whichever ends "
+                                                 "first), the learning rate decaying with the clock")
 
     s = command("study", _study, "learning curves: fine-tune, scoring the held-out suites every N steps")
     s.add_argument("model")

@@ -5,7 +5,7 @@
 
 The training is `touchstone.finetune.finetune` with the same settings (`FinetuneConfig`); at step 0 and
 every `every` steps (and after the last) its callback judges the held-out suites of the worlds named
-(default: the worlds of the training records) as `touchstone eval` does (`touchstone.evaluate._judged`),
+(default: the worlds of the training records; `facts-untaught` may be named too) as `touchstone eval` does (`touchstone.evaluate._judged`),
 so a curve point is exactly an eval of the model at that step. Each point records the steps, the
 training's own wall and CPU seconds so far (evaluation excluded), and per world the accuracy, the
 pairs' and the claims' accuracy apart, and the accuracy per record kind.
@@ -46,7 +46,7 @@ def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: Fi
     from touchstone.files import write_json_atomic
     from touchstone.finetune import finetune, read_records
     from touchstone.judge import Judge
-    from touchstone.synth import heldout_suite
+    from touchstone.synth import EXTRA_SUITES, heldout_suite
     from touchstone.worlds import WORLDS
 
     cfg = cfg or FinetuneConfig()
@@ -60,8 +60,8 @@ def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: Fi
         if not worlds:
             raise UserError("study: no record names a known world; give --worlds")
     for w in worlds:
-        if w not in WORLDS:
-            raise UserError(f"unknown world '{w}' (choose from {', '.join(WORLDS)})")
+        if w not in WORLDS and w not in EXTRA_SUITES:
+            raise UserError(f"unknown world '{w}' (choose from {', '.join([*WORLDS, *EXTRA_SUITES])})")
     suites = {w: heldout_suite(w)[1][:limit] for w in worlds}
     header = {"base": str(model_dir), "data": [str(f) for f in data_files], "config": to_dict(cfg),
               "every": every, "limit": limit, "suite_records": {w: len(s) for w, s in suites.items()}}
