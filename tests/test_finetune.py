@@ -168,3 +168,36 @@ def test_unknown_objective_is_a_user_error(setup):
     d, model = setup
     with pytest.raises(UserError, match="objective"):
         finetune(model, [str(d / "train.jsonl")], d / "x", FinetuneConfig(objective="dpo"))
+
+
+def test_a_time_budget_trains_until_the_deadline_whatever_the_epochs(setup, monkeypatch):
+    import touchstone.finetune as tf
+    import touchstone.pretrain as tp
+
+    d, model = setup
+    now, rates, calls = [0.0], [], []
+    real_loss, real_lr_at = tf.judge_loss, tp.lr_at
+
+    def judge_loss(*args, **kw):
+        calls.append(1)
+        now[0] += 2.0 if len(calls) == 1 else 1.0  # the first step slow, as on a machine busy for a moment
+        return real_loss(*args, **kw)
+
+    def lr_at(*args, **kw):
+        rates.append(real_lr_at(*args, **kw))
+        return rates[-1]
+
+    monkeypatch.setattr(tp, "clock", lambda: now[0])
+    monkeypatch.setattr(tp, "lr_at", lr_at)
+    monkeypatch.setattr(tf, "judge_loss", judge_loss)
+    r = finetune(model, [str(d / "train.jsonl")], d / "until-deadline", FinetuneConfig(batch_size=4, minutes=0.5))
+    assert r["steps"] == 29 and r["steps_planned"] is None  # 2 s, then 1 s a step, until 30 s: many epochs
+    assert rates[-1] == pytest.approx(FinetuneConfig().lr / 10, rel=0.05)
+
+
+def test_callback_sees_every_step(setup):
+    d, model = setup
+    seen = []
+    finetune(model, [str(d / "train.jsonl")], d / "called", FinetuneConfig(epochs=1, batch_size=4),
+             callback=lambda step, m, tok: seen.append((step, m.training)))
+    assert [s for s, _ in seen] == list(range(5))  # 8 records x 2 / 4 per step: before, then after each of 4

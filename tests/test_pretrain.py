@@ -1,5 +1,6 @@
 """Pretraining: one step moves every weight, exact resume, gradient accumulation, reload, bad input."""
 
+import itertools
 import json
 
 import numpy as np
@@ -194,3 +195,56 @@ def test_unknown_config_key_is_a_one_line_error(data, tmp_path, capsys):
                         capsys)
     assert code == 2 and len(err.splitlines()) == 1 and "learning_rate" in err
     assert not (tmp_path / "m").exists()
+
+
+class FakeClock:
+    """Training time that passes only when a step trains: `cost(n)` seconds for the n-th training pass."""
+
+    def __init__(self, cost):
+        self.now, self.passes, self.cost = 0.0, 0, cost
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self):
+        self.passes += 1
+        self.now += self.cost(self.passes)
+
+
+def test_a_time_budget_trains_until_the_deadline_on_the_clock_s_schedule(data, tmp_path, monkeypatch):
+    import touchstone.pretrain as tp
+
+    # A machine busy at the start: the first three passes take 20 s each, then every step 1 s. Planned
+    # from timed warm-up passes, a 2-minute budget became 5 steps; it must train until the deadline.
+    clock = FakeClock(lambda n: 20.0 if n <= 3 else 1.0)
+    real_accumulate, real_lr_at, rates = tp.accumulate, tp.lr_at, []
+
+    def accumulate(*args, **kw):
+        clock.tick()
+        return real_accumulate(*args, **kw)
+
+    def lr_at(*args, **kw):
+        rates.append(real_lr_at(*args, **kw))
+        return rates[-1]
+
+    monkeypatch.setattr(tp, "clock", clock)
+    monkeypatch.setattr(tp, "accumulate", accumulate)
+    monkeypatch.setattr(tp, "lr_at", lr_at)
+    out = pretrain(str(data), tmp_path / "m", nano(tokens=None, minutes=2, eval_every=1000))
+    steps = json.loads((out / "MANIFEST.json").read_text())["steps"]
+    assert steps == clock.passes == 3 + 60  # 60 s busy, then one step a second until 120 s
+    peak = resolve(nano()).lr
+    assert max(rates) > 0.9 * peak  # a slow start spends the warmup's share of the time, not the peak
+    assert rates[-1] == pytest.approx(peak / 10, rel=0.05)  # the last step is on the decayed rate
+    after_peak = rates[rates.index(max(rates)):]
+    assert all(a >= b for a, b in itertools.pairwise(after_peak))
+
+
+def test_lr_follows_the_fraction_of_a_time_budget():
+    from touchstone.pretrain import MAX_WARMUP, lr_at
+
+    assert lr_at(0, 1.0, None, None, spent=0.0) == pytest.approx(1 / MAX_WARMUP)  # warming up
+    assert lr_at(5, 1.0, None, None, spent=0.05) == pytest.approx(1.0, rel=0.01)  # 5% of the time: warm
+    assert lr_at(10, 1.0, None, None, spent=0.5) == pytest.approx(0.55)  # half way down the cosine
+    assert lr_at(10, 1.0, None, None, spent=1.0) == pytest.approx(0.1)
+    assert lr_at(10, 1.0, 4, 100) == lr_at(10, 1.0, 4, 100, spent=None)  # a step budget as before

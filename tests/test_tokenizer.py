@@ -116,3 +116,30 @@ def test_default_corpus_is_megabytes_of_prose(tmp_path):
     (folder,) = default_sources(tmp_path)
     summary = prepare([folder], tmp_path / "out", PrepareConfig())
     assert summary["counts"]["bytes_in"] > 2_000_000 and summary["counts"]["tokens_train"] > 300_000
+
+
+def numbers_texts(n=300, seed=3):
+    """Prose full of numbers, so that a tokenizer free to merge digits would merge the frequent ones."""
+    rng = random.Random(seed)
+    return [" ".join(f"{rng.choice(WORDS)} {rng.choice([19, 20, 131, 1999, 2023, 87576])}" for _ in range(15))
+            for _ in range(n)]
+
+
+def test_a_digit_is_the_same_token_whatever_the_number(tmp_path):
+    tok = load_tokenizer(train_from_texts(numbers_texts(), tmp_path / "tok", vocab_size=400))
+    digit = {d: tok.convert_tokens_to_ids(d) for d in "0123456789"}
+    for text in ("87576", "1999", "131", "2023 and 20"):
+        ids = tok.encode(" " + text, add_special_tokens=False)
+        assert [i for i in ids if i in digit.values()] == [digit[c] for c in text if c.isdigit()]
+        assert tok.decode(ids) == " " + text
+
+
+def test_world_texts_put_the_worlds_words_in_the_vocabulary(tmp_path):
+    from touchstone.tokenizer import world_texts
+
+    texts = list(world_texts(200))
+    tok = load_tokenizer(train_from_texts(corpus_texts() + texts, tmp_path / "tok", vocab_size=2000))
+    for word in (" thousand", " larger", " capital", " airfoil"):
+        assert len(tok.encode(word, add_special_tokens=False)) == 1, word
+    for text in texts[:: max(1, len(texts) // 50)]:
+        assert tok.decode(tok.encode(text, add_special_tokens=False)) == text

@@ -308,3 +308,25 @@ def test_plot_wings_writes_a_png(tmp_path):
     out = tmp_path / "wings.png"
     plot_wings([item, world.mutate(item, rng)], out)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_facts_suite_asks_taught_facts_in_phrasings_training_never_uses():
+    from touchstone.synth import bucket, heldout_suite
+    from touchstone.worlds.facts import UNTAUGHT_BUCKET, _pair_items, parse_statement
+
+    world = get_world("facts")
+
+    def true_facts(records):
+        """The true fact of each pair (its right version) and of each true claim, as items."""
+        return [parse_statement(r["statement"]) if "statement" in r else _pair_items(r)["ab".index(r["label"])]
+                for r in records if r["label"] is not False]
+
+    train = world.render(random.Random(3), 1500)
+    taught = {bucket(world, item) for item in true_facts(train)}
+    assert UNTAUGHT_BUCKET not in taught and 0 in taught  # the held-out suite's facts are taught
+    assert {r["kind"] for r in train} == {"fact"}  # in the training phrasings only
+    for name, wanted in (("facts", 0), ("facts-untaught", UNTAUGHT_BUCKET)):
+        suite = heldout_suite(name)[1]
+        assert all(world.verify_record(r).ok for r in suite)
+        assert {r["kind"].split(":")[0] for r in suite} == {"question", "rephrased"}
+        assert {bucket(world, item) for item in true_facts(suite)} == {wanted}

@@ -94,6 +94,16 @@ def _finetune(args):
     print(json.dumps(report, indent=2))
 
 
+def _study(args):
+    from touchstone.finetune import FinetuneConfig
+    from touchstone.study import study
+
+    cfg = FinetuneConfig.load(args.config, _overrides(args, "epochs", "lr", "batch_size", "objective", "lm_weight",
+                                                       "seed", "text_data", "minutes"))
+    study(args.model, args.data, args.out, cfg, every=args.every,
+          worlds=args.worlds.split(",") if args.worlds else None, limit=args.limit)
+
+
 def _generate(args):
     from touchstone.generate import generate
 
@@ -302,7 +312,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lm-weight", type=nonneg_float, help="weight of the language-model loss kept during fine-tuning")
     s.add_argument("--text-data", help="prepared data directory for the language-model loss")
     s.add_argument("--seed", type=int)
-    s.add_argument("--minutes", type=positive_float, help="time budget: stop then, on the decayed learning rate")
+    s.add_argument("--minutes", type=positive_float, help="time budget: train until then (with --epochs too: "
+                   "whichever ends first), the learning rate decaying with the clock")
+
+    s = command("study", _study, "learning curves: fine-tune, scoring the held-out suites every N steps")
+    s.add_argument("model")
+    s.add_argument("--data", nargs="+", required=True, metavar="FILE", help="pair/claim JSONL files")
+    s.add_argument("--out", required=True, help="folder for curve.json, curve.png and the final model")
+    s.add_argument("--every", type=positive_int, default=100, help="steps between points (default 100)")
+    s.add_argument("--worlds", help="comma-separated suites to score (default: the worlds of the records)")
+    s.add_argument("--limit", type=positive_int, help="at most N records per suite")
+    s.add_argument("--config", help="YAML overlaying the fine-tuning defaults")
+    for flag, kind in (("--epochs", positive_float), ("--lr", positive_float), ("--batch-size", positive_int),
+                       ("--lm-weight", nonneg_float), ("--seed", int), ("--minutes", positive_float)):
+        s.add_argument(flag, type=kind)
+    s.add_argument("--objective", help="answer | pairwise | mix")
+    s.add_argument("--text-data", help="prepared data directory for the language-model loss")
 
     s = command("generate", _generate, "sample text from a model")
     s.add_argument("model")

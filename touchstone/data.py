@@ -26,7 +26,8 @@ Steps, in order, each a generator over (text, source) documents:
 4. split into train/val/test by a hash of the content (and `seed`): a document's split depends on its
    text alone, so re-running or adding sources never moves it. The one exception: when a small corpus
    would leave val or test empty, the kept train documents closest to the boundary are lent to it;
-5. a byte-level BPE tokenizer trained on the train split (or `tokenizer` given), then uint16 shards.
+5. a byte-level BPE tokenizer trained on the train split and the worlds' text (or `tokenizer` given),
+   then uint16 shards.
 
 Guarantees:
 - memory is bounded: sources are streamed (text files by paragraph blocks, JSONL line by line, Parquet
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import itertools
 import json
 import re
 import sys
@@ -92,6 +94,8 @@ class PrepareConfig(Config):
     seed: int = field(0, help="salts the split hash; a different seed gives a different split")
     vocab_size: int = field(8192, help="vocabulary of the trained tokenizer")
     tokenizer: str | None = field(None, help="existing tokenizer directory (default: train one on the train split)")
+    world_records: int = field(1000, help="records per world whose text joins the train split in training the "
+                                          "tokenizer (touchstone.tokenizer.world_texts; 0: the corpus alone)")
     workers: int = field(1, help="processes for cleaning and filtering (1: in this process); with an executor, "
                                  "how many datatrove tasks run at once", min=1)
     executor: str | None = field(None, help="run as datatrove pipelines on its local, slurm or ray executor "
@@ -527,7 +531,7 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
     from touchstone import __version__
     from touchstone.files import MANIFEST, atomic_dir, check_output, write_manifest
     from touchstone.records import text_record
-    from touchstone.tokenizer import MAX_VOCAB, load_tokenizer, train_from_texts
+    from touchstone.tokenizer import MAX_VOCAB, load_tokenizer, train_from_texts, world_texts
 
     cfg = cfg or PrepareConfig()
     out = Path(out)
@@ -598,7 +602,10 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
                                 f"(at most {MAX_VOCAB})")
             tok.save_pretrained(stage / "tokenizer")
         else:
-            train_from_texts(read_texts(stage / "text" / "train.jsonl.gz"), stage / "tokenizer", cfg.vocab_size)
+            texts = read_texts(stage / "text" / "train.jsonl.gz")
+            if cfg.world_records:
+                texts = itertools.chain(texts, world_texts(cfg.world_records))
+            train_from_texts(texts, stage / "tokenizer", cfg.vocab_size)
         # The directory's own manifest covers the tokenizer's files; a nested one would go unhashed.
         (stage / "tokenizer" / MANIFEST).unlink(missing_ok=True)
         tok = load_tokenizer(stage / "tokenizer")

@@ -14,7 +14,7 @@ Task specs:
   perplexity:PATH     perplexity and bits per byte of a text file (see touchstone.generate.perplexity).
   bleu:PATH           JSONL with prompt,reference: greedy continuation of the prompt, corpus BLEU (sacrebleu).
   suite:NAME          a world's held-out suite (touchstone.synth.heldout_suite) through the judge, versioned
-                      by the world's version.
+                      by the world's version; also `suite:facts-untaught`, facts no training record teaches.
 
 Claims (in claims:, pairs: and suite: files) are read from the judge's <|true|>/<|false|> answer, or, with
 `contrast` K > 0, set against K mutants of themselves where their world can mutate without knowing the
@@ -241,8 +241,10 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if kind == "suite":
         from touchstone.worlds import WORLDS
 
-        if arg not in WORLDS:
-            raise UserError(f"task spec '{spec}': unknown world '{arg}' (known: {', '.join(WORLDS)})")
+        from touchstone.synth import EXTRA_SUITES
+
+        if arg not in WORLDS and arg not in EXTRA_SUITES:
+            raise UserError(f"task spec '{spec}': unknown suite '{arg}' (known: {', '.join([*WORLDS, *EXTRA_SUITES])})")
     elif kind in ("perplexity", "bleu"):
         if not Path(arg).is_file():
             raise UserError(f"task spec '{spec}': {arg}: no such file")
@@ -305,11 +307,11 @@ def claim_contrast(k: int):
     return contrast
 
 
-def _judged(judge, records: list[dict], contrast: int = 0) -> dict:
+def _judged(judge, records: list[dict], contrast: int = 0, progress: bool = True) -> dict:
     """Judge a mixed list of pair and claim records: overall accuracy, the metrics of each form (pairs,
     claims) and the accuracy of each record kind. `contrast`: claims against that many mutants of
     themselves where their world can make them (`claim_contrast`); 0 reads every claim directly."""
-    verdicts = judge.records(records, progress=True, contrast=claim_contrast(contrast) if contrast else None)
+    verdicts = judge.records(records, progress=progress, contrast=claim_contrast(contrast) if contrast else None)
     gold = [str(r["label"]).lower() for r in records]
     pred = [str(v["choice"]).lower() for v in verdicts]
     overall = classification(gold, pred, [])

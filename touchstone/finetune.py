@@ -67,7 +67,6 @@ from __future__ import annotations
 import math
 import random
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,11 +75,13 @@ from touchstone.config import Config, field, to_dict
 from touchstone.errors import UserError
 
 OBJECTIVES = ("answer", "pairwise", "mix")
+DEFAULT_EPOCHS = 2.0
 
 
 @dataclass
 class FinetuneConfig(Config):
-    epochs: float = field(2.0, help="passes over the records (fractions allowed)", above=0)
+    epochs: float | None = field(None, help="passes over the records, fractions allowed (default: 2, or as many as "
+                                            "fit when minutes is given)", above=0)
     # 1e-4 as the loop's recipe (touchstone.recipe.Recipe.lr says what it was measured against).
     lr: float = field(1e-4, help="peak AdamW learning rate (warmup, then cosine decay to a tenth)", above=0)
     batch_size: int = field(16, help="records per step", min=1)
@@ -90,7 +91,8 @@ class FinetuneConfig(Config):
     seed: int = field(0, help="seed for data order")
     bf16: bool | None = field(None, help="bf16 autocast (default: on a GPU or a CPU with native bf16)")
     eval_records: int = field(256, help="records (from the training data) whose judge accuracy is reported before/after", min=0)
-    minutes: float | None = field(None, help="stop after this many minutes of training, schedule decayed (default: no limit)", above=0)
+    minutes: float | None = field(None, help="train until this many minutes have passed, the schedule following the "
+                                             "clock (with epochs as well: whichever ends first)", above=0)
 
 
 def read_records(files: list[str]) -> list[dict]:
@@ -216,11 +218,14 @@ def judge_accuracy(model, tokenizer, records: list[dict]) -> float:
 
 
 def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: FinetuneConfig | None = None,
-             loop: dict | None = None, overwrite: bool = False) -> dict:
+             loop: dict | None = None, overwrite: bool = False, callback=None) -> dict:
     """Fine-tune the model in `model_dir` on the pair/claim records of `data_files`; write a model dir to `out`.
-    `loop`: the self-improvement loop's generation, champion and recipe, kept in recipe.yaml."""
+    `loop`: the self-improvement loop's generation, champion and recipe, kept in recipe.yaml.
+    `callback(steps_done, model, tokenizer)`: called before the first step and after every step
+    (`touchstone.study` measures learning curves with it); the time it takes is not counted against `minutes`."""
     import torch
 
+    from touchstone import pretrain as tp
     from touchstone.files import check_output
     from touchstone.generate import load_model
     from touchstone.judge import ensure_special_tokens
@@ -229,7 +234,7 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
     cfg = cfg or FinetuneConfig()
     if cfg.objective not in OBJECTIVES:
         raise UserError(f"objective '{cfg.objective}': unknown (choose from {', '.join(OBJECTIVES)})")
-    if cfg.epochs <= 0 or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.lm_weight < 0 or (cfg.minutes is not None and cfg.minutes <= 0):
+    if (cfg.epochs is not None and cfg.epochs <= 0) or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.lm_weight < 0 or (cfg.minutes is not None and cfg.minutes <= 0):
         raise UserError("finetune: epochs, batch_size, lr and minutes must be positive, lm_weight at least 0")
     check_output(out, overwrite=overwrite, directory=True, kind="model")
     records = read_records(data_files)
@@ -253,19 +258,35 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
               "heldout_loss": heldout_loss(model, val_lm) if val_lm else None}
 
     torch.manual_seed(cfg.seed)
-    steps = max(1, math.ceil(cfg.epochs * len(records) / cfg.batch_size))
+    epochs = cfg.epochs if cfg.epochs is not None or cfg.minutes is not None else DEFAULT_EPOCHS
+    steps = max(1, math.ceil(epochs * len(records) / cfg.batch_size)) if epochs is not None else None
     opt = make_optimizer(model, cfg.lr, weight_decay=0.0)  # short runs: decay would only pull toward zero
     lm_sampler = Sampler(train_lm.n, cfg.seed) if train_lm is not None and train_lm.n else None
     order: list[dict] = []
-    losses, start = [], time.time()
-    budget = cfg.minutes * 60 if cfg.minutes else float("inf")
+    losses, start = [], tp.clock()
+    budget = cfg.minutes * 60 if cfg.minutes else None
+    # Warmup: 5% of the steps; under a time budget, 5% of the time (at most 200 steps, `lr_at`).
+    warmup = max(1, steps // 20) if steps is not None else None
+    paused = 0.0  # seconds spent in the callback, off the clock of the budget
+
+    def call_back():
+        nonlocal paused
+        if callback is not None:
+            t0 = tp.clock()
+            callback(step, model, tokenizer)
+            model.train()
+            paused += tp.clock() - t0
+
+    step = 0
     model.train()
-    for step in range(steps):
-        # Under a time budget the schedule follows the clock as well as the step count (as pretraining's
-        # does), so a run cut short by the budget still ends on the decayed learning rate.
-        at = max(step, int(steps * (time.time() - start) / budget)) if budget < float("inf") else step
-        if step > 0 and at >= steps:
-            print(f"finetune: time budget of {cfg.minutes:g} min reached at step {step}/{steps}", file=sys.stderr)
+    call_back()
+    while steps is None or step < steps:
+        # Under a time budget the run trains until the deadline and the schedule follows the fraction of
+        # the time spent (or of the steps, if further along), as pretraining's does.
+        spent = max((tp.clock() - start - paused) / budget, step / steps if steps else 0.0) if budget else None
+        if step > 0 and spent is not None and spent >= 1:
+            print(f"finetune: time budget of {cfg.minutes:g} min reached at step {step}"
+                  f"{f'/{steps}' if steps else ''}", file=sys.stderr)
             break
         if len(order) < cfg.batch_size:
             fresh = records[:]
@@ -273,7 +294,7 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
             order += fresh
         batch, order = order[:cfg.batch_size], order[cfg.batch_size:]
         for g in opt.param_groups:
-            g["lr"] = lr_at(at, cfg.lr, max(1, steps // 20), steps)
+            g["lr"] = lr_at(step, cfg.lr, warmup, steps, spent)
         loss = judge_loss(model, tokenizer, batch, cfg.objective, bf16)
         if lm_sampler is not None and cfg.lm_weight > 0:
             x, y = (t.to(device) for t in train_lm.batch(lm_sampler.take(max(1, cfg.batch_size // 4))))
@@ -284,14 +305,16 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         losses.append(float(loss.detach()))
-        if step % 50 == 0 or step == steps - 1:
-            print(f"finetune step {step + 1}/{steps} loss {losses[-1]:.4f}", file=sys.stderr)
+        if step % 50 == 0 or step == (steps or 0) - 1:
+            print(f"finetune step {step + 1}/{steps or '-'} loss {losses[-1]:.4f}", file=sys.stderr)
+        step += 1
+        call_back()
     model.eval()
     after = {"judge_accuracy": judge_accuracy(model, tokenizer, probe),
              "heldout_loss": heldout_loss(model, val_lm) if val_lm else None}
     stats = {
         "records": len(records), "pairs": sum("a" in r for r in records), "steps": len(losses), "steps_planned": steps,
-        "objective": cfg.objective, "minutes": round((time.time() - start) / 60, 2),
+        "objective": cfg.objective, "minutes": round((tp.clock() - start - paused) / 60, 2),
         "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
         "judge_accuracy_before": before["judge_accuracy"], "judge_accuracy_after": after["judge_accuracy"],
         "perplexity_before": math.exp(before["heldout_loss"]) if before["heldout_loss"] is not None else None,

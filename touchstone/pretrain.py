@@ -35,11 +35,17 @@ on every rank, so rank 0's checkpoint resumes all of them; a checkpoint resumes 
 of processes that wrote it. The loss on the progress bar is rank 0's share of the batch.
 (`--multi_gpu` is accelerate's name for its torchrun launcher; it works on CPUs too.)
 
+Time budgets: under `--minutes` the run trains until the deadline and the learning-rate schedule
+follows the fraction of the time spent (`lr_at`), so a machine that is busy for a while costs steps
+but never ends a run early. (Turning the budget into a step count from three timed warm-up passes
+did: on a machine busy for a moment at the start, a 10-minute run planned 84 steps and stopped after
+about 4 minutes, where quiet runs take 724-832.) With `--tokens` as well, the run stops at whichever
+comes first, the schedule at the larger of the two fractions.
+
 Not guaranteed: bitwise equality under bf16 autocast or torch.compile across resumes (kernels may be
-chosen differently), and with `--minutes` the number of steps depends on the machine's speed (it is
-fixed at the start from a measured step time and then stored, so a resumed run keeps it); under
-`--minutes` the learning-rate schedule also follows the clock (see `schedule_step`), so a resumed
-time-budgeted run is not bitwise equal to an uninterrupted one. A `--tokens` budget is exact.
+chosen differently), and with `--minutes` the number of steps depends on the machine's speed; a
+resumed time-budgeted run is not bitwise equal to an uninterrupted one (its schedule follows the
+clock). A `--tokens` budget is exact.
 
 Why a plain loop rather than transformers' `Trainer`: on 2 CPU cores the Trainer's per-step
 machinery (callbacks, dataloader workers, logging, accelerate wrapping) costs a measurable share of
@@ -69,6 +75,8 @@ from touchstone.files import (MANIFEST, atomic_dir, atomic_file, check_manifest,
 EVAL_BATCHES = 8  # validation windows = EVAL_BATCHES * batch_size, spread evenly over the val split
 CHECKPOINT_SECONDS = 600  # also checkpoint at least this often, whatever eval_every says
 DEFAULT_MINUTES = 10.0
+# Warmup when the config gives none: the first 5% of the budget, at most 200 steps.
+WARMUP_FRACTION, MAX_WARMUP = 0.05, 200
 
 
 @dataclass
@@ -80,7 +88,7 @@ class PretrainConfig(Config):
     batch_size: int | None = field(None, help="sequences per micro-batch (default: from the size)", min=1)
     grad_accum: int = field(1, help="micro-batches per optimizer step (effective batch = batch_size * grad_accum)", min=1)
     seq_len: int | None = field(None, help="tokens per sequence (default: from the size; capped by the model)", min=1)
-    warmup: int | None = field(None, help="linear warmup steps before the cosine decay (default: 5%% of steps, <= 200)", min=0)
+    warmup: int | None = field(None, help="linear warmup steps before the cosine decay (default: 5%% of the budget, <= 200 steps)", min=0)
     eval_every: int = field(50, help="validate and checkpoint every N optimizer steps", min=1)
     seed: int = field(0, help="seed for initialization and data order")
     compile: bool | None = field(None, help="torch.compile the loss (default: with bf16, micro and larger)")
@@ -121,7 +129,9 @@ def default_cache() -> Path:
 
 def default_data() -> Path:
     """The embedded default corpus, prepared once into the cache and reused."""
-    path = default_cache() / "default-corpus"
+    # "-2": prepared with the digit-splitting tokenizer trained on the worlds' text too; a cache of the
+    # earlier tokenizer is left alone and not reused.
+    path = default_cache() / "default-corpus-2"
     if not (path / MANIFEST).exists():
         from touchstone.corpus import default_sources
         from touchstone.data import PrepareConfig, prepare
@@ -242,12 +252,28 @@ def token_files(data_dir: Path, tokenizer, run_dir: Path) -> tuple[Path, Path, s
     return out / "train.bin", out / "val.bin", dtype
 
 
-def lr_at(step: int, peak: float, warmup: int, max_steps: int) -> float:
-    """Linear warmup to `peak`, then cosine decay to peak/10 at `max_steps`."""
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+def clock() -> float:
+    """Seconds, for time budgets (one name, so tests can give training a clock of their own)."""
+    return time.monotonic()
+
+
+def lr_at(step: int, peak: float, warmup: int | None, max_steps: int | None, spent: float | None = None) -> float:
+    """Linear warmup to `peak`, then cosine decay to peak/10 at the end of the budget.
+
+    A step budget alone (`spent` None): warmup over `warmup` steps, decay from there to `max_steps`.
+    A time budget: `spent` is the fraction of it used (0..1, or the larger of the time and step
+    fractions when there are both), and the decay follows it; `warmup` None warms up over the first
+    `WARMUP_FRACTION` of the time or `MAX_WARMUP` steps, whichever ends first."""
+    if spent is None:
+        if step < warmup:
+            return peak * (step + 1) / warmup
+        progress = (step - warmup) / max(1, max_steps - warmup)
+    else:
+        ramp = (step + 1) / warmup if warmup else max((step + 1) / MAX_WARMUP, spent / WARMUP_FRACTION)
+        if ramp < 1:
+            return peak * ramp
+        progress = spent
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
 def make_optimizer(model, lr: float, weight_decay: float = 0.1):
@@ -570,31 +596,13 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
     loss_fn = LossFn(ddp or model, cfg.compile)
     no_sync = ddp.no_sync if ddp else None
     tokens_per_step = cfg.batch_size * cfg.grad_accum * cfg.seq_len * world
-    start = time.monotonic()
-
-    # Warm-up passes (no optimizer step, gradients discarded): they trigger compilation, fall back to
-    # eager if it fails, and time a micro-batch so a `--minutes` budget can be turned into steps.
-    probe = train.batch(list(range(min(cfg.batch_size, train.n))))
-    times = []
-    for _ in range(3 if max_steps is None and cfg.minutes is not None else 1):
-        t0 = time.monotonic()
-        accumulate(loss_fn, [probe], 1, cfg.bf16)
-        times.append(time.monotonic() - t0)
-    opt.zero_grad(set_to_none=True)
-    if max_steps is None:
-        if cfg.tokens is not None:
-            max_steps = max(1, math.ceil(cfg.tokens / tokens_per_step))
-        if cfg.minutes is not None:
-            pass_s = min(times[1:] or times)  # the first pass includes compilation
-            eval_s = 0.4 * pass_s * len(val_idx) / cfg.batch_size
-            step_s = 1.05 * cfg.grad_accum * pass_s + eval_s / cfg.eval_every
-            left = cfg.minutes * 60 - (time.monotonic() - start)
-            by_time = max(1, int(left / step_s))
-            max_steps = min(max_steps, by_time) if max_steps else by_time
-        if world > 1:
-            max_steps = _broadcast(max_steps)  # measured times differ between ranks; rank 0's count rules
-        warmup = cfg.warmup if cfg.warmup is not None else max(1, min(200, max_steps // 20))
-        cfg = replace(cfg, warmup=warmup)
+    start = clock()
+    # No warm-up pass: the first step compiles (and `LossFn` falls back to eager if that fails), and a
+    # time budget needs no step time measured in advance.
+    if state is None and cfg.tokens is not None:
+        max_steps = max(1, math.ceil(cfg.tokens / tokens_per_step))
+        if cfg.warmup is None:
+            cfg = replace(cfg, warmup=max(1, min(MAX_WARMUP, int(WARMUP_FRACTION * max_steps))))
     deadline = cfg.minutes * 60 if cfg.minutes is not None else float("inf")
 
     writer = None
@@ -606,7 +614,7 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
         writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=step)
 
     def elapsed() -> float:
-        return elapsed0 + time.monotonic() - start
+        return elapsed0 + clock() - start
 
     def checkpoint():
         save_checkpoint(run_dir, {
@@ -618,25 +626,25 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
         })
 
     def keep_going() -> bool:
-        go = step < max_steps and elapsed() < deadline
+        go = (max_steps is None or step < max_steps) and elapsed() < deadline
         if world > 1 and deadline != float("inf"):
             go = bool(_broadcast(go))  # the clocks of the ranks differ; all must stop at the same step
         return go
 
-    def schedule_step() -> int:
-        """Where the learning-rate schedule stands. Under a time budget it follows the clock as well as the
-        step count, so a machine that slows down mid-run (a shared CPU) still ends on the decayed rate
-        instead of being cut off at the deadline with the rate still high."""
+    def spent() -> float | None:
+        """The fraction of a time budget used (None without one): the clock's, or the step count's if that
+        is further along, so the rate has decayed whichever budget ends the run."""
         if deadline == float("inf"):
-            return step
-        pos = max(step, int(max_steps * elapsed() / deadline))
-        return _broadcast(pos) if world > 1 else pos  # one schedule for all ranks, or their weights drift
+            return None
+        frac = max(elapsed() / deadline, step / max_steps if max_steps else 0.0)
+        # One schedule for all ranks, or their weights drift (the clocks of the ranks differ).
+        return _broadcast(int(frac * 1e6)) / 1e6 if world > 1 else frac
 
     def validate():
         loss = evaluate(model, val, val_idx, cfg.batch_size, cfg.bf16)
         if loss is not None:
             history.append({"step": step, "tokens": tokens_seen, "val_loss": loss})
-            bar.write(f"step {step}/{max_steps}  val loss {loss:.4f}  ppl {math.exp(loss):.2f}")
+            bar.write(f"step {step}/{max_steps or '-'}  val loss {loss:.4f}  ppl {math.exp(loss):.2f}")
             if writer:
                 writer.add_scalar("val/loss", loss, step)
                 writer.add_scalar("val/perplexity", math.exp(loss), step)
@@ -646,14 +654,14 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
     if rank == 0:
         procs = f" on {world} processes" if world > 1 else ""
         print(f"pretrain: {n_params / 1e6:.2f}M parameters, {train.n * cfg.seq_len:,} train tokens, "
-              f"{max_steps} steps of {tokens_per_step} tokens{procs}, on {device.type}, bf16={cfg.bf16}, "
+              f"{f'{max_steps} steps' if max_steps else 'steps until the deadline'} of {tokens_per_step} tokens{procs}, on {device.type}, bf16={cfg.bf16}, "
               f"compile={loss_fn.compiled}",
               file=sys.stderr)
     bar = tqdm(total=max_steps, initial=step, unit="step", dynamic_ncols=True, disable=None if rank == 0 else True)
-    train_time, train_tokens, last_ckpt = 0.0, 0, time.monotonic()
+    train_time, train_tokens, last_ckpt = 0.0, 0, clock()
     while keep_going():
-        t0 = time.monotonic()
-        lr = lr_at(schedule_step(), cfg.lr, cfg.warmup, max_steps)
+        t0 = clock()
+        lr = lr_at(step, cfg.lr, cfg.warmup, max_steps, spent())
         for group in opt.param_groups:
             group["lr"] = lr
         # Every rank draws the same global batch from the same sampler and keeps its own share.
@@ -665,7 +673,7 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
         opt.zero_grad(set_to_none=True)
         step += 1
         tokens_seen += tokens_per_step
-        train_time += time.monotonic() - t0
+        train_time += clock() - t0
         train_tokens += tokens_per_step
         tok_s = train_tokens / train_time
         bar.update(1)
@@ -674,11 +682,11 @@ def _pretrain(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, wo
             writer.add_scalar("train/loss", loss, step)
             writer.add_scalar("train/lr", lr, step)
             writer.add_scalar("train/tokens_per_s", tok_s, step)
-        if rank == 0 and (step % cfg.eval_every == 0 or time.monotonic() - last_ckpt > CHECKPOINT_SECONDS):
-            if step % cfg.eval_every == 0 and step < max_steps:
+        if rank == 0 and (step % cfg.eval_every == 0 or clock() - last_ckpt > CHECKPOINT_SECONDS):
+            if step % cfg.eval_every == 0 and (max_steps is None or step < max_steps):
                 validate()
             checkpoint()
-            last_ckpt = time.monotonic()
+            last_ckpt = clock()
     bar.close()
     if rank != 0:
         return out

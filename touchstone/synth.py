@@ -9,8 +9,11 @@ is "gate", the rest is "train". A world whose `split` is "train" (the default) o
 `heldout_suite` renders heldout items from a fixed seed; the loop draws each generation's gate set from
 gate items. So a training record never shares its primary item (the same sentence, fact, colour, design
 or sum) with a suite or a gate record, not only its id: the gate measures what the suites measure,
-judging unseen items, rather than recall of facts or colours trained on under another wording. `synth`
-also drops any record whose id is in the suite, for worlds that do not partition their items.
+judging unseen items, rather than recall of colours trained on under another wording. Facts are the
+exception: knowledge cannot be judged unseen, so the facts world teaches every fact but one bucket
+(`touchstone.worlds.facts.UNTAUGHT_BUCKET`) and its suite and gate ask taught facts in phrasings no
+training record uses; `EXTRA_SUITES` names the untaught facts' own suite. `synth` also drops any record
+whose id is in the suite, for worlds that do not partition their items.
 
 Guaranteed: `synth` writes atomically and only records whose verdict agrees with their label; every
 malformed input line is a one-line `UserError` naming file:line. A suite is deterministic for a given
@@ -43,15 +46,20 @@ SUITE_SIZE = {"wing": 400}
 DEFAULT_SUITE_SIZE = 600
 
 
-def in_split(world, item) -> bool:
-    """Is `item` in this world's split ("train", "heldout" or "gate"; see the module docstring)?"""
+def bucket(world, item) -> int:
+    """Which of the `HELDOUT_EVERY` buckets `item` falls in: a hash of the world's name and the item."""
     key = json.dumps(item, sort_keys=True, ensure_ascii=False)
     digest = hashlib.sha256(f"{world.name}\0{key}".encode("utf-8")).hexdigest()
-    bucket = int(digest[:8], 16) % HELDOUT_EVERY
+    return int(digest[:8], 16) % HELDOUT_EVERY
+
+
+def in_split(world, item) -> bool:
+    """Is `item` in this world's split ("train", "heldout" or "gate"; see the module docstring)?"""
+    bucket_ = bucket(world, item)
     split = getattr(world, "split", "train")
     if split == "train":
-        return bucket not in SPLIT_BUCKETS.values()
-    return bucket == SPLIT_BUCKETS[split]
+        return bucket_ not in SPLIT_BUCKETS.values()
+    return bucket_ == SPLIT_BUCKETS[split]
 
 
 def split_world(world, split: str):
@@ -70,13 +78,22 @@ def _world(world):
 _suites: dict[tuple, tuple[int, list[str]]] = {}
 
 
+# Suites besides the worlds' own: name -> (world, split). "facts-untaught" asks about facts that no
+# training record teaches (touchstone.worlds.facts): a judge should be near chance there.
+EXTRA_SUITES = {"facts-untaught": ("facts", "untaught")}
+
+
 def heldout_suite(world) -> tuple[int, list[dict]]:
     """(version, records): the world's deterministic held-out suite, for evaluation only. `world` is a
-    name or a World (e.g. a language world over a given corpus); suites are cached per process."""
+    name (a world's, or one of `EXTRA_SUITES`) or a World (e.g. a language world over a given corpus);
+    suites are cached per process."""
+    split = "heldout"
+    if isinstance(world, str) and world in EXTRA_SUITES:
+        world, split = EXTRA_SUITES[world]
     world = _world(world)
-    key = (world.name, world.version, getattr(world, "sources", None), getattr(world, "xkcd", None))
+    key = (world.name, split, world.version, getattr(world, "sources", None), getattr(world, "xkcd", None))
     if key not in _suites:
-        records = split_world(world, "heldout").render(random.Random(HELDOUT_SEED), SUITE_SIZE.get(world.name, DEFAULT_SUITE_SIZE))
+        records = split_world(world, split).render(random.Random(HELDOUT_SEED), SUITE_SIZE.get(world.name, DEFAULT_SUITE_SIZE))
         _suites[key] = (world.version, [json.dumps(r, sort_keys=True) for r in records])
     version, lines = _suites[key]
     return version, [json.loads(line) for line in lines]

@@ -17,6 +17,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
+def record_text(rec: dict) -> list[str]:
+    """The texts of a pair (prompt, a, b) or claim (statement) record."""
+    return [rec[k] for k in ("prompt", "a", "b", "statement") if rec.get(k)]
+
+
 @dataclass
 class Verdict:
     ok: bool  # the item is correct / true / passes
@@ -58,6 +63,12 @@ class World:
         (see `touchstone.judge.Judge.claims`). Empty where the world cannot: its mutations need the truth
         (numbers computes the right sum to miss it, facts looks up the right capital)."""
         return []
+
+    def texts(self, rng: random.Random, n: int) -> list[str]:
+        """The text of about n records, for tokenizer training (`touchstone.tokenizer.world_texts`): the
+        questions and versions exactly as `render` writes them. Worlds whose tool is slow write the
+        same templates without running it."""
+        return [part for rec in self.render(rng, n) for part in record_text(rec)]
 
     def verify_many(self, objs: list[dict]) -> list[Verdict]:
         """Records or raw items, in order; worlds with an expensive tool override this to fan out."""

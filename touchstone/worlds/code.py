@@ -239,6 +239,21 @@ class CodeWorld(World):
                           "test": "def check(candidate):\n" + "\n".join(lines) + "\n"})
         return items
 
+    def texts(self, rng: random.Random, n: int) -> list[str]:
+        """`render`'s questions and functions for n template items, without the sandbox: the tests' calls
+        are written without their expected values, which only running the reference gives."""
+        out = []
+        for _ in range(n):
+            name = rng.choice(sorted(TEMPLATES))
+            source, gen = TEMPLATES[name]
+            source = ast.unparse(ast.parse(source)) + "\n"
+            test = "def check(candidate):\n" + "".join(
+                f"    assert candidate({', '.join(map(repr, gen(rng)))})\n" for _ in range(N_TESTS))
+            mutant = mutate_source(source, rng.choice(MUTATIONS), rng) or source
+            out += [PAIR_PROMPT.format(name=name, test=test), source, mutant,
+                    CLAIM.format(code=mutant.rstrip("\n"), name=name, test=test)]
+        return out
+
     def mutate(self, item: dict, rng: random.Random, kind: str | None = None) -> dict:
         """The item with its completion broken by one mutation (random kind unless given); the
         mutation may happen to be harmless, so check it with `verify`."""

