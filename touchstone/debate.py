@@ -15,7 +15,6 @@ the simulator's figures by fixed rules (feasibility first, then L/D); the model 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from touchstone.errors import UserError
@@ -31,18 +30,11 @@ REASONS = {
 
 def read_design(path_or_json: str) -> dict:
     """A design from a JSON file (or an inline JSON object); a bad file is a one-line UserError."""
-    text = path_or_json if path_or_json.lstrip().startswith("{") else None
-    if text is None:
-        from touchstone.files import read_text
+    from touchstone.files import json_object, read_text
 
-        text = read_text(path_or_json, "JSON wing design")
-    try:
-        design = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path_or_json}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-    if not isinstance(design, dict):
-        raise UserError(f"{path_or_json}: expected a JSON object with a wing design")
-    return design
+    inline = path_or_json.lstrip().startswith("{")
+    text = path_or_json if inline else read_text(path_or_json, "JSON wing design")
+    return json_object(text, path_or_json, what="a JSON object with a wing design")
 
 
 # What the simulator can analyse: a wing that exists, flying a mission in the atmosphere's range.

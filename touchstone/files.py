@@ -76,18 +76,22 @@ def read_text(path: str | os.PathLike, what: str = "text file") -> str:
         raise UserError(f"{path}:{line}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
 
 
-def read_json(path: str | os.PathLike) -> dict:
-    """A JSON object from a file; anything else (missing, binary, malformed, not an object) is a
-    UserError naming the file."""
-    path = Path(path)
-    text = read_text(path, "JSON file")
+def json_object(text: str, where: str, line: int | None = None, what: str = "a JSON object") -> dict:
+    """`text` parsed as a JSON object; malformed JSON or another value is a UserError naming `where`
+    (and `line`, for one line of a JSONL file)."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
+        raise UserError(f"{where}:{line or e.lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
     if not isinstance(obj, dict):
-        raise UserError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+        raise UserError(f"{where}{'' if line is None else f':{line}'}: expected {what}, got {type(obj).__name__}")
     return obj
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """A JSON object from a file; anything else (missing, binary, malformed, not an object) is a
+    UserError naming the file."""
+    return json_object(read_text(path, "JSON file"), str(path))
 
 
 def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
@@ -104,15 +108,8 @@ def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
                     raise UserError(f"{path}:{lineno}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{lineno}: malformed JSON ({e.msg} at column {e.colno})") from None
-                if not isinstance(obj, dict):
-                    raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-                yield lineno, obj
+                if line.strip():
+                    yield lineno, json_object(line, str(path), lineno)
     except (OSError, EOFError) as e:  # truncated .gz, unreadable file
         raise UserError(f"{path}:{lineno + 1}: cannot read ({e})") from None
 
