@@ -415,10 +415,10 @@ class _Worker:
 
     def __init__(self, tmp: str, switch_uid: bool):
         self.tmp = tmp
-        # As real root the jobs become PROGRAM_UID and TEST_UID (RLIMIT_NPROC does not bind root). In
-        # a user namespace there is no other uid to become: the jobs keep uid 0 of the namespace and
-        # lose every capability instead (`_drop_capabilities`).
-        self.root = switch_uid
+        # As real root the jobs become PROGRAM_UID and TEST_UID (RLIMIT_NPROC does not bind root). As
+        # another user there is no other uid to become: the jobs keep the worker's (the user's own, or
+        # uid 0 of a user namespace) and lose every capability instead (`_drop_capabilities`).
+        self.switch_uid = switch_uid
         if switch_uid and not _others_can_import_stdlib():
             raise SystemExit("the sandbox's interpreter is not readable by its unprivileged uids")
         self.count = 0
@@ -432,7 +432,7 @@ class _Worker:
         self.count += 1
         workdir = os.path.join(self.tmp, f"job{self.count}")
         os.mkdir(workdir, 0o700)
-        if self.root:
+        if self.switch_uid:
             os.chown(workdir, PROGRAM_UID, PROGRAM_UID)
         start = time.monotonic()
         mode, timeout = job["mode"], float(job["timeout"])
@@ -505,14 +505,14 @@ class _Worker:
         os.setsid()
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         fds = [os.open(stdin_path, os.O_RDONLY), os.open(out_path, flags, 0o600), os.open(err_path, flags, 0o600)]
-        if self.root and out_path != "/dev/null":
+        if self.switch_uid and out_path != "/dev/null":
             for fd in fds[1:]:
                 os.fchown(fd, uid, uid)
         _redirect(keep, *fds)
         os.chdir(workdir)
         os.environ.clear()
         os.environ.update({"HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"})
-        _limits(memory_mb, timeout, uid if self.root else None)
+        _limits(memory_mb, timeout, uid if self.switch_uid else None)
 
     @staticmethod
     def _wait(pid: int, deadline: float) -> bool:
