@@ -909,12 +909,14 @@ def write_reports(ws: Workspace, ledger) -> Path | None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     fig, ax = plt.subplots(figsize=(7, 4))
     xs = sorted(suites)
     for w in worlds:
         ax.plot(xs, [suites[x].get(w, float("nan")) for x in xs], marker="o", label=w)
     ax.set_xlabel("generation")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # generations are whole numbers
     ax.set_ylabel("held-out accuracy (champion)")
     ax.set_ylim(0, 1)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
