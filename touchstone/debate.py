@@ -68,7 +68,7 @@ def check_designs(a: dict, b: dict, a_name: str = "design A", b_name: str = "des
     """Two designs ready to compare: each checked key by key (`check_design`), B takes A's mission keys it
     lacks, defaults filled in, rounded as the text writes them. A missing key or a different mission is
     a UserError naming the design."""
-    from touchstone.worlds.wing import DEFAULTS, DESIGN_KEYS, MISSION_KEYS, _round
+    from touchstone.worlds.wing import DEFAULTS, DESIGN_KEYS, MISSION_KEYS, round_design
 
     a, b = dict(check_design(a, a_name)), dict(check_design(b, b_name))
     for key in MISSION_KEYS:
@@ -80,7 +80,7 @@ def check_designs(a: dict, b: dict, a_name: str = "design A", b_name: str = "des
         for key in DESIGN_KEYS + ("speed", "altitude", "weight"):
             if key not in d:
                 raise UserError(f"{name}: missing key '{key}'")
-    return _round({**DEFAULTS, **a}), _round({**DEFAULTS, **b})
+    return round_design({**DEFAULTS, **a}), round_design({**DEFAULTS, **b})
 
 
 def question(a: dict, b: dict) -> dict:

@@ -118,11 +118,11 @@ def continuation_logprobs(model, requests: list[tuple[list[int], list[int]]], ba
     """`batch_logprobs` over many requests: longest first, so padding is small and memory peaks early."""
     import torch
 
-    from touchstone.judge import _bar
+    from touchstone.judge import progress_bar
 
     order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]) + len(requests[i][1]), reverse=True)
     out = [0.0] * len(requests)
-    bar = _bar(len(requests), "log-likelihood", progress)
+    bar = progress_bar(len(requests), "log-likelihood", progress)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
@@ -205,7 +205,7 @@ def score_minimal_pairs(model, tokenizer, pairs: list[dict], batch_size: int = 6
     in fp32, the plain one-sentence-per-row computation, so the verdicts are the fp32 ones."""
     import torch
 
-    from touchstone.judge import _bar, context_length
+    from touchstone.judge import progress_bar, context_length
 
     prefix = _prefix_id(tokenizer)
     texts = [" " + s for p in pairs for s in (p["sentence_good"], p["sentence_bad"])]
@@ -216,7 +216,7 @@ def score_minimal_pairs(model, tokenizer, pairs: list[dict], batch_size: int = 6
     order = sorted(fits, key=lambda i: sum(map(len, tokens[i])) - _shared_prefix(*tokens[i]), reverse=True)
     diffs = [0.0] * len(pairs)
     scorer = bf16_scorer(model) if bf16 else model
-    bar = _bar(len(pairs), "minimal pairs", progress)
+    bar = progress_bar(len(pairs), "minimal pairs", progress)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
@@ -307,7 +307,7 @@ def claim_contrast(k: int):
     return contrast
 
 
-def _judged(judge, records: list[dict], contrast: int = 0, progress: bool = True) -> dict:
+def judge_records(judge, records: list[dict], contrast: int = 0, progress: bool = True) -> dict:
     """Judge a mixed list of pair and claim records: overall accuracy, the metrics of each form (pairs,
     claims) and the accuracy of each record kind. `contrast`: claims against that many mutants of
     themselves where their world can make them (`claim_contrast`); 0 reads every claim directly."""
@@ -350,7 +350,7 @@ def _bleu(model, tokenizer, arg, limit) -> dict:
 
     from touchstone.files import read_jsonl
     from touchstone.generate import sample
-    from touchstone.judge import _bar
+    from touchstone.judge import progress_bar
 
     rows = []
     for lineno, obj in read_jsonl(arg):
@@ -360,7 +360,7 @@ def _bleu(model, tokenizer, arg, limit) -> dict:
         rows.append(obj)
     rows = rows[:limit] if limit is not None else rows
     hyps = []
-    bar = _bar(len(rows), "generate", True)
+    bar = progress_bar(len(rows), "generate", True)
     for r in rows:
         budget = int(r.get("max_new_tokens") or 2 * len(tokenizer(r["reference"])["input_ids"]) + 8)
         text = sample(model, tokenizer, r["prompt"], max_new_tokens=budget, temperature=0.0, n=1)[0].strip()
@@ -449,10 +449,10 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
         if kind == "minimal-pairs":
             tasks[spec] = _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16)
         elif kind in ("pairs", "claims"):
-            tasks[spec] = _judged(judge, loaded[spec], contrast)
+            tasks[spec] = judge_records(judge, loaded[spec], contrast)
         elif kind == "suite":
             records = suites[arg][1][:limit] if limit is not None else suites[arg][1]
-            tasks[spec] = _judged(judge, records, contrast)
+            tasks[spec] = judge_records(judge, records, contrast)
         elif kind == "perplexity":
             r = perplexity_of(model, tokenizer, loaded[spec], batch_size=max(1, batch_size // 8))
             tasks[spec] = {"accuracy": None, "n": r["tokens"], **r}

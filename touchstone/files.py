@@ -167,7 +167,7 @@ def _remove(entry: Path) -> None:
 
 # What the atomic writers leave beside NAME while they work: `.NAME.PID.XXXXXXXX.tmp` or `.staging`
 # (mkstemp's random part has no dots; older versions wrote no PID) and `.NAME.old-PID`.
-_LEFTOVER = re.compile(r"\.(?P<name>.+?)\.(?:old-(?P<old>\d+)|(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.(?:tmp|staging))")
+LEFTOVER = re.compile(r"\.(?P<name>.+?)\.(?:old-(?P<old>\d+)|(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.(?:tmp|staging))")
 
 
 def _gone(pid: str | None) -> bool:
@@ -184,7 +184,7 @@ def clean_leftovers(directory: str | os.PathLike, name: str | None = None) -> No
     if not directory.is_dir():
         return
     for entry in sorted(directory.glob(glob.escape(f".{name}.") + "*" if name else ".*")):
-        m = _LEFTOVER.fullmatch(entry.name)
+        m = LEFTOVER.fullmatch(entry.name)
         if not m or (name is not None and m["name"] != name):
             continue
         target = directory / m["name"]

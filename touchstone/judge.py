@@ -102,7 +102,7 @@ class Judge:
         seqs = [encode(self.tokenizer, t)[-self.max_len:] for t in texts]
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
         out = [0.0] * len(seqs)
-        bar = _bar(len(seqs), "judge", progress)
+        bar = progress_bar(len(seqs), "judge", progress)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 chunk = order[start:start + self.batch_size]
@@ -244,7 +244,7 @@ def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
 
 
-def _bar(total: int, desc: str, enabled: bool):
+def progress_bar(total: int, desc: str, enabled: bool):
     from tqdm import tqdm
 
     # Only worth drawing for long jobs; tqdm writes to stderr, so JSON on stdout stays clean.

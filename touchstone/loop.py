@@ -134,7 +134,7 @@ class Workspace:
     def check_root(self, for_run: bool = False) -> None:
         """The root is a directory (or absent); `for_run`: and holds nothing but a workspace's own entries,
         so that a loop never fills (or cleans) a folder that is not a workspace."""
-        from touchstone.files import _LEFTOVER
+        from touchstone.files import LEFTOVER
 
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"{self.root}: a file, not a workspace directory; choose another --workspace")
@@ -142,7 +142,7 @@ class Workspace:
             own = {"LOCK", self.config_path.name, self.ledger_path.name, "data", "models", "tokenizer", "recipes",
                    "generations", "reports"}
             for entry in sorted(self.root.iterdir()):
-                m = _LEFTOVER.fullmatch(entry.name)
+                m = LEFTOVER.fullmatch(entry.name)
                 if entry.name not in own and not entry.name.startswith(self.ledger_path.name) and not (m and m["name"] in own):
                     raise UserError(f"{self.root}: not a Touchstone workspace (no ledger.sqlite) and not empty "
                                     f"({entry.name}); choose a new or empty --workspace")

@@ -24,7 +24,7 @@ def _short(spec: str) -> str:
     return f"{kind}:{Path(arg).name or arg}"
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
@@ -54,7 +54,7 @@ def plot_tasks(results: dict, path: Path) -> bool:
     ax.set_xlim(0, 100)
     ax.set_xlabel("accuracy (%), with 95% Wilson interval")
     ax.invert_yaxis()
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 
@@ -77,7 +77,7 @@ def plot_paradigms(results: dict, path: Path) -> bool:
         ax.set_title(_short(name), fontsize=9)
         ax.set_xlabel("accuracy (%)")
         ax.tick_params(axis="y", labelsize=6)
-    _save(fig, path)
+    save_figure(fig, path)
     return True
 
 

@@ -5,7 +5,7 @@
 
 The training is `touchstone.finetune.finetune` with the same settings (`FinetuneConfig`); at step 0 and
 every `every` steps (and after the last) its callback judges the held-out suites of the worlds named
-(default: the worlds of the training records; `facts-untaught` may be named too) as `touchstone eval` does (`touchstone.evaluate._judged`),
+(default: the worlds of the training records; `facts-untaught` may be named too) as `touchstone eval` does (`touchstone.evaluate.judge_records`),
 so a curve point is exactly an eval of the model at that step. Each point records the steps, the
 training's own wall and CPU seconds so far (evaluation excluded), and per world the accuracy, the
 pairs' and the claims' accuracy apart, and the accuracy per record kind.
@@ -42,7 +42,7 @@ def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: Fi
           every: int = 100, worlds: list[str] | None = None, limit: int | None = None) -> dict:
     """Fine-tune `model_dir` on `data_files` with `cfg`, scoring the held-out suites of `worlds` (at most
     `limit` records each) every `every` steps; write OUT/curve.json, OUT/curve.png and OUT/model."""
-    from touchstone.evaluate import _judged
+    from touchstone.evaluate import judge_records
     from touchstone.files import write_json_atomic
     from touchstone.finetune import finetune, read_records
     from touchstone.judge import Judge
@@ -71,7 +71,7 @@ def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: Fi
 
     def score(step: int, model, tokenizer) -> None:
         judge = Judge(model, tokenizer)
-        worlds_ = {w: _summary(_judged(judge, recs, progress=False)) for w, recs in suites.items()}
+        worlds_ = {w: _summary(judge_records(judge, recs, progress=False)) for w, recs in suites.items()}
         points.append(Point(step, round(clock["wall"], 1), round(clock["cpu"], 1), worlds_))
         print(_row(points[-1]), file=sys.stderr, flush=True)
         write_json_atomic(out / "curve.json", {**header, "points": [p.__dict__ for p in points]})
@@ -100,7 +100,7 @@ def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: Fi
 
 
 def _summary(judged: dict) -> dict:
-    """The figures a curve keeps of one `_judged` result."""
+    """The figures a curve keeps of one `judge_records` result."""
     s = {"accuracy": judged["accuracy"], "n": judged["n"]}
     for form in ("pairs", "claims"):
         if form in judged:
@@ -142,7 +142,7 @@ def plot_curves(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from touchstone.report import _save
+    from touchstone.report import save_figure
 
     points = result["points"]
     worlds = list(points[0]["worlds"]) if points else []
@@ -161,4 +161,4 @@ def plot_curves(result: dict, path: Path) -> None:
         ax.set_ylim(0, 100)
     axes[0][0].set_ylabel("held-out accuracy (%)")
     axes[0][-1].legend(fontsize=7, loc="lower right")
-    _save(fig, path)
+    save_figure(fig, path)

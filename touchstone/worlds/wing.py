@@ -61,7 +61,7 @@ POOL_MIN = 64  # below this many designs, starting the pool (seconds) costs more
 CHUNK = 64  # designs per pool task, analysed side by side (see `_Batch`)
 
 
-def _round(design: dict) -> dict:
+def round_design(design: dict) -> dict:
     """Round to the precision the text uses, so the written design is the analysed one."""
     d = dict(design)
     for key, digits in (("span", 1), ("root_chord", 2), ("taper", 2), ("twist", 1), ("max_span", 1)):
@@ -468,7 +468,7 @@ class WingWorld(World):
                 "sweep": rng.choice([0, 0, 5, 10, 20, 30]), "twist": rng.uniform(-5, 1), "airfoil": rng.choice(AIRFOILS),
                 "speed": speed, "altitude": altitude, "weight": weight, "alpha_limit": rng.choice([8, 10, 12]),
                 "max_span": span * rng.uniform(0.9, 1.5)}
-        return _round(item)
+        return round_design(item)
 
     def mutate(self, item: dict, rng: random.Random) -> dict:
         """The same mission, a different wing: one or two of span, chord, taper, sweep, twist, airfoil."""
@@ -484,7 +484,7 @@ class WingWorld(World):
                 new[key] = min(1.0, max(0.2, item[key] * rng.uniform(0.5, 1.6)))
             else:
                 new[key] = item[key] * rng.choice([0.6, 0.75, 0.85, 1.15, 1.3, 1.5])
-        new = _round(new)
+        new = round_design(new)
         return new if new != item else self.mutate(item, rng)
 
     def verify(self, item: dict) -> Verdict:
