@@ -54,7 +54,7 @@ def main() -> None:
     ap.add_argument("--model", help="model directory (default: the workspace's champion)")
     args = ap.parse_args()
 
-    from touchstone.finetune import read_records
+    from touchstone.train.finetune import read_records
     from touchstone.loop import Workspace, make_worlds, suite_scores
     from touchstone.recipe import WORLD_NAMES
     from touchstone.synth import heldout_suite

@@ -5,7 +5,7 @@
 
 Prints, all measured in this one run:
 - the machine's matmul peak (GFLOP/s) for fp32 and bf16 (large square torch.matmul);
-- for each size: parameters, tokens/s of `touchstone.pretrain` (with its defaults; `--variants` adds
+- for each size: parameters, tokens/s of `touchstone.train.pretrain` (with its defaults; `--variants` adds
   eager fp32 and compiled fp32), and MFU = tokens/s * FLOPs per token / the peak of the precision
   used, with FLOPs per token = 6 * N (N without the position table, with the tied output layer)
   + 12 * n_layer * n_embd * seq_len (attention scores and values);
@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from touchstone.files import shared_data  # noqa: E402
 from touchstone.model import SIZES  # noqa: E402
-from touchstone.pretrain import PretrainConfig, Windows, fast_bf16, pretrain, resolve  # noqa: E402
+from touchstone.train.common import Windows, fast_bf16  # noqa: E402
+from touchstone.train.pretrain import PretrainConfig, pretrain, resolve  # noqa: E402
 
 SHAKESPEARE = str(shared_data() / "tinyshakespeare" / "input.txt")
 
@@ -92,7 +93,7 @@ def trainer(data: Path, out: Path, size: str, steps: int, bf16: bool, attention:
     `attention` overrides the library's default attention kernel (sdpa), e.g. "eager" as our loop uses."""
     from transformers import AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
 
-    from touchstone.pretrain import initial_model
+    from touchstone.train.pretrain import initial_model
 
     cfg = resolve(PretrainConfig(size=size, compile=False, bf16=bf16))
     tok = AutoTokenizer.from_pretrained(str(data / "tokenizer"))

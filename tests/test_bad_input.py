@@ -55,7 +55,7 @@ def unwritable(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from touchstone.pretrain import PretrainConfig, pretrain
+    from touchstone.train.pretrain import PretrainConfig, pretrain
     from touchstone.records import claim_record, pair_record
 
     root = tmp_path_factory.mktemp("bad")

@@ -6,7 +6,7 @@ import pytest
 
 from touchstone.errors import UserError
 from touchstone.files import check_manifest, write_jsonl_atomic
-from touchstone.finetune import FinetuneConfig, finetune, judge_loss, read_records
+from touchstone.train.finetune import FinetuneConfig, finetune, judge_loss, read_records
 from touchstone.records import claim_record, pair_record
 
 from test_judge import tiny_model_dir
@@ -101,7 +101,7 @@ def test_pairwise_loss_is_bradley_terry_on_sequence_log_likelihoods(setup):
     import torch
 
     from touchstone.evaluate import continuation_logprobs
-    from touchstone.finetune import version_requests
+    from touchstone.train.finetune import version_requests
     from touchstone.generate import load_model
 
     d, path = setup
@@ -114,7 +114,7 @@ def test_pairwise_loss_is_bradley_terry_on_sequence_log_likelihoods(setup):
 
 
 def test_length_groups_cover_every_index_once_longest_first():
-    from touchstone.finetune import length_groups
+    from touchstone.train.finetune import length_groups
 
     lengths = [20, 300, 35, 160, 21, 290, 150, 40]
     groups = length_groups(lengths)
@@ -131,7 +131,7 @@ def test_grouping_by_length_gives_the_one_batch_loss(setup, objective):
     import torch.nn.functional as F
 
     from touchstone.evaluate import batch_logprobs
-    from touchstone.finetune import answer_examples, version_requests
+    from touchstone.train.finetune import answer_examples, version_requests
     from touchstone.generate import load_model
     from touchstone.judge import encode, last_logits
     from touchstone import prompts
@@ -171,12 +171,11 @@ def test_unknown_objective_is_a_user_error(setup):
 
 
 def test_a_time_budget_trains_until_the_deadline_whatever_the_epochs(setup, monkeypatch):
-    import touchstone.finetune as tf
-    import touchstone.pretrain as tp
+    import touchstone.train.finetune as tf
 
     d, model = setup
     now, rates, calls = [0.0], [], []
-    real_loss, real_lr_at = tf.judge_loss, tp.lr_at
+    real_loss, real_lr_at = tf.judge_loss, tf.lr_at
 
     def judge_loss(*args, **kw):
         calls.append(1)
@@ -187,8 +186,8 @@ def test_a_time_budget_trains_until_the_deadline_whatever_the_epochs(setup, monk
         rates.append(real_lr_at(*args, **kw))
         return rates[-1]
 
-    monkeypatch.setattr(tp, "clock", lambda: now[0])
-    monkeypatch.setattr(tp, "lr_at", lr_at)
+    monkeypatch.setattr(tf, "clock", lambda: now[0])
+    monkeypatch.setattr(tf, "lr_at", lr_at)
     monkeypatch.setattr(tf, "judge_loss", judge_loss)
     r = finetune(model, [str(d / "train.jsonl")], d / "until-deadline", FinetuneConfig(batch_size=4, minutes=0.5))
     assert r["steps"] == 29 and r["steps_planned"] is None  # 2 s, then 1 s a step, until 30 s: many epochs

@@ -9,7 +9,7 @@ from touchstone import cli
 from touchstone.errors import UserError
 from touchstone.files import shared_data
 from touchstone.generate import generate, load_model, perplexity
-from touchstone.pretrain import pretrain
+from touchstone.train.pretrain import pretrain
 
 
 @pytest.fixture(scope="module")

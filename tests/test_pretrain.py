@@ -8,7 +8,7 @@ import pytest
 
 from touchstone import cli
 from touchstone.files import shared_data
-from touchstone.pretrain import PretrainConfig, initial_model, pretrain, resolve
+from touchstone.train.pretrain import PretrainConfig, initial_model, pretrain, resolve
 
 SHAKESPEARE = str(shared_data() / "tinyshakespeare" / "input.txt")
 
@@ -59,15 +59,15 @@ class Crash(Exception):
 
 def crash_after_first_checkpoint(monkeypatch):
     """Make the run die right after its first checkpoint is written, like a killed process."""
-    import touchstone.pretrain as tp
+    import touchstone.train.pretrain_run as run
 
-    real = tp.save_checkpoint
+    real = run.save_checkpoint
 
     def save_then_crash(run_dir, state):
         real(run_dir, state)
         raise Crash(state["step"])
 
-    monkeypatch.setattr(tp, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(run, "save_checkpoint", save_then_crash)
 
 
 def test_one_step_changes_every_trainable_parameter(data, tmp_path):
@@ -99,7 +99,7 @@ def test_resumed_run_equals_uninterrupted_run(data, tmp_path, monkeypatch):
 def test_gradient_accumulation_equals_large_batch(data):
     import torch
 
-    from touchstone.pretrain import LossFn, Sampler, Windows, accumulate
+    from touchstone.train.common import LossFn, Sampler, Windows, accumulate
 
     cfg = resolve(nano())
     model = initial_model(cfg, 512, 0)
@@ -122,14 +122,15 @@ def test_saved_model_reloads_with_the_trained_weights(data, tmp_path):
     """The reloaded model reproduces the validation loss measured by the training model itself."""
     from transformers import AutoModelForCausalLM, pipeline
 
-    from touchstone.pretrain import EVAL_BATCHES, Windows, evaluate
+    from touchstone.train.common import Windows, mean_lm_loss
+    from touchstone.train.pretrain_run import EVAL_BATCHES
 
     out = pretrain(str(data), tmp_path / "m", nano(tokens=3 * 16 * 64))
     manifest = json.loads((out / "MANIFEST.json").read_text())
     model = AutoModelForCausalLM.from_pretrained(str(out))
     val = Windows(data / "tokens" / "val.bin", 64)
     idx = np.unique(np.linspace(0, val.n - 1, min(val.n, EVAL_BATCHES * 16)).astype(int))
-    assert evaluate(model, val, idx, 16, bf16=False) == pytest.approx(manifest["val_loss"], abs=1e-5)
+    assert mean_lm_loss(model, val, idx, 16, bf16=False) == pytest.approx(manifest["val_loss"], abs=1e-5)
     text = pipeline("text-generation", model=str(out))("The", max_new_tokens=5, do_sample=False)[0]["generated_text"]
     assert text.startswith("The") and len(text) > 3
     assert "size: nano" in (out / "recipe.yaml").read_text()
@@ -153,14 +154,15 @@ def test_pretrain_on_a_gpu_saves_a_model_that_reloads_on_the_cpu(data, tmp_path)
         pytest.skip("no GPU visible")
     from transformers import AutoModelForCausalLM
 
-    from touchstone.pretrain import EVAL_BATCHES, Windows, evaluate
+    from touchstone.train.common import Windows, mean_lm_loss
+    from touchstone.train.pretrain_run import EVAL_BATCHES
 
     out = pretrain(str(data), tmp_path / "g", nano(tokens=3 * 16 * 64, device="cuda"))
     manifest = json.loads((out / "MANIFEST.json").read_text())
     model = AutoModelForCausalLM.from_pretrained(str(out))
     val = Windows(data / "tokens" / "val.bin", 64)
     idx = np.unique(np.linspace(0, val.n - 1, min(val.n, EVAL_BATCHES * 16)).astype(int))
-    assert evaluate(model, val, idx, 16, bf16=False) == pytest.approx(manifest["val_loss"], abs=1e-3)
+    assert mean_lm_loss(model, val, idx, 16, bf16=False) == pytest.approx(manifest["val_loss"], abs=1e-3)
     assert "device: cuda" in (out / "recipe.yaml").read_text()
 
 
@@ -212,7 +214,7 @@ class FakeClock:
 
 
 def test_a_time_budget_trains_until_the_deadline_on_the_clock_s_schedule(data, tmp_path, monkeypatch):
-    import touchstone.pretrain as tp
+    import touchstone.train.pretrain_run as tp
 
     # A machine busy at the start: the first three passes take 20 s each, then every step 1 s. Planned
     # from timed warm-up passes, a 2-minute budget became 5 steps; it must train until the deadline.
@@ -241,7 +243,7 @@ def test_a_time_budget_trains_until_the_deadline_on_the_clock_s_schedule(data, t
 
 
 def test_lr_follows_the_fraction_of_a_time_budget():
-    from touchstone.pretrain import MAX_WARMUP, lr_at
+    from touchstone.train.common import MAX_WARMUP, lr_at
 
     assert lr_at(0, 1.0, None, None, spent=0.0) == pytest.approx(1 / MAX_WARMUP)  # warming up
     assert lr_at(5, 1.0, None, None, spent=0.05) == pytest.approx(1.0, rel=0.01)  # 5% of the time: warm

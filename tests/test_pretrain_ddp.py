@@ -8,7 +8,7 @@ import sys
 import pytest
 from test_pretrain import make_data, nano, weights
 
-from touchstone.pretrain import pretrain
+from touchstone.train.pretrain import pretrain
 
 BATCH, SEQ, STEPS = 8, 64, 4  # per process; a step of two processes trains on 2 * BATCH windows
 FLAGS = ["--size", "nano", "--tokens", str(STEPS * 2 * BATCH * SEQ), "--batch-size", str(BATCH), "--seq-len",
@@ -17,13 +17,13 @@ FLAGS = ["--size", "nano", "--tokens", str(STEPS * 2 * BATCH * SEQ), "--batch-si
 # Rank 0 dies right after writing its first checkpoint, like a killed job; torchrun then stops rank 1.
 CRASH = """
 import sys
-import touchstone.pretrain as tp
+import touchstone.train.pretrain_run as run
 from touchstone import cli
-real = tp.save_checkpoint
+real = run.save_checkpoint
 def save_then_crash(run_dir, state):
     real(run_dir, state)
     raise SystemExit(f"crashed after the checkpoint of step {state['step']}")
-tp.save_checkpoint = save_then_crash
+run.save_checkpoint = save_then_crash
 sys.exit(cli.main(sys.argv[1:]))
 """
 
@@ -100,16 +100,17 @@ def test_a_resumed_run_keeps_the_device_of_its_checkpoint(monkeypatch, data, tmp
     """Under torchrun the process group starts before the checkpoint is read: its manifest names the device."""
     import torch
 
-    import touchstone.pretrain as tp
+    import touchstone.train.pretrain as tp
+    import touchstone.train.pretrain_run as run
 
     out = tmp_path / "m"
-    real = tp.save_checkpoint
+    real = run.save_checkpoint
 
     def save_then_crash(run_dir, state):
         real(run_dir, state)
         raise SystemExit("crashed")
 
-    monkeypatch.setattr(tp, "save_checkpoint", save_then_crash)
+    monkeypatch.setattr(run, "save_checkpoint", save_then_crash)
     with pytest.raises(SystemExit):
         pretrain(str(data), out, nano())
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)

@@ -75,7 +75,7 @@ def _tokenizer_train(args):
 
 # ----------------------------------------------------------------------------------------- modelling
 def _pretrain(args):
-    from touchstone.pretrain import PretrainConfig, pretrain
+    from touchstone.train.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig.load(args.config, _overrides(
         args, "size", "minutes", "tokens", "lr", "batch_size", "grad_accum", "seq_len", "warmup", "eval_every",
@@ -86,7 +86,7 @@ def _pretrain(args):
 
 
 def _finetune(args):
-    from touchstone.finetune import FinetuneConfig, finetune
+    from touchstone.train.finetune import FinetuneConfig, finetune
 
     cfg = FinetuneConfig.load(args.config, _overrides(args, "epochs", "lr", "batch_size", "objective", "lm_weight",
                                                        "seed", "text_data", "minutes"))
@@ -95,8 +95,8 @@ def _finetune(args):
 
 
 def _study(args):
-    from touchstone.finetune import FinetuneConfig
-    from touchstone.study import study
+    from touchstone.train.finetune import FinetuneConfig
+    from touchstone.train.study import study
 
     cfg = FinetuneConfig.load(args.config, _overrides(args, "epochs", "lr", "batch_size", "objective", "lm_weight",
                                                        "seed", "text_data", "minutes"))

@@ -412,7 +412,7 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
     from touchstone.files import read_text
     from touchstone.generate import load_model, perplexity_of
     from touchstone.judge import Judge
-    from touchstone.pretrain import default_bf16, default_device, git_commit
+    from touchstone.train.common import default_bf16, default_device, git_commit
 
     parsed = [(spec, *parse_spec(spec)) for spec in specs]  # all specs checked before the model loads
     if len({s for s, _, _ in parsed}) != len(parsed):

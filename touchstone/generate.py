@@ -1,5 +1,8 @@
 """Using a trained model: load it, sample text from it, measure its perplexity on a text file.
 
+The inference side, beside `touchstone.judge`; training (`touchstone.train`) loads its base models and
+samples its reports with it.
+
     touchstone generate models/gen-0000 --prompt "The river" --temperature 0.8 --top-k 50 --n 3
     touchstone perplexity models/gen-0000 ../shared/data/wikitext2/test.txt
 
@@ -23,6 +26,7 @@ from pathlib import Path
 
 from touchstone.errors import UserError
 from touchstone.files import MANIFEST, check_manifest, read_text
+from touchstone.model import context_length
 
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -42,18 +46,13 @@ def load_model(model_dir: str | Path):
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - see below
         # Whatever broken files make transformers, safetensors or torch raise (OSError, ValueError,
         # SafetensorError, UnpicklingError...), the cause is the directory's content.
         first = (str(e).splitlines() or [type(e).__name__])[0][:200]
         raise UserError(f"{path}: cannot load model ({first})") from None
     model.eval()
     return model, tokenizer
-
-
-def _context_length(model) -> int:
-    c = model.config
-    return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None) or 1024
 
 
 def sample(model, tokenizer, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8, top_k: int = 50,
@@ -71,9 +70,9 @@ def sample(model, tokenizer, prompt: str, max_new_tokens: int = 100, temperature
         ids = [eos] + ids  # the model was trained on documents that follow <|endoftext|>
     if not ids:
         raise UserError("generate: empty prompt and the tokenizer has no end-of-text token to start from")
-    keep = max(1, _context_length(model) - max_new_tokens)
+    keep = max(1, context_length(model) - max_new_tokens)
     ids = ids[-keep:]
-    max_new_tokens = min(max_new_tokens, _context_length(model) - len(ids))
+    max_new_tokens = min(max_new_tokens, context_length(model) - len(ids))
     x = torch.tensor([ids] * n, device=model.device)
     greedy = temperature == 0
     options = {} if greedy else {"temperature": temperature, "top_k": top_k or None, "top_p": top_p}
@@ -110,7 +109,7 @@ def perplexity_of(model, tokenizer, text: str, batch_size: int = 8) -> dict:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     ids = torch.tensor(([eos] if eos is not None else []) + ids, device=model.device)
     n_targets = len(ids) - 1  # ids[t] is predicted from ids[:t], for t = 1 .. n_targets
-    width = min(_context_length(model), len(ids))
+    width = min(context_length(model), len(ids))
     stride = max(1, width // 2)
     # Equal-width windows ids[s:s+width]; each scores the targets (a, e] that the previous window did
     # not, so every token counts once and has at least width - stride tokens of context.

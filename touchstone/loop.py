@@ -349,7 +349,7 @@ def bootstrap(ws: Workspace, cfg: LoopConfig, ledger, stop: Stop) -> bool:
         return {"files": sorted(p.name for p in ws.tokenizer.iterdir())}
 
     def pretrain_gen0():
-        from touchstone.pretrain import PretrainConfig, pretrain
+        from touchstone.train.pretrain import PretrainConfig, pretrain
 
         out = ws.model(0)
         if not (out / MANIFEST).exists():
@@ -582,7 +582,7 @@ class Generation:
         return draw
 
     def train(self) -> dict:
-        from touchstone.finetune import FinetuneConfig, finetune
+        from touchstone.train.finetune import FinetuneConfig, finetune
         from touchstone.recipe import load_recipe
 
         out = self.ws.model(self.gen)

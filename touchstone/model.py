@@ -1,7 +1,8 @@
 """The model sizes: one dial (`depth`) from which the GPT-2 shape and the training defaults follow.
 
 A size names a depth; width, heads, context, batch and learning rate are derived from it, so a user
-picks one word and the rest is consistent at any scale. The model itself is Hugging Face's
+picks one word and the rest is consistent at any scale. What training, generation and judging ask of
+any loaded model's shape (its context length, its parameter count) is answered here too. The model itself is Hugging Face's
 `GPT2LMHeadModel`, configured with GPT-2's own field names (`n_layer`, `n_embd`, `n_head`,
 `n_positions`), so every saved model is a plain transformers model.
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 from touchstone.errors import UserError
 
 DEPTHS = {"nano": 2, "micro": 6, "small": 8}
+UNKNOWN_CONTEXT = 1024  # GPT-2's own, for a model whose config names no context length
 
 
 def _derive(depth: int) -> dict:
@@ -44,22 +46,22 @@ def make_config(size: str, vocab_size: int, **overrides):
     from transformers import GPT2Config
 
     s = size_defaults(size)
-    fields = dict(
-        vocab_size=vocab_size,
-        n_positions=s["seq_len"],
-        n_embd=s["n_embd"],
-        n_layer=s["n_layer"],
-        n_head=s["n_head"],
+    fields = {
+        "vocab_size": vocab_size,
+        "n_positions": s["seq_len"],
+        "n_embd": s["n_embd"],
+        "n_layer": s["n_layer"],
+        "n_head": s["n_head"],
         # No dropout: a small model sees each token about once, so it underfits rather than overfits,
         # and dropout would only slow learning and make runs depend on the random stream.
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-        tie_word_embeddings=True,
+        "resid_pdrop": 0.0,
+        "embd_pdrop": 0.0,
+        "attn_pdrop": 0.0,
+        "tie_word_embeddings": True,
         # Touchstone's tokenizer reserves <|endoftext|> at id 0; it starts and ends every document.
-        bos_token_id=0,
-        eos_token_id=0,
-    )
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+    }
     fields.update(overrides)
     return GPT2Config(**fields)
 
@@ -67,3 +69,10 @@ def make_config(size: str, vocab_size: int, **overrides):
 def count_parameters(model) -> int:
     """Distinct trainable parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def context_length(model, unknown: int | None = UNKNOWN_CONTEXT) -> int | None:
+    """The most tokens the model reads at once: its config's `n_positions` (GPT-2's name) or
+    `max_position_embeddings` (most others'); `unknown` when it names neither."""
+    c = model.config
+    return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None) or unknown

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from touchstone.config import Config, field, from_dict, to_dict
 from touchstone.errors import UserError
-from touchstone.finetune import OBJECTIVES
+from touchstone.train.finetune import OBJECTIVES
 
 WORLD_NAMES = ("numbers", "code", "wing", "colour", "language", "facts")
 
@@ -44,7 +44,7 @@ class Recipe(Config):
 
     def check(self, where: str = "recipe") -> "Recipe":
         """Refuse settings no trainer could use, naming the key."""
-        from touchstone.finetune import OBJECTIVES
+        from touchstone.train.finetune import OBJECTIVES
 
         bad = None
         if not self.lr > 0:

@@ -3,7 +3,7 @@
     touchstone synth numbers --n 4000 --out runs/synth/numbers.jsonl
     touchstone study runs/base --data runs/synth/numbers.jsonl --every 100 --epochs 2 --out runs/study/numbers
 
-The training is `touchstone.finetune.finetune` with the same settings (`FinetuneConfig`); at step 0 and
+The training is `touchstone.train.finetune.finetune` with the same settings (`FinetuneConfig`); at step 0 and
 every `every` steps (and after the last) its callback judges the held-out suites of the worlds named
 (default: the worlds of the training records; `facts-untaught` may be named too) as `touchstone eval` does (`touchstone.evaluate.judge_records`),
 so a curve point is exactly an eval of the model at that step. Each point records the steps, the
@@ -27,7 +27,14 @@ from pathlib import Path
 
 from touchstone.config import to_dict
 from touchstone.errors import UserError
-from touchstone.finetune import FinetuneConfig
+from touchstone.evaluate import judge_records
+from touchstone.files import write_json_atomic
+from touchstone.generate import load_model
+from touchstone.judge import Judge
+from touchstone.report import save_figure
+from touchstone.synth import EXTRA_SUITES, heldout_suite
+from touchstone.train.finetune import FinetuneConfig, finetune, read_records
+from touchstone.worlds import WORLDS
 
 
 @dataclass
@@ -42,13 +49,6 @@ def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: Fi
           every: int = 100, worlds: list[str] | None = None, limit: int | None = None) -> dict:
     """Fine-tune `model_dir` on `data_files` with `cfg`, scoring the held-out suites of `worlds` (at most
     `limit` records each) every `every` steps; write OUT/curve.json, OUT/curve.png and OUT/model."""
-    from touchstone.evaluate import judge_records
-    from touchstone.files import write_json_atomic
-    from touchstone.finetune import finetune, read_records
-    from touchstone.judge import Judge
-    from touchstone.synth import EXTRA_SUITES, heldout_suite
-    from touchstone.worlds import WORLDS
-
     cfg = cfg or FinetuneConfig()
     out = Path(out)
     if every < 1 or (limit is not None and limit < 1):
@@ -65,38 +65,47 @@ def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: Fi
     suites = {w: heldout_suite(w)[1][:limit] for w in worlds}
     header = {"base": str(model_dir), "data": [str(f) for f in data_files], "config": to_dict(cfg),
               "every": every, "limit": limit, "suite_records": {w: len(s) for w, s in suites.items()}}
-    points: list[Point] = []
-    clock = {"wall": 0.0, "cpu": 0.0}
-    last = {"wall": time.monotonic(), "cpu": time.process_time()}
-
-    def score(step: int, model, tokenizer) -> None:
-        judge = Judge(model, tokenizer)
-        worlds_ = {w: _summary(judge_records(judge, recs, progress=False)) for w, recs in suites.items()}
-        points.append(Point(step, round(clock["wall"], 1), round(clock["cpu"], 1), worlds_))
-        print(_row(points[-1]), file=sys.stderr, flush=True)
-        write_json_atomic(out / "curve.json", {**header, "points": [p.__dict__ for p in points]})
-
-    def callback(step: int, model, tokenizer) -> None:
-        # Training time since the last call (the first comes before any); evaluation is off both clocks.
-        if step > 0:
-            clock["wall"] += time.monotonic() - last["wall"]
-            clock["cpu"] += time.process_time() - last["cpu"]
-        if step % every == 0:
-            score(step, model, tokenizer)
-        last["wall"], last["cpu"] = time.monotonic(), time.process_time()
-
+    curve = Curve(suites, every, out / "curve.json", header)
     out.mkdir(parents=True, exist_ok=True)
     print(_header(worlds), file=sys.stderr)
-    report = finetune(model_dir, data_files, out / "model", cfg, callback=callback)
-    if points[-1].step != report["steps"]:  # the last step falls between points: score the saved model
-        from touchstone.generate import load_model
-
-        score(report["steps"], *load_model(out / "model"))
-    result = {**header, "points": [p.__dict__ for p in points], "finetune": report}
+    report = finetune(model_dir, data_files, out / "model", cfg, callback=curve.callback)
+    if curve.points[-1].step != report["steps"]:  # the last step falls between points: score the saved model
+        curve.score(report["steps"], *load_model(out / "model"))
+    result = {**header, "points": curve.rows(), "finetune": report}
     write_json_atomic(out / "curve.json", result)
     plot_curves(result, out / "curve.png")
     print(table(result))
     return result
+
+
+class Curve:
+    """The points of a study, scored from fine-tuning's callback, with the training's own wall and CPU
+    seconds (evaluation is off both clocks); written to `path` after every point."""
+
+    def __init__(self, suites: dict[str, list[dict]], every: int, path: Path, header: dict):
+        self.suites, self.every, self.path, self.header = suites, every, path, header
+        self.points: list[Point] = []
+        self.wall, self.cpu = 0.0, 0.0
+        self.last_wall, self.last_cpu = time.monotonic(), time.process_time()
+
+    def rows(self) -> list[dict]:
+        return [p.__dict__ for p in self.points]
+
+    def score(self, step: int, model, tokenizer) -> None:
+        judge = Judge(model, tokenizer)
+        worlds = {w: _summary(judge_records(judge, recs, progress=False)) for w, recs in self.suites.items()}
+        self.points.append(Point(step, round(self.wall, 1), round(self.cpu, 1), worlds))
+        print(_row(self.points[-1]), file=sys.stderr, flush=True)
+        write_json_atomic(self.path, {**self.header, "points": self.rows()})
+
+    def callback(self, step: int, model, tokenizer) -> None:
+        # Training time since the last call (the first comes before any).
+        if step > 0:
+            self.wall += time.monotonic() - self.last_wall
+            self.cpu += time.process_time() - self.last_cpu
+        if step % self.every == 0:
+            self.score(step, model, tokenizer)
+        self.last_wall, self.last_cpu = time.monotonic(), time.process_time()
 
 
 def _summary(judged: dict) -> dict:
@@ -141,8 +150,6 @@ def plot_curves(result: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from touchstone.report import save_figure
 
     points = result["points"]
     worlds = list(points[0]["worlds"]) if points else []

@@ -12,46 +12,9 @@ Objectives (`objective`), all on the judge's own question format (touchstone.pro
               context). It teaches the model to prefer the right version as text, which is what
               minimal-pair evaluation (BLiMP) reads; claims have no pair, so they always use "answer".
 - "mix":      the sum of both.
-Measured on a micro model pretrained 60 minutes on the shared English corpus (BLiMP 58.41% on all 67
-paradigms, 66,993 pairs):
-- "answer" on 14,000 records of all six worlds (875 steps, lr 1e-4) gave BLiMP 58.82% and raised the
-  held-out suites (code 46.7 -> 68.7%, facts 52.0 -> 62.3%).
-- "pairwise" on language records whose substituted words were unbalanced (language world version 2)
-  lowered BLiMP in every setting tried: 58.15% (lr 1e-4, 500 steps), 56.61% (lr 5e-4, 1000 steps),
-  57.57% (sentences of another corpus than the one pretrained on, lr 3e-4), 56.78% (versions scored
-  with no prompt, exactly as BLiMP is, lm_weight 1), although its loss fell: it learned the
-  corruptions' own words ("an", "these") rather than agreement.
-- "pairwise" on balanced records with the noun-number corruption (version 3, `WordBalance`), 4,132
-  pairs of the default and English corpora, lr 1e-4, 517 steps: BLiMP 59.73% (determiner-noun
-  agreement 77.4 -> 83.0%, anaphor agreement 79.4 -> 83.4%, irregular forms 81.3 -> 84.4%;
-  subject-verb agreement unmoved at 55.4%).
-- The same with the "verb" and "npi" corruptions too (version 4, 4,133 pairs, 517 steps): BLiMP
-  60.99% (NPI licensing 40.5 -> 53.0%, determiner-noun agreement 84.0%).
-- The same with the grammar's pairs (version 5, `touchstone.worlds.grammar`, two fifths of 4,000 pairs,
-  500 steps): BLiMP 65.28% [64.91, 65.64] (65.30% with --seed 1), the best of all runs (NPI licensing 73.0%, island effects
-  41.1 -> 53.1%). Five times as many pairs for one epoch did not help (62.76% on 20,000 pairs of an
-  earlier grammar that scored 63.23% on 4,000).
-- One model with both skills, in two runs: "answer" on the five other worlds' 10,000 records and the
-  4,000 language pairs (one epoch, 875 steps, 12 minutes), then "pairwise" on the language pairs (500
-  steps): BLiMP 64.47% [64.10, 64.83]; held-out suites code 65.7, facts 60.8, wing 62.3, language 56.5,
-  numbers 54.7, colour 46.0% (600 records, wing 400), where the first run alone had reached 66.0, 56.8,
-  56.5, 56.2, 56.5 and 49.3% (and BLiMP 58.04%). English-val perplexity 45.9 -> 51.1; with
-  lm_weight 1.0 in both runs it was 51.2 all the same, and BLiMP fell to 63.18%. The other order (pairwise, then answer; on a GPU, the answer run stopped
-  at 561 of 1,750 steps) gave BLiMP 61.77%; "mix" on all of it (stopped at 370 of 1,750 steps) 61.81%.
-- More data for the two worlds left near chance: "answer" on 20,000 numbers and 20,000 colour records
-  (lr 1e-4, stopped by a 15-minute budget at 1,910 of 2,500 steps) gave numbers 61.3% [57.4, 65.1] and
-  colour 50.3%, against 56.5 and 48.3% after the 2,000-record run above (colour on its version-2
-  suite). Per kind, numbers' comparisons rose to 67-68% (from 48-57) while sums stayed at 48%. At lr
-  5e-4 (10 minutes, 1,197 steps) it was worse: numbers 56.5%, colour 48.3%, perplexity 54.1. Digits are
-  already single tokens here, so tokenization is not what holds sums back.
-- Claims as twins (each training claim written beside the opposite statement of the same item, so an
-  item's own features cannot predict the label): on the code world alone (2,000 records, 2 epochs, one
-  run each) held-out claims rose 46.8 -> 55.7%, but over all six worlds (500 records each, 2 epochs,
-  seeds 1 and 2) the suites scored 54.3/53.9% against 55.6/54.5% with lone claims, and the claims'
-  AUC stayed 0.46-0.59 either way. The worlds keep lone claims.
 "answer" stays the default because it is what the judge reads, for every world; for the language
 model's own preference between sentences (minimal-pair evaluation), "pairwise" on language records
-is the one that helps; run after "answer" it kept the judge's gains (one run of each order).
+is the one that helps; run after "answer" it kept the judge's gains (docs/training.md has the runs).
 With `text_data` (a prepared data directory), `lm_weight` x the language-model loss on its training
 tokens is added at every step, and perplexity on its validation tokens is reported before and after.
 
@@ -73,9 +36,32 @@ from pathlib import Path
 from touchstone import prompts
 from touchstone.config import Config, field, to_dict
 from touchstone.errors import UserError
+from touchstone.evaluate import batch_logprobs, weights_sha256
+from touchstone.files import check_output, read_jsonl, sha256_file
+from touchstone.generate import load_model
+from touchstone.judge import Judge, encode, ensure_special_tokens, last_logits
+from touchstone.model import context_length
+from touchstone.records import jsonl_files, parse_label
+from touchstone.train.common import (
+    Sampler,
+    Windows,
+    budget_spent,
+    clock,
+    default_bf16,
+    default_device,
+    lm_loss,
+    lr_at,
+    make_optimizer,
+    mean_lm_loss,
+    save_model_dir,
+    set_lr,
+    trainer,
+)
 
 OBJECTIVES = ("answer", "pairwise", "mix")
 DEFAULT_EPOCHS = 2.0
+LM_SEQ_LEN = 256  # tokens per window of the language-model loss (or the model's context, if shorter)
+HELDOUT_WINDOWS = 32  # validation windows of text_data whose perplexity is reported before and after
 
 
 @dataclass
@@ -97,9 +83,6 @@ class FinetuneConfig(Config):
 
 def read_records(files: list[str]) -> list[dict]:
     """Pair and claim records from JSONL files or folders; anything else is a UserError naming the line."""
-    from touchstone.files import read_jsonl
-    from touchstone.records import jsonl_files, parse_label
-
     out = []
     for f in [p for name in files for p in jsonl_files(name)]:
         for lineno, obj in read_jsonl(f):
@@ -159,9 +142,6 @@ def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool):
     import torch
     import torch.nn.functional as F
 
-    from touchstone.evaluate import batch_logprobs
-    from touchstone.judge import context_length, encode, last_logits
-
     device = next(model.parameters()).device
     loss = torch.zeros((), device=device)
     answers = [ex for r in batch if objective != "pairwise" or "a" not in r for ex in answer_examples(r)]
@@ -193,28 +173,36 @@ def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool):
     return loss
 
 
-def heldout_loss(model, windows, n: int = 32, batch_size: int = 8) -> float | None:
-    """Mean next-token loss over the first `n` validation windows (None without any)."""
-    import torch
-
-    from touchstone.pretrain import lm_loss
-
-    idx = list(range(min(n, windows.n)))
-    if not idx:
+def heldout_loss(model, windows: Windows | None) -> float | None:
+    """Mean next-token loss over the first `HELDOUT_WINDOWS` validation windows (None without any)."""
+    if windows is None:
         return None
-    total = 0.0
-    with torch.inference_mode():
-        for i in range(0, len(idx), batch_size):
-            x, y = (t.to(next(model.parameters()).device) for t in windows.batch(idx[i:i + batch_size]))
-            total += float(lm_loss(model, x, y)) * len(x)
-    return total / len(idx)
+    return mean_lm_loss(model, windows, list(range(min(HELDOUT_WINDOWS, windows.n))), batch_size=8)
 
 
 def judge_accuracy(model, tokenizer, records: list[dict]) -> float:
-    from touchstone.judge import Judge
-
     verdicts = Judge(model, tokenizer).records(records)
     return sum(str(v["choice"]).lower() == str(r["label"]).lower() for r, v in zip(records, verdicts)) / len(records)
+
+
+def check_config(cfg: FinetuneConfig) -> FinetuneConfig:
+    if cfg.objective not in OBJECTIVES:
+        raise UserError(f"objective '{cfg.objective}': unknown (choose from {', '.join(OBJECTIVES)})")
+    if ((cfg.epochs is not None and cfg.epochs <= 0) or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.lm_weight < 0
+            or (cfg.minutes is not None and cfg.minutes <= 0)):
+        raise UserError("finetune: epochs, batch_size, lr and minutes must be positive, lm_weight at least 0")
+    return cfg
+
+
+def text_windows(text_data: str | None, seq_len: int) -> tuple[Windows | None, Windows | None]:
+    """(train, validation) windows of the prepared data directory `text_data`; (None, None) without it."""
+    if not text_data:
+        return None, None
+    tokens = Path(text_data) / "tokens"
+    if not (tokens / "train.bin").is_file():
+        raise UserError(f"{text_data}: not a prepared data directory (no tokens/train.bin)")
+    val = Windows(tokens / "val.bin", seq_len) if (tokens / "val.bin").is_file() else None
+    return Windows(tokens / "train.bin", seq_len), val
 
 
 def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: FinetuneConfig | None = None,
@@ -222,20 +210,10 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
     """Fine-tune the model in `model_dir` on the pair/claim records of `data_files`; write a model dir to `out`.
     `loop`: the self-improvement loop's generation, champion and recipe, kept in recipe.yaml.
     `callback(steps_done, model, tokenizer)`: called before the first step and after every step
-    (`touchstone.study` measures learning curves with it); the time it takes is not counted against `minutes`."""
+    (`touchstone.train.study` measures learning curves with it); the time it takes is not counted against `minutes`."""
     import torch
 
-    from touchstone import pretrain as tp
-    from touchstone.files import check_output
-    from touchstone.generate import load_model
-    from touchstone.judge import ensure_special_tokens
-    from touchstone.pretrain import Sampler, Windows, default_bf16, default_device, lm_loss, lr_at, make_optimizer
-
-    cfg = cfg or FinetuneConfig()
-    if cfg.objective not in OBJECTIVES:
-        raise UserError(f"objective '{cfg.objective}': unknown (choose from {', '.join(OBJECTIVES)})")
-    if (cfg.epochs is not None and cfg.epochs <= 0) or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.lm_weight < 0 or (cfg.minutes is not None and cfg.minutes <= 0):
-        raise UserError("finetune: epochs, batch_size, lr and minutes must be positive, lm_weight at least 0")
+    cfg = check_config(cfg or FinetuneConfig())
     check_output(out, overwrite=overwrite, directory=True, kind="model")
     records = read_records(data_files)
     model, tokenizer = load_model(model_dir)
@@ -243,111 +221,127 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
     device = torch.device(default_device())
     model.to(device)
     bf16 = default_bf16(device.type) if cfg.bf16 is None else cfg.bf16
-    seq_len = min(256, model.config.n_positions if hasattr(model.config, "n_positions") else 256)
-    train_lm = val_lm = None
-    if cfg.text_data:
-        tokens = Path(cfg.text_data) / "tokens"
-        if not (tokens / "train.bin").is_file():
-            raise UserError(f"{cfg.text_data}: not a prepared data directory (no tokens/train.bin)")
-        train_lm = Windows(tokens / "train.bin", seq_len)
-        val_lm = Windows(tokens / "val.bin", seq_len) if (tokens / "val.bin").is_file() else None
+    train_lm, val_lm = text_windows(cfg.text_data, min(LM_SEQ_LEN, context_length(model)))
     rng = random.Random(cfg.seed)
     probe = rng.sample(records, min(cfg.eval_records, len(records)))
     model.eval()
-    before = {"judge_accuracy": judge_accuracy(model, tokenizer, probe),
-              "heldout_loss": heldout_loss(model, val_lm) if val_lm else None}
+    before = {"judge_accuracy": judge_accuracy(model, tokenizer, probe), "heldout_loss": heldout_loss(model, val_lm)}
 
     torch.manual_seed(cfg.seed)
-    epochs = cfg.epochs if cfg.epochs is not None or cfg.minutes is not None else DEFAULT_EPOCHS
-    steps = max(1, math.ceil(epochs * len(records) / cfg.batch_size)) if epochs is not None else None
-    opt = make_optimizer(model, cfg.lr, weight_decay=0.0)  # short runs: decay would only pull toward zero
-    lm_sampler = Sampler(train_lm.n, cfg.seed) if train_lm is not None and train_lm.n else None
-    order: list[dict] = []
-    losses, start = [], tp.clock()
-    budget = cfg.minutes * 60 if cfg.minutes else None
-    # Warmup: 5% of the steps; under a time budget, 5% of the time (at most 200 steps, `lr_at`).
-    warmup = max(1, steps // 20) if steps is not None else None
-    paused = 0.0  # seconds spent in the callback, off the clock of the budget
-
-    def call_back():
-        nonlocal paused
-        if callback is not None:
-            t0 = tp.clock()
-            callback(step, model, tokenizer)
-            model.train()
-            paused += tp.clock() - t0
-
-    step = 0
-    model.train()
-    call_back()
-    while steps is None or step < steps:
-        # Under a time budget the run trains until the deadline and the schedule follows the fraction of
-        # the time spent (or of the steps, if further along), as pretraining's does.
-        spent = max((tp.clock() - start - paused) / budget, step / steps if steps else 0.0) if budget else None
-        if step > 0 and spent is not None and spent >= 1:
-            print(f"finetune: time budget of {cfg.minutes:g} min reached at step {step}"
-                  f"{f'/{steps}' if steps else ''}", file=sys.stderr)
-            break
-        if len(order) < cfg.batch_size:
-            fresh = records[:]
-            rng.shuffle(fresh)
-            order += fresh
-        batch, order = order[:cfg.batch_size], order[cfg.batch_size:]
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, cfg.lr, warmup, steps, spent)
-        loss = judge_loss(model, tokenizer, batch, cfg.objective, bf16)
-        if lm_sampler is not None and cfg.lm_weight > 0:
-            x, y = (t.to(device) for t in train_lm.batch(lm_sampler.take(max(1, cfg.batch_size // 4))))
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = loss + cfg.lm_weight * lm_loss(model, x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
-        if step % 50 == 0 or step == (steps or 0) - 1:
-            print(f"finetune step {step + 1}/{steps or '-'} loss {losses[-1]:.4f}", file=sys.stderr)
-        step += 1
-        call_back()
+    run = FinetuneRun(cfg, model, tokenizer, records, rng, train_lm, bf16, callback)
+    run.train()
     model.eval()
-    after = {"judge_accuracy": judge_accuracy(model, tokenizer, probe),
-             "heldout_loss": heldout_loss(model, val_lm) if val_lm else None}
+    after = {"judge_accuracy": judge_accuracy(model, tokenizer, probe), "heldout_loss": heldout_loss(model, val_lm)}
     stats = {
-        "records": len(records), "pairs": sum("a" in r for r in records), "steps": len(losses), "steps_planned": steps,
-        "objective": cfg.objective, "minutes": round((tp.clock() - start - paused) / 60, 2),
-        "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
+        "records": len(records), "pairs": sum("a" in r for r in records), "steps": len(run.losses),
+        "steps_planned": run.steps, "objective": cfg.objective, "minutes": round(run.seconds() / 60, 2),
+        "loss_first": run.losses[0], "loss_last": sum(run.losses[-10:]) / len(run.losses[-10:]),
         "judge_accuracy_before": before["judge_accuracy"], "judge_accuracy_after": after["judge_accuracy"],
         "perplexity_before": math.exp(before["heldout_loss"]) if before["heldout_loss"] is not None else None,
         "perplexity_after": math.exp(after["heldout_loss"]) if after["heldout_loss"] is not None else None,
     }
-    _save(out, model.cpu(), tokenizer, cfg, stats, model_dir, data_files, loop, overwrite)
+    save_model_dir(Path(out), model.cpu(), tokenizer, recipe(cfg, model_dir, data_files, loop),
+                   report(cfg, model_dir, stats), {"stage": "finetune", **stats}, overwrite)
     return {"out": str(out), **stats}
 
 
-def _save(out, model, tokenizer, cfg: FinetuneConfig, stats: dict, base: str | Path, data_files: list[str],
-          loop: dict | None = None, overwrite: bool = False) -> None:
-    import yaml
+class RecordOrder:
+    """The records in a fresh shuffle per pass, taken a batch at a time; a batch may span two passes."""
 
-    from touchstone import __version__
-    from touchstone.evaluate import weights_sha256
-    from touchstone.files import atomic_dir, sha256_file, write_manifest, write_text_atomic
-    from touchstone.pretrain import git_commit
-    from touchstone.records import jsonl_files
+    def __init__(self, records: list[dict], rng: random.Random):
+        self.records, self.rng, self.queue = records, rng, []
 
-    recipe = {
+    def take(self, n: int) -> list[dict]:
+        if len(self.queue) < n:
+            fresh = self.records[:]
+            self.rng.shuffle(fresh)
+            self.queue += fresh
+        batch, self.queue = self.queue[:n], self.queue[n:]
+        return batch
+
+
+class FinetuneRun:
+    """The steps of one fine-tuning: optimizer, record order, language-model windows, budget and losses.
+    Its clock leaves out the time spent in the callback, so a study's evaluations cost no training time."""
+
+    def __init__(self, cfg: FinetuneConfig, model, tokenizer, records: list[dict], rng: random.Random,
+                 train_lm: Windows | None, bf16: bool, callback=None):
+        self.cfg, self.model, self.tokenizer, self.bf16, self.callback = cfg, model, tokenizer, bf16, callback
+        self.device = next(model.parameters()).device
+        epochs = cfg.epochs if cfg.epochs is not None or cfg.minutes is not None else DEFAULT_EPOCHS
+        self.steps = max(1, math.ceil(epochs * len(records) / cfg.batch_size)) if epochs is not None else None
+        self.opt = make_optimizer(model, cfg.lr, weight_decay=0.0)  # short runs: decay would only pull toward zero
+        self.train_lm = train_lm
+        self.lm_sampler = Sampler(train_lm.n, cfg.seed) if train_lm is not None and train_lm.n else None
+        self.order = RecordOrder(records, rng)
+        self.losses: list[float] = []
+        self.start = clock()
+        self.deadline = cfg.minutes * 60 if cfg.minutes else None
+        # Warmup: 5% of the steps; under a time budget, 5% of the time (at most 200 steps, `lr_at`).
+        self.warmup = max(1, self.steps // 20) if self.steps is not None else None
+        self.paused = 0.0  # seconds spent in the callback, off the clock of the budget
+        self.step = 0
+
+    def seconds(self) -> float:
+        """Training time so far: the clock less the callback's time."""
+        return clock() - self.start - self.paused
+
+    def call_back(self) -> None:
+        if self.callback is not None:
+            t0 = clock()
+            self.callback(self.step, self.model, self.tokenizer)
+            self.model.train()
+            self.paused += clock() - t0
+
+    def train(self) -> None:
+        self.model.train()
+        self.call_back()
+        while self.steps is None or self.step < self.steps:
+            # Under a time budget the run trains until the deadline and the schedule follows the fraction of
+            # the time spent (or of the steps, if further along), as pretraining's does.
+            spent = budget_spent(self.seconds(), self.deadline, self.step, self.steps)
+            if self.step > 0 and spent is not None and spent >= 1:
+                print(f"finetune: time budget of {self.cfg.minutes:g} min reached at step {self.step}"
+                      f"{f'/{self.steps}' if self.steps else ''}", file=sys.stderr)
+                break
+            self.train_step(spent)
+            self.step += 1
+            self.call_back()
+
+    def train_step(self, spent: float | None) -> None:
+        import torch
+
+        cfg = self.cfg
+        batch = self.order.take(cfg.batch_size)
+        set_lr(self.opt, lr_at(self.step, cfg.lr, self.warmup, self.steps, spent))
+        loss = judge_loss(self.model, self.tokenizer, batch, cfg.objective, self.bf16)
+        if self.lm_sampler is not None and cfg.lm_weight > 0:
+            x, y = (t.to(self.device) for t in self.train_lm.batch(self.lm_sampler.take(max(1, cfg.batch_size // 4))))
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+                loss = loss + cfg.lm_weight * lm_loss(self.model, x, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        self.losses.append(float(loss.detach()))
+        if self.step % 50 == 0 or self.step == (self.steps or 0) - 1:
+            print(f"finetune step {self.step + 1}/{self.steps or '-'} loss {self.losses[-1]:.4f}", file=sys.stderr)
+
+
+def recipe(cfg: FinetuneConfig, base: str | Path, data_files: list[str], loop: dict | None) -> dict:
+    """recipe.yaml of a fine-tuned model: its config, the base model and the data, by hash."""
+    out = {
         "stage": "finetune",
         "config": to_dict(cfg),
         "base": {"path": str(Path(base).resolve()), "weights_sha256": weights_sha256(base)},
         "data": [{"path": str(p.resolve()), "sha256": sha256_file(p)} for name in data_files for p in jsonl_files(name)],
-        "trainer": {"touchstone": __version__, "git_commit": git_commit()},
+        "trainer": trainer(),
     }
     if loop is not None:
-        recipe["loop"] = loop
+        out["loop"] = loop
+    return out
+
+
+def report(cfg: FinetuneConfig, base: str | Path, stats: dict) -> str:
     rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in stats.items())
-    report = f"# Fine-tuning report\n\nFrom `{base}`, objective `{cfg.objective}`.\n\n| | |\n|---|---|\n{rows}\n"
-    with atomic_dir(out, overwrite=overwrite) as stage:
-        model.save_pretrained(stage)
-        tokenizer.save_pretrained(stage)
-        write_text_atomic(stage / "recipe.yaml", yaml.safe_dump(recipe, sort_keys=False))
-        write_text_atomic(stage / "report.md", report)
-        write_manifest(stage, {"kind": "model", "stage": "finetune", **stats})
+    return f"# Fine-tuning report\n\nFrom `{base}`, objective `{cfg.objective}`.\n\n| | |\n|---|---|\n{rows}\n"
