@@ -1,15 +1,18 @@
 """Data-parallel pretraining under torchrun on the CPU (gloo): two processes, one model, exact resume."""
 
 import json
+import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from test_pretrain import make_data, nano, weights
 
 from touchstone.train.pretrain import pretrain
 
+ROOT = Path(__file__).resolve().parents[1]
 BATCH, SEQ, STEPS = 8, 64, 4  # per process; a step of two processes trains on 2 * BATCH windows
 FLAGS = ["--size", "nano", "--tokens", str(STEPS * 2 * BATCH * SEQ), "--batch-size", str(BATCH), "--seq-len",
          str(SEQ), "--eval-every", "2", "--no-compile", "--no-bf16", "--device", "cpu"]
@@ -36,7 +39,10 @@ def torchrun(*args, check=True):
         port = s.getsockname()[1]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--master-addr", "127.0.0.1",
            "--master-port", str(port), "--nproc_per_node", "2", *args]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    # The checkout under test first on the path: a script run by file name (CRASH) would otherwise import
+    # whichever touchstone is installed.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env)
     if check:
         assert r.returncode == 0, r.stderr[-3000:]
     return r
