@@ -6,7 +6,8 @@ import pytest
 
 from touchstone.errors import UserError
 from touchstone.files import check_manifest, write_jsonl_atomic
-from touchstone.train.finetune import FinetuneConfig, finetune, judge_loss, read_records
+from touchstone.train.finetune import FinetuneConfig, finetune, read_records
+from touchstone.train.objectives import judge_loss
 from touchstone.records import claim_record, pair_record
 
 from test_judge import tiny_model_dir
@@ -101,7 +102,7 @@ def test_pairwise_loss_is_bradley_terry_on_sequence_log_likelihoods(setup):
     import torch
 
     from touchstone.evaluate import continuation_logprobs
-    from touchstone.train.finetune import version_requests
+    from touchstone.train.objectives import version_requests
     from touchstone.generate import load_model
 
     d, path = setup
@@ -114,7 +115,7 @@ def test_pairwise_loss_is_bradley_terry_on_sequence_log_likelihoods(setup):
 
 
 def test_length_groups_cover_every_index_once_longest_first():
-    from touchstone.train.finetune import length_groups
+    from touchstone.train.objectives import length_groups
 
     lengths = [20, 300, 35, 160, 21, 290, 150, 40]
     groups = length_groups(lengths)
@@ -131,7 +132,7 @@ def test_grouping_by_length_gives_the_one_batch_loss(setup, objective):
     import torch.nn.functional as F
 
     from touchstone.evaluate import batch_logprobs
-    from touchstone.train.finetune import answer_examples, version_requests
+    from touchstone.train.objectives import answer_examples, version_requests
     from touchstone.generate import load_model
     from touchstone.judge import encode, last_logits
     from touchstone import prompts

@@ -54,6 +54,35 @@ def broadcast(value: int) -> int:
     return int(t)
 
 
+def broadcast_object(obj):
+    """Rank 0's `obj` (anything picklable), on every rank."""
+    import torch.distributed as dist
+
+    box = [obj]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
+
+
+def sum_gradients(model, loss) -> float:
+    """Sum every trainable parameter's gradient, and `loss`, over the ranks in one all-reduce; return the
+    summed loss. For losses computed outside the model's forward (fine-tuning reads the last hidden states
+    through `base_model` and the output layer directly), which DistributedDataParallel's hooks do not see."""
+    import torch
+    import torch.distributed as dist
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:  # every rank must contribute a tensor of the same shape
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.reshape(-1) for p in params] + [loss.detach().reshape(1).to(params[0].grad.dtype)])
+    dist.all_reduce(flat)
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+        offset += p.numel()
+    return float(flat[-1])
+
+
 def barrier() -> None:
     import torch.distributed as dist
 

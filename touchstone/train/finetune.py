@@ -18,6 +18,14 @@ is the one that helps; run after "answer" it kept the judge's gains (docs/traini
 With `text_data` (a prepared data directory), `lm_weight` x the language-model loss on its training
 tokens is added at every step, and perplexity on its validation tokens is reported before and after.
 
+Data parallel: under `torchrun` (WORLD_SIZE > 1) every process joins a process group, gloo on CPUs and
+nccl on GPUs (`touchstone.train.distributed`). A step draws one global batch of `batch_size * world_size`
+records (and of language-model windows) and rank r trains on the r-th share; each rank's loss is its
+share's part of the global batch's mean and the ranks' gradients are summed in one all-reduce, so a step
+equals, up to float rounding, one process with `batch_size * world_size`, and the epochs take
+proportionally fewer steps. Rank 0 alone measures the model before and after, calls `callback`, prints
+and saves; every rank returns its report.
+
 Guaranteed: the output is a complete model directory (weights, tokenizer, recipe.yaml, report.md,
 MANIFEST.json last) that appears atomically; a bad record is a one-line UserError naming file:line;
 runs are reproducible for a given seed on one machine. bf16 autocast is used only where the CPU runs
@@ -33,13 +41,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from touchstone import prompts
 from touchstone.config import Config, field, to_dict
 from touchstone.errors import UserError
-from touchstone.evaluate import batch_logprobs, weights_sha256
+from touchstone.evaluate import weights_sha256
 from touchstone.files import check_output, read_jsonl, sha256_file
 from touchstone.generate import load_model
-from touchstone.judge import Judge, encode, ensure_special_tokens, last_logits
+from touchstone.judge import Judge, ensure_special_tokens
 from touchstone.model import context_length
 from touchstone.records import jsonl_files, parse_label
 from touchstone.train.common import (
@@ -57,8 +64,16 @@ from touchstone.train.common import (
     set_lr,
     trainer,
 )
+from touchstone.train.distributed import (
+    barrier,
+    broadcast,
+    broadcast_object,
+    launched,
+    process_group,
+    sum_gradients,
+)
+from touchstone.train.objectives import OBJECTIVES, judge_loss
 
-OBJECTIVES = ("answer", "pairwise", "mix")
 DEFAULT_EPOCHS = 2.0
 LM_SEQ_LEN = 256  # tokens per window of the language-model loss (or the model's context, if shorter)
 HELDOUT_WINDOWS = 32  # validation windows of text_data whose perplexity is reported before and after
@@ -105,74 +120,6 @@ def read_records(files: list[str]) -> list[dict]:
     return out
 
 
-def answer_examples(rec: dict) -> list[tuple[str, str]]:
-    """(question, answer token) for the answer objective: a pair in both orders, a claim once."""
-    if "a" in rec:
-        first, second = (prompts.ANSWER_A, prompts.ANSWER_B) if rec["label"] == "a" else (prompts.ANSWER_B, prompts.ANSWER_A)
-        return [(prompts.pair_prompt(rec["prompt"], rec["a"], rec["b"]), first),
-                (prompts.pair_prompt(rec["prompt"], rec["b"], rec["a"]), second)]
-    return [(prompts.claim_prompt(rec["statement"]), prompts.ANSWER_TRUE if rec["label"] else prompts.ANSWER_FALSE)]
-
-
-def version_requests(tokenizer, rec: dict) -> list[tuple[list[int], list[int]]]:
-    """(context, continuation) for the good then the bad version of a pair, scored as evaluation scores text."""
-    eos = tokenizer.convert_tokens_to_ids(prompts.EOS)
-    ctx = [eos] + (tokenizer(rec["prompt"], add_special_tokens=False)["input_ids"] if rec["prompt"] else [])
-    good, bad = (rec["a"], rec["b"]) if rec["label"] == "a" else (rec["b"], rec["a"])
-    return [(ctx, tokenizer(" " + v, add_special_tokens=False)["input_ids"]) for v in (good, bad)]
-
-
-def length_groups(lengths: list[int], slack: float = 0.7) -> list[list[int]]:
-    """Indices of `lengths`, longest first, cut into groups whose shortest is at least `slack` x their
-    longest. A batch mixes worlds whose questions run from 20 to 350 tokens; padded to one width it
-    was 2.7x its real tokens (measured on a loop's records). Forward passes over such groups give the
-    same loss and gradient as one padded batch, at a fraction of the work."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
-    groups: list[list[int]] = []
-    for i in order:
-        if groups and lengths[i] >= slack * lengths[groups[-1][0]]:
-            groups[-1].append(i)
-        else:
-            groups.append([i])
-    return groups
-
-
-def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool):
-    """The fine-tuning loss of one batch of records under `objective`."""
-    import torch
-    import torch.nn.functional as F
-
-    device = next(model.parameters()).device
-    loss = torch.zeros((), device=device)
-    answers = [ex for r in batch if objective != "pairwise" or "a" not in r for ex in answer_examples(r)]
-    if answers:
-        seqs = [encode(tokenizer, q)[-context_length(model):] for q, _ in answers]
-        pair_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_A, prompts.ANSWER_B])
-        claim_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_TRUE, prompts.ANSWER_FALSE])
-        choices = torch.tensor([pair_ids if a in (prompts.ANSWER_A, prompts.ANSWER_B) else claim_ids
-                                for _, a in answers], device=device)
-        target = torch.tensor([int(a in (prompts.ANSWER_B, prompts.ANSWER_FALSE)) for _, a in answers], device=device)
-        total = torch.zeros((), device=device)
-        for group in length_groups([len(q) for q in seqs]):
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = last_logits(model, [seqs[i] for i in group], tokenizer.pad_token_id)
-            # Cross-entropy over the two answer tokens the judge reads (its renormalized log-odds), not
-            # over the whole vocabulary: a full-vocabulary loss first spends its steps lifting tokens
-            # that pretraining never saw, and the judge ignores every other token anyway.
-            idx = torch.tensor(group, device=device)
-            total = total + F.cross_entropy(logits.gather(1, choices[idx]), target[idx], reduction="sum")
-        loss = loss + total / len(answers)
-    pairs = [r for r in batch if "a" in r]
-    if objective != "answer" and pairs:
-        reqs = [req for r in pairs for req in version_requests(tokenizer, r)]
-        groups = length_groups([len(c) + len(x) for c, x in reqs])
-        scores = torch.cat([batch_logprobs(model, [reqs[i] for i in g], bf16) for g in groups])
-        where = torch.tensor([i for g in groups for i in g], device=device)
-        s = torch.zeros_like(scores).scatter(0, where, scores)  # back in request order
-        loss = loss - F.logsigmoid(s[0::2] - s[1::2]).mean()
-    return loss
-
-
 def heldout_loss(model, windows: Windows | None) -> float | None:
     """Mean next-token loss over the first `HELDOUT_WINDOWS` validation windows (None without any)."""
     if windows is None:
@@ -183,6 +130,11 @@ def heldout_loss(model, windows: Windows | None) -> float | None:
 def judge_accuracy(model, tokenizer, records: list[dict]) -> float:
     verdicts = Judge(model, tokenizer).records(records)
     return sum(str(v["choice"]).lower() == str(r["label"]).lower() for r, v in zip(records, verdicts)) / len(records)
+
+
+def measured(model, tokenizer, probe: list[dict], val_lm: Windows | None) -> dict:
+    """What the report compares before and after training: judge accuracy on `probe`, held-out LM loss."""
+    return {"judge_accuracy": judge_accuracy(model, tokenizer, probe), "heldout_loss": heldout_loss(model, val_lm)}
 
 
 def check_config(cfg: FinetuneConfig) -> FinetuneConfig:
@@ -210,7 +162,22 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
     """Fine-tune the model in `model_dir` on the pair/claim records of `data_files`; write a model dir to `out`.
     `loop`: the self-improvement loop's generation, champion and recipe, kept in recipe.yaml.
     `callback(steps_done, model, tokenizer)`: called before the first step and after every step
-    (`touchstone.train.study` measures learning curves with it); the time it takes is not counted against `minutes`."""
+    (`touchstone.train.study` measures learning curves with it); the time it takes is not counted against `minutes`.
+
+    Under a distributed launcher (WORLD_SIZE > 1) every process calls this and gets rank 0's report; see
+    the module docstring."""
+    if not launched():
+        return train_and_save(model_dir, data_files, out, cfg, loop, overwrite, callback, 0, 1)
+    with process_group(default_device() == "cuda", "finetune") as (rank, world):
+        report = train_and_save(model_dir, data_files, out, cfg, loop, overwrite, callback, rank, world)
+        barrier()  # the other ranks return only once rank 0 has saved the model
+        return broadcast_object(report)
+
+
+def train_and_save(model_dir, data_files: list[str], out, cfg: FinetuneConfig | None, loop: dict | None,
+                   overwrite: bool, callback, rank: int, world: int) -> dict | None:
+    """This process's part of a fine-tuning: every rank trains on its share, rank 0 alone measures the model
+    before and after, calls `callback` and saves; the report (None on the other ranks)."""
     import torch
 
     cfg = check_config(cfg or FinetuneConfig())
@@ -218,20 +185,24 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
     records = read_records(data_files)
     model, tokenizer = load_model(model_dir)
     ensure_special_tokens(model, tokenizer)
-    device = torch.device(default_device())
+    # Under torchrun, `process_group` has already made this process's own GPU the current one.
+    device = torch.device("cuda", torch.cuda.current_device()) if default_device() == "cuda" else torch.device("cpu")
     model.to(device)
     bf16 = default_bf16(device.type) if cfg.bf16 is None else cfg.bf16
     train_lm, val_lm = text_windows(cfg.text_data, min(LM_SEQ_LEN, context_length(model)))
     rng = random.Random(cfg.seed)
-    probe = rng.sample(records, min(cfg.eval_records, len(records)))
+    probe = rng.sample(records, min(cfg.eval_records, len(records)))  # on every rank: the draws stay in step
     model.eval()
-    before = {"judge_accuracy": judge_accuracy(model, tokenizer, probe), "heldout_loss": heldout_loss(model, val_lm)}
+    measure = rank == 0
+    before = measured(model, tokenizer, probe, val_lm) if measure else None
 
     torch.manual_seed(cfg.seed)
-    run = FinetuneRun(cfg, model, tokenizer, records, rng, train_lm, bf16, callback)
+    run = FinetuneRun(cfg, model, tokenizer, records, rng, train_lm, bf16, callback if measure else None, rank, world)
     run.train()
+    if not measure:
+        return None
     model.eval()
-    after = {"judge_accuracy": judge_accuracy(model, tokenizer, probe), "heldout_loss": heldout_loss(model, val_lm)}
+    after = measured(model, tokenizer, probe, val_lm)
     stats = {
         "records": len(records), "pairs": sum("a" in r for r in records), "steps": len(run.losses),
         "steps_planned": run.steps, "objective": cfg.objective, "minutes": round(run.seconds() / 60, 2),
@@ -239,6 +210,7 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
         "judge_accuracy_before": before["judge_accuracy"], "judge_accuracy_after": after["judge_accuracy"],
         "perplexity_before": math.exp(before["heldout_loss"]) if before["heldout_loss"] is not None else None,
         "perplexity_after": math.exp(after["heldout_loss"]) if after["heldout_loss"] is not None else None,
+        **({"world_size": world, "records_per_step": cfg.batch_size * world} if world > 1 else {}),
     }
     save_model_dir(Path(out), model.cpu(), tokenizer, recipe(cfg, model_dir, data_files, loop),
                    report(cfg, model_dir, stats), {"stage": "finetune", **stats}, overwrite)
@@ -262,14 +234,18 @@ class RecordOrder:
 
 class FinetuneRun:
     """The steps of one fine-tuning: optimizer, record order, language-model windows, budget and losses.
-    Its clock leaves out the time spent in the callback, so a study's evaluations cost no training time."""
+    Its clock leaves out the time spent in the callback, so a study's evaluations cost no training time.
+    With several ranks, a step draws one global batch of `batch_size * world` records and rank r trains on
+    the r-th share; the ranks' gradients are summed (`sum_gradients`), so every rank takes the same step."""
 
     def __init__(self, cfg: FinetuneConfig, model, tokenizer, records: list[dict], rng: random.Random,
-                 train_lm: Windows | None, bf16: bool, callback=None):
+                 train_lm: Windows | None, bf16: bool, callback=None, rank: int = 0, world: int = 1):
         self.cfg, self.model, self.tokenizer, self.bf16, self.callback = cfg, model, tokenizer, bf16, callback
+        self.rank, self.world = rank, world
         self.device = next(model.parameters()).device
         epochs = cfg.epochs if cfg.epochs is not None or cfg.minutes is not None else DEFAULT_EPOCHS
-        self.steps = max(1, math.ceil(epochs * len(records) / cfg.batch_size)) if epochs is not None else None
+        per_step = cfg.batch_size * world
+        self.steps = max(1, math.ceil(epochs * len(records) / per_step)) if epochs is not None else None
         self.opt = make_optimizer(model, cfg.lr, weight_decay=0.0)  # short runs: decay would only pull toward zero
         self.train_lm = train_lm
         self.lm_sampler = Sampler(train_lm.n, cfg.seed) if train_lm is not None and train_lm.n else None
@@ -299,33 +275,56 @@ class FinetuneRun:
         while self.steps is None or self.step < self.steps:
             # Under a time budget the run trains until the deadline and the schedule follows the fraction of
             # the time spent (or of the steps, if further along), as pretraining's does.
-            spent = budget_spent(self.seconds(), self.deadline, self.step, self.steps)
+            spent = self.spent()
             if self.step > 0 and spent is not None and spent >= 1:
-                print(f"finetune: time budget of {self.cfg.minutes:g} min reached at step {self.step}"
-                      f"{f'/{self.steps}' if self.steps else ''}", file=sys.stderr)
+                if self.rank == 0:
+                        print(f"finetune: time budget of {self.cfg.minutes:g} min reached at step {self.step}"
+                          f"{f'/{self.steps}' if self.steps else ''}", file=sys.stderr)
                 break
             self.train_step(spent)
             self.step += 1
             self.call_back()
 
+    def spent(self) -> float | None:
+        frac = budget_spent(self.seconds(), self.deadline, self.step, self.steps)
+        if frac is None or self.world == 1:
+            return frac
+        # Rank 0's clock for all: one schedule, and every rank stops at the same step.
+        return broadcast(int(frac * 1e6)) / 1e6
+
     def train_step(self, spent: float | None) -> None:
         import torch
 
         cfg = self.cfg
-        batch = self.order.take(cfg.batch_size)
+        whole = self.order.take(cfg.batch_size * self.world)
+        batch = whole[self.rank * cfg.batch_size:(self.rank + 1) * cfg.batch_size]
         set_lr(self.opt, lr_at(self.step, cfg.lr, self.warmup, self.steps, spent))
-        loss = judge_loss(self.model, self.tokenizer, batch, cfg.objective, self.bf16)
+        loss = judge_loss(self.model, self.tokenizer, batch, cfg.objective, self.bf16,
+                          whole=whole if self.world > 1 else None)
         if self.lm_sampler is not None and cfg.lm_weight > 0:
-            x, y = (t.to(self.device) for t in self.train_lm.batch(self.lm_sampler.take(max(1, cfg.batch_size // 4))))
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                loss = loss + cfg.lm_weight * lm_loss(self.model, x, y)
+            loss = loss + cfg.lm_weight * self.lm_share()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        total = sum_gradients(self.model, loss) if self.world > 1 else float(loss.detach())
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
-        self.losses.append(float(loss.detach()))
-        if self.step % 50 == 0 or self.step == (self.steps or 0) - 1:
+        self.losses.append(total)
+        if self.rank == 0 and (self.step % 50 == 0 or self.step == (self.steps or 0) - 1):
             print(f"finetune step {self.step + 1}/{self.steps or '-'} loss {self.losses[-1]:.4f}", file=sys.stderr)
+
+
+    def lm_share(self):
+        """The language-model loss of this rank's share of the step's windows, as its part of their mean."""
+        import torch
+
+        windows = self.lm_sampler.take(max(1, self.cfg.batch_size * self.world // 4))
+        share = windows[self.rank * len(windows) // self.world:(self.rank + 1) * len(windows) // self.world]
+        if not share:
+            return 0.0
+        x, y = (t.to(self.device) for t in self.train_lm.batch(share))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            part = lm_loss(self.model, x, y)
+        return part if self.world == 1 else part * len(share) / len(windows)
 
 
 def recipe(cfg: FinetuneConfig, base: str | Path, data_files: list[str], loop: dict | None) -> dict:
