@@ -159,7 +159,7 @@ def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool):
     import torch
     import torch.nn.functional as F
 
-    from touchstone.evaluate import batch_logprobs
+    from touchstone.likelihood import batch_logprobs
     from touchstone.judge import context_length, encode, last_logits
 
     device = next(model.parameters()).device

@@ -134,7 +134,8 @@ def default_data() -> Path:
     path = default_cache() / "default-corpus-2"
     if not (path / MANIFEST).exists():
         from touchstone.corpus import default_sources
-        from touchstone.data import PrepareConfig, prepare
+        from touchstone.data.config import PrepareConfig
+        from touchstone.data.prepare import prepare
 
         print(f"preparing the embedded default corpus into {path} (once)", file=sys.stderr)
         prepare(default_sources(), path, PrepareConfig())
