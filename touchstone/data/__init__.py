@@ -30,6 +30,7 @@ The stages, in order, one module each, each a generator over (text, source) docu
               would leave val or test empty, the kept train documents closest to the boundary are lent to it;
 - shards.py   the text-record files, and the uint16 token shards of a byte-level BPE tokenizer trained on
               the train split and the worlds' text (touchstone.tokenizer), or the `tokenizer` given;
+- finish.py   what the plain and the datatrove path finish alike: the tokenizer, the manifest's summary;
 - prepare.py  `prepare`: the stages chained into one prepared directory.
 
 Guarantees:
@@ -48,8 +49,9 @@ not cut.
 Past one machine: `executor` local, slurm or ray (`pip install touchstone[scale]`) runs the same stages
 as datatrove pipelines on its LocalPipelineExecutor, SlurmPipelineExecutor or RayPipelineExecutor,
 sharded into `tasks`, with both dedup indexes on disk (datatrove_run.py says what it keeps identical and
-what not; datatrove_blocks.py holds the stages as datatrove blocks). On one machine the plain path is
-simpler and fast enough; `workers` fans cleaning and filtering out over local processes.
+what not; datatrove_blocks.py holds the per-document stages as datatrove blocks, datatrove_finish.py the
+tokenizer and assembly). On one machine the plain path is simpler and fast enough; `workers` fans
+cleaning and filtering out over local processes.
 
 This package's __init__ imports nothing: `touchstone.tokenizer` reads sources through `sources.py`
 while `prepare.py` trains tokenizers, and importing one stage never loads the others.
