@@ -8,7 +8,7 @@ Guaranteed: the same text always gives the same chunks; a single line is never c
 from __future__ import annotations
 
 import re
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from touchstone.data.config import PrepareConfig
 from touchstone.data.sources import Doc

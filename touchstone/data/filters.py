@@ -9,7 +9,7 @@ import functools
 import multiprocessing
 import re
 from collections import Counter
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from touchstone.data.clean import WORD, cleaned
 from touchstone.data.config import PrepareConfig

@@ -4,8 +4,8 @@ tokenizer given or trained, and the summary that MANIFEST.json carries beside it
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from touchstone import __version__
 from touchstone.config import to_dict

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from touchstone.data.config import PrepareConfig
 from touchstone.data.dedup import exact_dedup, near_dedup

@@ -4,8 +4,8 @@ token shards, every document's ids followed by <|endoftext|>."""
 from __future__ import annotations
 
 import gzip
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from touchstone.data.sources import batches
 from touchstone.errors import UserError

@@ -7,8 +7,9 @@ whole in memory: text files come in paragraph blocks, JSONL line by line, Parque
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from touchstone.data.config import PrepareConfig
 from touchstone.errors import UserError
