@@ -114,7 +114,7 @@ def lm_eval_verdicts(model, tokenizer, folder: Path, batch_size: int, tmp: Path)
 
 
 def ours(model, tokenizer, folder: Path, batch_size: int, bf16: bool = False) -> tuple[list[bool], float]:
-    from touchstone.evaluate import score_minimal_pairs
+    from touchstone.likelihood import score_minimal_pairs
     from touchstone.records import read_minimal_pairs
 
     t = time.perf_counter()
@@ -156,7 +156,7 @@ def main() -> None:
         print(f"model {model_dir} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
               f"{len(pairs)} pairs from {args.files} paradigms, batch {args.batch_size}, torch threads "
               f"{torch.get_num_threads()}")
-        from touchstone.evaluate import score_minimal_pairs
+        from touchstone.likelihood import score_minimal_pairs
 
         score_minimal_pairs(model, tokenizer, pairs[:8], args.batch_size)  # warm-up, as lm-eval gets one
         modes = [False, True] if args.bf16 else [False]
@@ -178,11 +178,11 @@ def main() -> None:
         print(f"speed: touchstone fp32 {rate[False]:.0f} pairs/s  lm-eval {rate['lm-eval']:.0f} pairs/s  "
               f"ratio {rate[False] / rate['lm-eval']:.2f}x")
         if args.bf16:
-            from touchstone import evaluate
+            from touchstone import likelihood
 
-            margin, evaluate.NEAR_TIE = evaluate.NEAR_TIE, -1.0  # a negative margin rescores nothing
+            margin, likelihood.NEAR_TIE = likelihood.NEAR_TIE, -1.0  # a negative margin rescores nothing
             raw, _ = ours(model, tokenizer, folder, args.batch_size, bf16=True)
-            evaluate.NEAR_TIE = margin
+            likelihood.NEAR_TIE = margin
             print(f"speed: touchstone bf16 {rate[True]:.0f} pairs/s  ratio to lm-eval "
                   f"{rate[True] / rate['lm-eval']:.2f}x; verdicts differing from fp32: "
                   f"{sum(a != b for a, b in zip(raw, mine))} before the fp32 rescoring of near-ties, "

@@ -30,13 +30,14 @@ def sources(root: Path) -> list[str]:
 def child(kind: str, srcs: list[str], out: str, workers: int, tokenizer: str | None) -> dict:
     start = time.perf_counter()
     if kind == "prepare":
-        from touchstone.data import PrepareConfig, prepare
+        from touchstone.data.config import PrepareConfig
+        from touchstone.data.prepare import prepare
 
         summary = prepare(srcs, out, PrepareConfig(workers=workers, tokenizer=tokenizer))
         result = {"bytes": summary["counts"]["bytes_in"],
                   "tokens": sum(v for k, v in summary["counts"].items() if k.startswith("tokens_"))}
     else:  # peer: read every file, tokenize in batches, nothing else
-        from touchstone.data import source_files
+        from touchstone.data.sources import source_files
         from touchstone.tokenizer import load_tokenizer
 
         backend = load_tokenizer(tokenizer).backend_tokenizer

@@ -38,10 +38,12 @@ def english() -> list[str]:
 
 
 def build_corpus(root: Path, scale: int) -> list[str]:
-    from touchstone import data
+    from touchstone.data.clean import cleaned
+    from touchstone.data.config import PrepareConfig
+    from touchstone.data.sources import read_source
 
-    cfg = data.PrepareConfig()
-    chunks = [t for src in english() for t, _ in data.cleaned(data.read_source(src, cfg), cfg)]
+    cfg = PrepareConfig()
+    chunks = [t for src in english() for t, _ in cleaned(read_source(src, cfg), cfg)]
     rng = random.Random(scale)
     root.mkdir(parents=True)
     for copy in range(scale):
@@ -89,10 +91,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        from touchstone import data
+        from touchstone.data.clean import cleaned
+        from touchstone.data.config import PrepareConfig
+        from touchstone.data.sources import read_source
 
-        cfg = data.PrepareConfig()
-        texts = (t for src in english() for t, _ in data.cleaned(data.read_source(src, cfg), cfg))
+        cfg = PrepareConfig()
+        texts = (t for src in english() for t, _ in cleaned(read_source(src, cfg), cfg))
         tokenizer = train_from_texts(texts, tmp / "tokenizer", 8192)
         rows = []
         for scale in args.scales:

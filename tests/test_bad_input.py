@@ -134,7 +134,8 @@ def env(tmp_path_factory):
     db.execute("CREATE TABLE photos (id INTEGER)")
     db.commit()
     db.close()
-    from touchstone.data import PrepareConfig, prepare
+    from touchstone.data.config import PrepareConfig
+    from touchstone.data.prepare import prepare
 
     put("corpus/a.txt", "\n\n".join(" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))))
     p["corpus"] = root / "corpus"

@@ -8,8 +8,16 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from touchstone import cli, data
-from touchstone.data import PrepareConfig, prepare
+import touchstone.data.prepare as prepare_module
+from touchstone import cli
+from touchstone.data.clean import clean
+from touchstone.data.config import PrepareConfig
+from touchstone.data.dedup import near_dedup
+from touchstone.data.filters import filtered
+from touchstone.data.prepare import prepare
+from touchstone.data.shards import load_shard, read_records, read_texts
+from touchstone.data.sources import read_source, read_text_file
+from touchstone.data.split import SPLITS
 from touchstone.files import MANIFEST, check_manifest, sha256_file
 
 WORDS = ("river stone light garden window morning silver quiet forest letter paper winter candle bridge "
@@ -35,7 +43,7 @@ FAST = dict(vocab_size=300, min_chars=20, val_fraction=0.1, test_fraction=0.1)
 
 
 def kept_texts(out) -> list[str]:
-    return [t for name in data.SPLITS for t in data.read_texts(out / "text" / f"{name}.jsonl.gz")]
+    return [t for name in SPLITS for t in read_texts(out / "text" / f"{name}.jsonl.gz")]
 
 
 def run_cli(argv, capsys):
@@ -63,7 +71,7 @@ def test_near_dedup_keeps_texts_below_threshold():
     other = [w if i % 4 else "thunderous" for i, w in enumerate(base)]
     docs = [(" ".join(base), "s"), (" ".join(other), "s")]
     drops = Counter()
-    assert len(list(data.near_dedup(docs, PrepareConfig(), drops))) == 2 and not drops
+    assert len(list(near_dedup(docs, PrepareConfig(), drops))) == 2 and not drops
 
 
 # --------------------------------------------------------------------------------------------- split
@@ -73,10 +81,10 @@ def test_split_is_deterministic_and_disjoint(tmp_path):
     prepare([str(src)], tmp_path / "a", cfg)
     prepare([str(src)], tmp_path / "b", cfg)
     ids = {}
-    for name in data.SPLITS:
+    for name in SPLITS:
         a = (tmp_path / "a" / "text" / f"{name}.jsonl.gz").read_bytes()
         assert a == (tmp_path / "b" / "text" / f"{name}.jsonl.gz").read_bytes()
-        ids[name] = {r["id"] for r in data.read_records(tmp_path / "a" / "text" / f"{name}.jsonl.gz")}
+        ids[name] = {r["id"] for r in read_records(tmp_path / "a" / "text" / f"{name}.jsonl.gz")}
         assert ids[name], f"{name} split is empty"
     assert not (ids["train"] & ids["val"] or ids["train"] & ids["test"] or ids["val"] & ids["test"])
 
@@ -87,8 +95,8 @@ def test_adding_documents_never_moves_a_document_to_another_split(tmp_path):
 
     def splits(rows, out):
         prepare([str(write_jsonl(tmp_path / f"{out}.jsonl", rows))], tmp_path / out, cfg)
-        return {r["text"]: name for name in data.SPLITS
-                for r in data.read_records(tmp_path / out / "text" / f"{name}.jsonl.gz")}
+        return {r["text"]: name for name in SPLITS
+                for r in read_records(tmp_path / out / "text" / f"{name}.jsonl.gz")}
 
     small = splits([{"text": t} for t in texts], "small")
     large = splits([{"text": t} for t in distinct_texts(40, seed=9) + texts], "large")
@@ -122,10 +130,10 @@ def test_shards_decode_back_to_the_text(prepared):
 
     out, _ = prepared
     tok = load_tokenizer(out)
-    for name in data.SPLITS:
-        ids = data.load_shard(out / "tokens" / f"{name}.bin")
+    for name in SPLITS:
+        ids = load_shard(out / "tokens" / f"{name}.bin")
         assert ids.dtype == np.uint16
-        texts = list(data.read_texts(out / "text" / f"{name}.jsonl.gz"))
+        texts = list(read_texts(out / "text" / f"{name}.jsonl.gz"))
         assert tok.decode(ids.tolist()) == "".join(t + "<|endoftext|>" for t in texts)
 
 
@@ -147,14 +155,14 @@ def test_interrupted_prepare_leaves_no_complete_looking_output(tmp_path, monkeyp
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(data, "write_shard", crash)
+        m.setattr(prepare_module, "write_shard", crash)
         with pytest.raises(KeyboardInterrupt):
             prepare([str(src)], out, PrepareConfig(**FAST))
     assert list(tmp_path.iterdir()) == [src]  # no output, no staging left behind
     prepare([str(src)], out, PrepareConfig(**FAST))  # re-running redoes cleanly
     before = (out / MANIFEST).read_bytes()
     with monkeypatch.context() as m:
-        m.setattr(data, "write_shard", crash)
+        m.setattr(prepare_module, "write_shard", crash)
         with pytest.raises(KeyboardInterrupt):
             prepare([str(src)], out, PrepareConfig(**FAST), overwrite=True)
     assert (out / MANIFEST).read_bytes() == before  # the previous complete output is untouched
@@ -185,7 +193,7 @@ def test_hf_dataset_saved_to_disk(tmp_path):
 
     texts = distinct_texts(12, seed=4)
     datasets.Dataset.from_dict({"text": texts}).save_to_disk(str(tmp_path / "saved"))
-    docs = list(data.read_source(f"hf:{tmp_path / 'saved'}", PrepareConfig()))
+    docs = list(read_source(f"hf:{tmp_path / 'saved'}", PrepareConfig()))
     assert [t for t, _ in docs] == texts
 
 
@@ -194,13 +202,13 @@ def test_refinedweb_content_field_is_recognized(tmp_path):
     src = tmp_path / "web.jsonl.gz"
     with gzip.open(src, "wt", encoding="utf-8") as f:
         f.writelines(json.dumps({"content": t, "url": "http://x"}) + "\n" for t in texts)
-    assert [t for t, _ in data.read_source(str(src), PrepareConfig())] == texts
+    assert [t for t, _ in read_source(str(src), PrepareConfig())] == texts
 
 
 def test_cleaning_repairs_unicode_and_whitespace():
-    assert data.clean("caf\u00c3\u00a9  \r\n\r\n\r\n\r\nnext  ") == "café\n\nnext"
-    assert data.clean("Cafe\u0301") == "Café"  # NFC
-    assert data.clean("Hello", lowercase=True) == "hello"
+    assert clean("caf\u00c3\u00a9  \r\n\r\n\r\n\r\nnext  ") == "café\n\nnext"
+    assert clean("Cafe\u0301") == "Café"  # NFC
+    assert clean("Hello", lowercase=True) == "hello"
 
 
 @pytest.mark.parametrize("text, reason", [
@@ -211,7 +219,7 @@ def test_cleaning_repairs_unicode_and_whitespace():
 ])
 def test_filters_drop_with_reason(text, reason):
     drops = Counter()
-    assert list(data.filtered([(text, "s")], PrepareConfig(min_chars=20), drops)) == []
+    assert list(filtered([(text, "s")], PrepareConfig(min_chars=20), drops)) == []
     assert drops == {reason: 1}
 
 
@@ -219,7 +227,7 @@ def test_filters_keep_dialogue_with_repeated_speaker_names():
     rng = random.Random(6)
     text = "\n".join(f"{'ROMEO:' if i % 2 else 'JULIET:'}\n{paragraph(rng, 12)}" for i in range(20))
     drops = Counter()
-    assert len(list(data.filtered([(text, "s")], PrepareConfig(), drops))) == 1, drops
+    assert len(list(filtered([(text, "s")], PrepareConfig(), drops))) == 1, drops
 
 
 # ----------------------------------------------------------------------------------------- bad input
@@ -292,7 +300,7 @@ def test_workers_give_the_same_output_as_one_process(tmp_path):
     one = prepare([str(src)], tmp_path / "one", PrepareConfig(**FAST))
     two = prepare([str(src)], tmp_path / "two", PrepareConfig(workers=2, **FAST))
     assert one["counts"] == two["counts"] and one["dropped"] == two["dropped"] == {"too_short": 1}
-    for name in data.SPLITS:
+    for name in SPLITS:
         assert ((tmp_path / "one" / "tokens" / f"{name}.bin").read_bytes() ==
                 (tmp_path / "two" / "tokens" / f"{name}.bin").read_bytes())
 
@@ -312,6 +320,6 @@ def test_text_files_are_streamed_in_blocks_cut_at_blank_lines(tmp_path):
     rng = random.Random(8)
     text = "\n\n".join(paragraph(rng, 20) for _ in range(50)) + "\n"
     (tmp_path / "big.txt").write_text(text, encoding="utf-8")
-    blocks = [b for b, _ in data.read_text_file(tmp_path / "big.txt", block_chars=1000)]
+    blocks = [b for b, _ in read_text_file(tmp_path / "big.txt", block_chars=1000)]
     assert len(blocks) > 5 and "".join(blocks) == text
     assert all(b.endswith("\n\n") for b in blocks[:-1]) and max(map(len, blocks)) < 1000 + 300

@@ -14,12 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from touchstone import data
-from touchstone.data import PrepareConfig, prepare
+from touchstone.config import to_dict
+from touchstone.data.clean import cleaned
+from touchstone.data.config import PrepareConfig
+from touchstone.data.filters import FILTERS, filtered
+from touchstone.data.prepare import prepare
+from touchstone.data.shards import read_records, write_shard
+from touchstone.data.split import SPLITS
 from touchstone.files import MANIFEST, check_manifest, shared_data
 
 pytest.importorskip("datatrove")
-from touchstone import data_datatrove as dd
+from touchstone.data.datatrove_blocks import Chunks, ReasonFilter  # noqa: E402
+from touchstone.data.datatrove_run import executors, stages  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(vocab_size=300, val_fraction=0.02, test_fraction=0.02)
@@ -29,8 +35,8 @@ needs_english = pytest.mark.skipif(not all(p.exists() for p in ENGLISH), reason=
 
 
 def records_by_split(out: Path) -> dict[str, set]:
-    return {s: {(r["id"], r["source"]) for r in data.read_records(out / "text" / f"{s}.jsonl.gz")}
-            for s in data.SPLITS}
+    return {s: {(r["id"], r["source"]) for r in read_records(out / "text" / f"{s}.jsonl.gz")}
+            for s in SPLITS}
 
 
 def assert_equivalent(plain: Path, scaled: Path, tolerance: float = 0.01) -> float:
@@ -107,7 +113,7 @@ def test_same_documents_in_the_same_splits_as_the_plain_path(english, tasks, wor
 def test_exact_duplicates_keep_the_first_files_copy(english):
     tmp, sources = english
     out = scaled(tmp, sources, 2)
-    sources_of = Counter(r["source"] for s in data.SPLITS for r in data.read_records(out / "text" / f"{s}.jsonl.gz"))
+    sources_of = Counter(r["source"] for s in SPLITS for r in read_records(out / "text" / f"{s}.jsonl.gz"))
     assert not any(src.endswith("b.jsonl") for src in sources_of)  # everything in b.jsonl was in a.jsonl first
 
 
@@ -117,9 +123,9 @@ def test_shards_are_the_trainers_format(english):
     tmp, sources = english
     out = scaled(tmp, sources, 2)
     tok = load_tokenizer(out)
-    for split in data.SPLITS:
+    for split in SPLITS:
         again = tmp / f"again-{split}.bin"
-        data.write_shard(out / "text" / f"{split}.jsonl.gz", tok, again)
+        write_shard(out / "text" / f"{split}.jsonl.gz", tok, again)
         assert again.read_bytes() == (out / "tokens" / f"{split}.bin").read_bytes()
 
 
@@ -167,9 +173,9 @@ def test_filter_blocks_count_the_reasons_data_py_counts():
     texts = ["short", "a line\nlong enough to keep\n" * 12, "text \ufffd\ufffd\ufffd mangled " * 10,
              "to be or not " * 30, "A sentence that says one thing, then another sentence that says another."]
     drops: Counter = Counter()
-    kept = [t for t, _ in data.filtered(data.cleaned([(t, "") for t in texts], cfg), cfg, drops)]
-    docs = dd.Chunks(cfg)(Document(text=t, id=str(i), metadata={}) for i, t in enumerate(texts))
-    blocks = [dd.ReasonFilter(f, cfg) for f in dd.FILTERS]
+    kept = [t for t, _ in filtered(cleaned([(t, "") for t in texts], cfg), cfg, drops)]
+    docs = Chunks(cfg)(Document(text=t, id=str(i), metadata={}) for i, t in enumerate(texts))
+    blocks = [ReasonFilter(f, cfg) for f in FILTERS]
     for block in blocks:
         docs = block(docs)
     assert [d.text for d in docs] == kept
@@ -230,9 +236,9 @@ def test_slurm_and_ray_get_the_same_pipeline(tmp_path):
     cfg = PrepareConfig(tasks=3, workers=2, slurm_partition="cpu", **FAST)
     layouts = {}
     for engine, cls in (("slurm", SlurmPipelineExecutor), ("ray", RayPipelineExecutor)):
-        run_cfg = PrepareConfig(**{**dd.to_dict(cfg), "executor": engine})
+        run_cfg = PrepareConfig(**{**to_dict(cfg), "executor": engine})
         work = tmp_path / engine
-        execs = dd.executors(dd.stages(sources, tmp_path / "out", run_cfg, work), run_cfg, work)
+        execs = executors(stages(sources, tmp_path / "out", run_cfg, work), run_cfg, work)
         assert all(isinstance(ex, cls) for ex in execs)
         layouts[engine] = [(ex.world_size, [type(s).__name__ for s in ex.pipeline]) for ex in execs]
         for ex in execs:

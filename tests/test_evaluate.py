@@ -8,7 +8,9 @@ import torch
 
 from touchstone import cli
 from touchstone.errors import UserError
-from touchstone.evaluate import classification, evaluate, parse_spec, score_minimal_pairs, wilson
+from touchstone.evaluate import evaluate, parse_spec
+from touchstone.likelihood import score_minimal_pairs
+from touchstone.metrics import classification, wilson
 from touchstone.generate import load_model
 
 from test_judge import tiny_model_dir
@@ -52,7 +54,7 @@ def test_minimal_pair_verdicts_equal_a_direct_log_prob_computation(model_dir):
 
 
 def test_continuation_logprobs_equal_direct_computation(model_dir):
-    from touchstone.evaluate import continuation_logprobs
+    from touchstone.likelihood import continuation_logprobs
 
     model, tok = load_model(model_dir)
     sents = [g for g, _ in PAIRS[:3]]
@@ -184,7 +186,7 @@ def test_bf16_verdicts_equal_fp32(model_dir):
 
 
 def test_the_bf16_scorer_computes_the_same_function(model_dir):
-    from touchstone.evaluate import bf16_scorer
+    from touchstone.likelihood import bf16_scorer
 
     model, _ = load_model(model_dir)
     x = torch.tensor([[1, 5, 9, 2, 7]])
@@ -196,7 +198,7 @@ def test_the_bf16_scorer_computes_the_same_function(model_dir):
 
 def test_shared_prefix_rows_give_the_same_differences_as_separate_sentences(model_dir):
     """One row per pair (tree attention mask) equals scoring each sentence alone, prefix cases included."""
-    from touchstone.evaluate import pair_differences
+    from touchstone.likelihood import pair_differences
 
     model, tok = load_model(model_dir)
     cases = [(g, b) for g, b in PAIRS[:3]] + [("The cat sat.", "The cat sat on the mat."), ("A dog.", "The dog.")]

@@ -101,7 +101,7 @@ def test_every_objective_gives_a_finite_loss_with_gradients(setup, objective):
 def test_pairwise_loss_is_bradley_terry_on_sequence_log_likelihoods(setup):
     import torch
 
-    from touchstone.evaluate import continuation_logprobs
+    from touchstone.likelihood import continuation_logprobs
     from touchstone.train.objectives import version_requests
     from touchstone.generate import load_model
 
@@ -131,7 +131,7 @@ def test_grouping_by_length_gives_the_one_batch_loss(setup, objective):
     import torch
     import torch.nn.functional as F
 
-    from touchstone.evaluate import batch_logprobs
+    from touchstone.likelihood import batch_logprobs
     from touchstone.train.objectives import answer_examples, version_requests
     from touchstone.generate import load_model
     from touchstone.judge import encode, last_logits

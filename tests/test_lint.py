@@ -152,6 +152,22 @@ def test_fix_writes_fixed_and_quarantined_and_leaves_input(tmp_path, eval_set):
     assert reasons == {"E010", "E013"} and all(q["rework"]["original_id"] for q in quarantined)
 
 
+def test_entries_give_the_records_a_rework_holds(tmp_path, eval_set):
+    """The public API a caller builds its own rework from: an untouched record as read, a fixed one with
+    its parent, a quarantined one with its errors and the file:line it came from."""
+    decomposed = unicodedata.normalize("NFD", "Café au lait is a drink.")
+    plain, dup = claim("Paris is in France."), claim("Rome is in Italy.")
+    path = write(tmp_path, [plain, claim_record(decomposed, True, world="facts-test", kind="k"), dup, dup])
+    entries, _ = lint_files([path], [eval_set], verify=False)
+    untouched, repaired, first, again = entries
+    assert untouched.fixed_record() == plain and not untouched.quarantined
+    assert repaired.fixed and repaired.fixed_record()["parent"] == repaired.original_id != repaired.rec["id"]
+    assert not first.quarantined and again.quarantined
+    note = again.quarantine_record()["rework"]
+    assert note["source"] == f"{path}:4" and note["original_id"] == dup["id"]
+    assert [r[:4] for r in note["reasons"]] == ["E010"] == [d.code for d in again.diags]
+
+
 def test_missing_eval_set_is_a_user_error(tmp_path):
     with pytest.raises(UserError):
         lint_files([write(tmp_path, [claim("A b c.")])], [str(tmp_path / "nope")], verify=False)

@@ -111,7 +111,8 @@ def test_default_sources_is_built_once_and_reused(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_default_corpus_is_megabytes_of_prose(tmp_path):
-    from touchstone.data import PrepareConfig, prepare
+    from touchstone.data.config import PrepareConfig
+    from touchstone.data.prepare import prepare
 
     (folder,) = default_sources(tmp_path)
     summary = prepare([folder], tmp_path / "out", PrepareConfig())

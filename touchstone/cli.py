@@ -57,7 +57,8 @@ def _overrides(args: argparse.Namespace, *names: str) -> dict:
 
 # ---------------------------------------------------------------------------------------------- data
 def _data_prepare(args):
-    from touchstone.data import PrepareConfig, prepare
+    from touchstone.data.config import PrepareConfig
+    from touchstone.data.prepare import prepare
 
     cfg = PrepareConfig.load(args.config, _overrides(args, "text_field", "lowercase", "min_chars", "max_chars",
                                                       "near_dup_threshold", "seed", "tokenizer", "workers",

@@ -22,6 +22,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
+from touchstone.files import MANIFEST, atomic_dir, write_manifest
+
 # Test suites and demos repeat the library's prose or are not prose at all.
 SKIP_PARTS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3", "turtledemo"}
 
@@ -59,8 +61,6 @@ def topics_text() -> str:
 
 def build_corpus(stdlib: Path, out: Path) -> Path:
     """Write the corpus of the standard library at `stdlib` into `out` (atomically, manifest last)."""
-    from touchstone.files import atomic_dir, write_manifest
-
     by_module: dict[str, list[str]] = {}
     for path in sorted(stdlib.rglob("*.py")):
         rel = path.relative_to(stdlib)
@@ -82,8 +82,6 @@ def build_corpus(stdlib: Path, out: Path) -> Path:
 
 def default_sources(cache_dir: str | Path | None = None) -> list[str]:
     """The embedded corpus as `prepare` sources (one folder), built on first use."""
-    from touchstone.files import MANIFEST
-
     root = Path(cache_dir) if cache_dir else cache_root()
     out = root / "corpus" / f"python-{sys.version_info.major}.{sys.version_info.minor}"
     if not (out / MANIFEST).exists():

@@ -18,6 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from touchstone.errors import UserError
+from touchstone.files import check_output, json_object, read_text
+from touchstone.judge import Judge
+from touchstone.worlds.wing import (AIRFOILS, DEFAULTS, DESIGN_KEYS, MISSION_KEYS, analyze, compare, describe, mission,
+                                    plot_wings, round_design)
 
 REASONS = {
     "cannot_lift": "cannot make the lift at all (it needs CL {CL_required:.2f}, its maximum is {CL_max:.2f})",
@@ -30,7 +34,6 @@ REASONS = {
 
 def read_design(path_or_json: str) -> dict:
     """A design from a JSON file (or an inline JSON object); a bad file is a one-line UserError."""
-    from touchstone.files import json_object, read_text
 
     inline = path_or_json.lstrip().startswith("{")
     text = path_or_json if inline else read_text(path_or_json, "JSON wing design")
@@ -46,7 +49,6 @@ LIMITS = {"span": (0, 1000), "root_chord": (0, 100), "taper": (0, 1), "sweep": (
 def check_design(design: dict, where: str) -> dict:
     """The design's keys are known, its numbers numbers within `LIMITS` and its airfoil one the
     simulator knows; otherwise a UserError naming the file and key."""
-    from touchstone.worlds.wing import AIRFOILS, DESIGN_KEYS, MISSION_KEYS
 
     for key, value in design.items():
         if key not in DESIGN_KEYS + MISSION_KEYS:
@@ -68,7 +70,6 @@ def check_designs(a: dict, b: dict, a_name: str = "design A", b_name: str = "des
     """Two designs ready to compare: each checked key by key (`check_design`), B takes A's mission keys it
     lacks, defaults filled in, rounded as the text writes them. A missing key or a different mission is
     a UserError naming the design."""
-    from touchstone.worlds.wing import DEFAULTS, DESIGN_KEYS, MISSION_KEYS, round_design
 
     a, b = dict(check_design(a, a_name)), dict(check_design(b, b_name))
     for key in MISSION_KEYS:
@@ -85,7 +86,6 @@ def check_designs(a: dict, b: dict, a_name: str = "design A", b_name: str = "des
 
 def question(a: dict, b: dict) -> dict:
     """The pair question the judge is asked about two checked designs: {"prompt", "a", "b"}."""
-    from touchstone.worlds.wing import describe, mission
 
     return {"prompt": f"A wing must {mission(a)}. Which design is better?", "a": describe(a), "b": describe(b)}
 
@@ -135,7 +135,6 @@ def _verdict_reason(reason: str) -> str:
 
 def argue(choice: str, confidence: float, a: dict, b: dict) -> str:
     """The debate text for the model's `choice` ("a"/"b") from the two designs' simulator figures."""
-    from touchstone.worlds.wing import analyze, compare
 
     fa, fb = analyze(a), analyze(b)
     verdict = compare(a, b)
@@ -185,10 +184,6 @@ def argue(choice: str, confidence: float, a: dict, b: dict) -> str:
 def debate(model_dir: str | Path, a_json: str, b_json: str, plot: str | Path | None = None,
            overwrite: bool = False) -> str:
     """The model's choice between two wing designs, argued with the simulator's figures (see module docstring)."""
-    from touchstone.files import check_output
-    from touchstone.judge import Judge
-    from touchstone.worlds.wing import plot_wings
-
     a, b = check_designs(read_design(a_json), read_design(b_json), a_json, b_json)
     if plot is not None:
         check_output(plot, overwrite=overwrite)

@@ -11,7 +11,7 @@ Guarantees:
   asks to overwrite, and then a directory only if its manifest lists every file in it (`own_directory`);
   `check_output` says so before any work is done;
 - what an interrupted write left (staging files named with the writer's pid, a version moved aside
-  mid-swap) is cleaned, or put back, by the next write of the same path (`clean_leftovers`).
+  mid-swap) is cleaned, or put back, by the next write of the same path (`staging.clean_leftovers`).
 
 Not guaranteed: durability of the parent directory entry on filesystems that ignore directory fsync.
 """
@@ -19,18 +19,17 @@ Not guaranteed: durability of the parent directory entry on filesystems that ign
 from __future__ import annotations
 
 import contextlib
-import glob
 import gzip
 import hashlib
 import json
 import os
-import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from touchstone.errors import UserError
+from touchstone.staging import clean_leftovers, fsync_dir, moved_aside_name, staging_prefix
 
 MANIFEST = "MANIFEST.json"
 
@@ -43,16 +42,19 @@ def shared_data() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def open_text(path: str | os.PathLike, mode: str = "rt"):
-    """Open a text file for reading, decompressing `.gz`; strict UTF-8 so bad bytes are caught."""
-    path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: no such file")
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected a file")
-    if path.suffix == ".gz":
-        return gzip.open(path, mode, encoding="utf-8", errors="strict")
-    return open(path, mode, encoding="utf-8", errors="strict")
+def open_binary(path: str | os.PathLike):
+    """Open a file for reading bytes, decompressing `.gz`."""
+    return gzip.open(path, "rb") if Path(path).suffix == ".gz" else open(path, "rb")
+
+
+def is_binary(path: str | os.PathLike) -> bool:
+    """NUL bytes near the start (decompressed): no text or JSONL file has them (JSON escapes them as
+    \\u0000). An unreadable or truncated file is a UserError naming it."""
+    try:
+        with open_binary(path) as f:
+            return b"\0" in f.read(8192)
+    except (OSError, EOFError) as e:
+        raise UserError(f"{path}: cannot read ({e})") from None
 
 
 def read_text(path: str | os.PathLike, what: str = "text file") -> str:
@@ -94,28 +96,31 @@ def read_json(path: str | os.PathLike) -> dict:
     return json_object(read_text(path, "JSON file"), str(path))
 
 
-def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
-    """Yield (line_number, object) for each non-blank line; a bad line is a UserError naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+def read_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """Yield (line_number, line) of a UTF-8 file (`.gz` decompressed), decoded line by line so that invalid
+    UTF-8 is a UserError naming its line and a huge file is never held in memory; a truncated or
+    unreadable file is a UserError too."""
     lineno = 0
     try:
-        # Bytes, decoded line by line, so that invalid UTF-8 is reported on the line where it is.
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        with open_binary(path) as f:
             for lineno, raw in enumerate(f, 1):
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
                     raise UserError(f"{path}:{lineno}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
-                if line.strip():
-                    yield lineno, json_object(line, str(path), lineno)
+                yield lineno, line
     except (OSError, EOFError) as e:  # truncated .gz, unreadable file
         raise UserError(f"{path}:{lineno + 1}: cannot read ({e})") from None
 
 
-def sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def read_jsonl(path: str | os.PathLike) -> Iterator[tuple[int, dict]]:
+    """Yield (line_number, object) for each non-blank line; a bad line is a UserError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
+    for lineno, line in read_lines(path):
+        if line.strip():
+            yield lineno, json_object(line, str(path), lineno)
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -124,15 +129,6 @@ def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
-
-
-def fsync_dir(path: str | os.PathLike) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _umask() -> int:
@@ -147,59 +143,6 @@ def _plain_mode(path: str | os.PathLike, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, someone else's
-        return True
-    return True
-
-
-def _remove(entry: Path) -> None:
-    if entry.is_dir() and not entry.is_symlink():
-        shutil.rmtree(entry, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            entry.unlink()
-
-
-# What the atomic writers leave beside NAME while they work: `.NAME.PID.XXXXXXXX.tmp` or `.staging`
-# (mkstemp's random part has no dots; older versions wrote no PID) and `.NAME.old-PID`.
-LEFTOVER = re.compile(r"\.(?P<name>.+?)\.(?:old-(?P<old>\d+)|(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.(?:tmp|staging))")
-
-
-def _gone(pid: str | None) -> bool:
-    """Whether the writer with this PID can no longer finish (None: an older writer, long gone)."""
-    return pid is None or (int(pid) != os.getpid() and not _pid_alive(int(pid)))
-
-
-def clean_leftovers(directory: str | os.PathLike, name: str | None = None) -> None:
-    """Remove what interrupted atomic writes left in `directory` (of the entry `name` alone, if given):
-    staging files and directories of processes that are gone, and a previous version moved aside just
-    before a crash, which is put back if its entry is missing (the swap was cut in two) and removed
-    otherwise (the swap was done). A running writer's entries are left alone."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return
-    for entry in sorted(directory.glob(glob.escape(f".{name}.") + "*" if name else ".*")):
-        m = LEFTOVER.fullmatch(entry.name)
-        if not m or (name is not None and m["name"] != name):
-            continue
-        target = directory / m["name"]
-        if m["old"] is not None:
-            if not _gone(m["old"]):
-                continue
-            if not target.exists() and not target.is_symlink():
-                os.replace(entry, target)
-                fsync_dir(directory)
-            else:
-                _remove(entry)
-        elif _gone(m["pid"]):
-            _remove(entry)
-
-
 def _writable(path: Path, what: str) -> None:
     """UserError unless `path`'s nearest existing ancestor is a directory we can create entries in."""
     parent = path.parent
@@ -208,7 +151,7 @@ def _writable(path: Path, what: str) -> None:
     if not parent.is_dir():
         raise UserError(f"{path}: cannot write the {what} there: {parent} is not a directory")
     try:  # a real probe: os.access is always true for root, even on a read-only filesystem
-        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=parent)
+        fd, probe = tempfile.mkstemp(prefix=staging_prefix(path), suffix=".tmp", dir=parent)
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
@@ -274,13 +217,13 @@ def atomic_file(path: str | os.PathLike, mode: str = "w"):
     _mkdir(path.parent)
     clean_leftovers(path.parent, path.name)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=staging_prefix(path), suffix=".tmp", dir=path.parent)
     except OSError as e:
         raise UserError(f"{path}: cannot write there ({e.strerror or e})") from None
     _plain_mode(tmp)
     binary = "b" in mode
     try:
-        with os.fdopen(fd, mode if binary else mode, **({} if binary else {"encoding": "utf-8"})) as f:
+        with os.fdopen(fd, mode, **({} if binary else {"encoding": "utf-8"})) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
@@ -310,6 +253,11 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def jsonl_line(rec: dict) -> bytes:
+    """One record as a JSONL line: UTF-8, keys sorted, so the bytes depend only on the record."""
+    return (json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+
+
 def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> int:
     """Write records as JSONL (gzip if the name ends in .gz); returns the count."""
     n = 0
@@ -317,7 +265,7 @@ def write_jsonl_atomic(path: str | os.PathLike, records: Iterable[dict]) -> int:
     with atomic_file(path, "wb") as raw:
         sink = gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) if path.suffix == ".gz" else raw
         for rec in records:
-            sink.write((json.dumps(rec, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8"))
+            sink.write(jsonl_line(rec))
             n += 1
         if sink is not raw:
             sink.close()
@@ -340,7 +288,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
     if path.exists() or path.is_symlink():
         check_output(path, overwrite=overwrite, directory=True)
     try:
-        staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".staging", dir=path.parent))
+        staging = Path(tempfile.mkdtemp(prefix=staging_prefix(path), suffix=".staging", dir=path.parent))
     except OSError as e:
         raise UserError(f"{path}: cannot write there ({e.strerror or e})") from None
     _plain_mode(staging, directory=True)
@@ -354,7 +302,7 @@ def atomic_dir(path: str | os.PathLike, overwrite: bool = False):
         old = None
         if path.exists() and any(path.iterdir()):  # an empty directory is simply renamed over
             own_directory(path)  # still ours: nothing was added while this one was being built
-            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            old = path.with_name(moved_aside_name(path))
             os.replace(path, old)
         os.replace(staging, path)
         fsync_dir(path.parent)

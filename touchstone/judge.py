@@ -31,6 +31,7 @@ import math
 from pathlib import Path
 
 from touchstone import prompts
+from touchstone.generate import load_model
 
 
 def ensure_special_tokens(model, tokenizer) -> list[str]:
@@ -90,8 +91,6 @@ class Judge:
 
     @classmethod
     def load(cls, model_dir: str | Path, batch_size: int = 32) -> "Judge":
-        from touchstone.generate import load_model
-
         model, tokenizer = load_model(model_dir)
         return cls(model, tokenizer, batch_size)
 
@@ -139,9 +138,10 @@ class Judge:
         `contrast` (optional) maps a claim record to pair questions that set it against mutants of itself
         (`World.contrast`). A claim that gets any is read through the pair answer instead: p_true is the
         mean p(a) over its contrasts, each asked in both orders ("method": "contrast"). Why: a small
-        judge that picks the working one of two functions 86% of the time judges one function alone at
-        chance (it has nothing to compare), and a working function should beat its mutants while a
-        broken one meets them as equals. The others are read from <|true|>/<|false|> ("method": "direct")."""
+        judge learns to pick the working one of two functions long before it can judge one function
+        alone (it has nothing to compare; the README's results), and a working function should beat its
+        mutants while a broken one meets them as equals. The others are read from <|true|>/<|false|>
+        ("method": "direct")."""
         asked = [contrast(r) if contrast is not None else [] for r in records]
         direct = [i for i, q in enumerate(asked) if not q]
         lo = self._log_odds([prompts.claim_prompt(records[i]["statement"]) for i in direct], self.tf, progress)

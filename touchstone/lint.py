@@ -18,34 +18,43 @@ Codes (stable; new checks get new numbers, old numbers are never reused):
   W111 near duplicate of an earlier record (MinHash Jaccard >= NEAR_DUP)
   W115 unknown world: not re-verified       W116 the verifier could not check the record
 
-`--fix DIR` writes, atomically, DIR/fixed.jsonl (every record without errors after fixing: text
-normalized to NFC, id recomputed; a changed record gets `parent` = its original id) and
-DIR/quarantine.jsonl (the records with errors that cannot be fixed, each with `rework`: the reasons,
-the original id and file:line), then DIR/MANIFEST.json. Inputs are never modified.
+`--fix DIR` writes, atomically, what `write_fixes` says: DIR/fixed.jsonl, DIR/quarantine.jsonl and
+DIR/MANIFEST.json. Inputs are never modified.
+
+As a library: `lint_files` returns an `Entry` per record read (where it is, the record as fixed, its
+diagnostics) and the diagnostics of the lines that are no record; `write_fixes` writes a rework
+directory from the entries; `Entry.quarantine_record` and `Entry.fixed_record` are the records it writes.
 
 Evaluation sets: by default the BLiMP, HumanEval and WikiText-2 files found under $TOUCHSTONE_EVAL_DATA,
-or else ../shared/data next to the repository; `--eval-set PATH` (file or folder; repeatable)
+or else the shared data folder (`touchstone.contamination`); `--eval-set PATH` (file or folder; repeatable)
 replaces the defaults. Not guaranteed: paraphrases of evaluation items are not caught, only exact
 sentences (after normalizing case, spacing and punctuation) and shared runs of 13 words.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
 import re
 import sys
 import unicodedata
 from collections import defaultdict
 from pathlib import Path
 
+from touchstone.contamination import EvalIndex, default_eval_sets, normalize
 from touchstone.errors import UserError
+from touchstone.files import (
+    atomic_dir,
+    check_output,
+    is_binary,
+    open_binary,
+    write_jsonl_atomic,
+    write_manifest,
+)
 from touchstone.records import CONTENT_FIELDS, content_id, record_type, schema_errors
+from touchstone.worlds import WORLDS, get_world
 
 MAX_FIELD = 20_000
 NEAR_DUP = 0.9
-NGRAM = 13
 TEXT_FIELDS = ("text", "prompt", "a", "b", "statement")
 BAD_CHARS = re.compile(r"[\ufffd\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
@@ -62,131 +71,52 @@ class Diagnostic:
         return f"{self.where}: {'error' if self.error else 'warning'}[{self.code}]: {self.message}"
 
 
-# ------------------------------------------------------------------------------------ evaluation sets
-def _normalize(text: str) -> str:
-    """Case, spacing and punctuation folded, so trivially reformatted copies still match."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    return " ".join(re.findall(r"\w+", text))
-
-
-def _ngrams(norm: str) -> set[int]:
-    words = norm.split()
-    return {hash(" ".join(words[i:i + NGRAM])) for i in range(len(words) - NGRAM + 1)}
-
-
-def _pieces(text: str) -> list[str]:
-    """Lines and sentences of a text, normalized: the units compared with evaluation sentences."""
-    out = []
-    for line in text.splitlines():
-        for sent in re.split(r"(?<=[.!?])\s+", line):
-            norm = _normalize(sent)
-            if norm.count(" ") >= 2:  # three words or more
-                out.append(norm)
-    return out
-
-
-def default_eval_sets() -> list[Path]:
-    from touchstone.files import shared_data
-
-    root = os.environ.get("TOUCHSTONE_EVAL_DATA")
-    base = Path(root) if root else shared_data()
-    found = [base / "blimp", base / "humaneval", base / "wikitext2" / "raw", base / "wikitext2" / "tokens"]
-    return [p for p in found if p.exists()]
-
-
-class EvalIndex:
-    """Normalized evaluation sentences and the hashes of their 13-word runs."""
-
-    def __init__(self, paths: list[Path]):
-        self.sentences: set[str] = set()
-        self.ngrams: set[int] = set()
-        self.names: list[str] = [str(p) for p in paths]
-        for path in paths:
-            if not path.exists():
-                raise UserError(f"{path}: no such evaluation set")
-            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
-                                                         and not p.name.lower().startswith("readme"))
-            for f in files:
-                for text, prose in _eval_texts(f):
-                    if prose:  # code lines ("return total") are too common to match one by one
-                        self.sentences.update(_pieces(text))
-                    self.ngrams |= _ngrams(_normalize(text))
-
-    def overlap(self, text: str) -> str | None:
-        """A short description of the first overlap, or None."""
-        for piece in _pieces(text):
-            if piece in self.sentences:
-                return f"contains the evaluation sentence {piece[:60]!r}"
-            if self.ngrams and not _ngrams(piece).isdisjoint(self.ngrams):
-                return f"shares a {NGRAM}-word run with an evaluation set near {piece[:60]!r}"
-        if self.ngrams and not _ngrams(_normalize(text)).isdisjoint(self.ngrams):
-            return f"shares a {NGRAM}-word run with an evaluation set"
-        return None
-
-
-def _eval_texts(path: Path):
-    """The texts of one evaluation file: JSONL string fields that look like data, or text lines.
-
-    Strict: a binary or undecodable file, a malformed JSON line, or a file with nothing to match is a
-    UserError, since skipping it would quietly leave the records unchecked against that set."""
-    from touchstone.files import read_jsonl, read_text
-
-    name = path.name[:-3] if path.suffix == ".gz" else path.name
-    found = 0
-    if name.endswith(".jsonl") or name.endswith(".json"):
-        for lineno, obj in read_jsonl(path):
-            texts = [(obj[key], key not in ("prompt", "canonical_solution"))
-                     for key in ("sentence_good", "sentence_bad", "text", "statement", "prompt", "canonical_solution",
-                                 "a", "b") if isinstance(obj.get(key), str)]
-            if not texts:
-                raise UserError(f"{path}:{lineno}: evaluation record with none of the keys sentence_good, "
-                                "sentence_bad, text, statement, prompt, canonical_solution, a, b")
-            found += len(texts)
-            yield from texts
-    else:
-        for line in read_text(path, "evaluation text file").splitlines():
-            if line.strip():
-                found += 1
-                yield line, True
-    if not found:
-        raise UserError(f"{path}: an empty evaluation set")
-
-
-
 # ---------------------------------------------------------------------------------------------- lint
-class _Entry:
+class Entry:
+    """One record as lint read it: `where` (file:line), `rec` (the record, fixed in place: text in NFC,
+    id recomputed), `diags` (its diagnostics), `original_id` (the id as read) and `fixed` (whether a fix
+    changed the record)."""
+
     def __init__(self, where: str, rec: dict):
         self.where, self.rec = where, rec
         self.diags: list[Diagnostic] = []
         self.original_id = rec.get("id")
-        self.fixed = False  # the record was changed by a fix
+        self.fixed = False
 
     def add(self, code: str, message: str):
         self.diags.append(Diagnostic(self.where, code, message))
 
     @property
     def quarantined(self) -> bool:
+        """Whether an error remains that no fix resolves (a wrong id, E004, is fixed by recomputing it)."""
         return any(d.error and d.code != "E004" for d in self.diags)
 
+    def reasons(self, errors_only: bool = True) -> list[str]:
+        """"CODE: message" of each error (or of every diagnostic)."""
+        return [f"{d.code}: {d.message}" for d in self.diags if d.error or not errors_only]
 
-def _binary(path: Path) -> bool:
-    """NUL bytes near the start: no JSONL file has them (JSON escapes them as \\u0000)."""
-    try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
-            return b"\0" in f.read(8192)
-    except (OSError, EOFError) as e:
-        raise UserError(f"{path}: cannot read ({e})") from None
+    def rework_note(self, reasons: list[str]) -> dict:
+        """The `rework` key of a record set aside: why, its id as read, and where it was read."""
+        return {"reasons": reasons, "original_id": self.original_id, "source": self.where}
+
+    def quarantine_record(self) -> dict:
+        """The record as quarantine.jsonl holds it: with `rework` naming its errors."""
+        return {**self.rec, "rework": self.rework_note(self.reasons())}
+
+    def fixed_record(self) -> dict:
+        """The record as fixed.jsonl holds it: as read, or if a fix changed it, with `parent` = its original id."""
+        return {**self.rec, "parent": self.original_id} if self.fixed else self.rec
 
 
-def _read(path: Path) -> tuple[list[_Entry], list[Diagnostic]]:
+def _read(path: Path) -> tuple[list[Entry], list[Diagnostic]]:
     """Records of one file; bad lines become diagnostics; an unreadable file is a UserError."""
     entries, diags = [], []
     if not path.is_file():
         raise UserError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-    if _binary(path):
+    if is_binary(path):
         raise UserError(f"{path}: a binary file, not JSONL records")
     try:
-        with (gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")) as f:
+        with open_binary(path) as f:
             for lineno, raw in enumerate(f, 1):
                 where = f"{path}:{lineno}"
                 try:
@@ -204,13 +134,13 @@ def _read(path: Path) -> tuple[list[_Entry], list[Diagnostic]]:
                 if not isinstance(obj, dict):
                     diags.append(Diagnostic(where, "E002", f"expected a JSON object, got {type(obj).__name__}"))
                     continue
-                entries.append(_Entry(where, obj))
+                entries.append(Entry(where, obj))
     except (OSError, EOFError) as e:
         raise UserError(f"{path}: cannot read ({e})") from None
     return entries, diags
 
 
-def _check_fields(e: _Entry) -> None:
+def _check_fields(e: Entry) -> None:
     rec = e.rec
     errors = schema_errors(rec)
     id_errors = [m for m in errors if m.startswith("key 'id' is not")]
@@ -245,11 +175,11 @@ def _check_fields(e: _Entry) -> None:
         e.fixed = True
 
 
-def _check_duplicates(entries: list[_Entry]) -> None:
+def _check_duplicates(entries: list[Entry]) -> None:
     from datasketch import MinHash, MinHashLSH
 
-    first: dict[str, _Entry] = {}
-    by_content: dict[str, list[_Entry]] = defaultdict(list)
+    first: dict[str, Entry] = {}
+    by_content: dict[str, list[Entry]] = defaultdict(list)
     lsh = MinHashLSH(threshold=NEAR_DUP, num_perm=64)
     for i, e in enumerate(entries):
         rec = e.rec
@@ -269,7 +199,7 @@ def _check_duplicates(entries: list[_Entry]) -> None:
             by_content[key].append(e)
         text = "\n".join(str(rec.get(k, "")) for k in TEXT_FIELDS)
         m = MinHash(num_perm=64)
-        m.update_batch(w.encode("utf-8") for w in set(_normalize(text).split()))
+        m.update_batch(w.encode("utf-8") for w in set(normalize(text).split()))
         near = lsh.query(m)
         if near:
             e.add("W111", f"near duplicate of {entries[int(near[0])].where}")
@@ -286,10 +216,8 @@ def _correct_text(rec: dict):
     return rec[rec["label"]] if "a" in rec else rec["label"]
 
 
-def _verify(entries: list[_Entry]) -> None:
-    from touchstone.worlds import WORLDS, get_world
-
-    groups: dict[str, list[_Entry]] = defaultdict(list)
+def _verify(entries: list[Entry]) -> None:
+    groups: dict[str, list[Entry]] = defaultdict(list)
     for e in entries:
         if "world" in e.rec and record_type(e.rec) in ("pair", "claim"):
             groups[e.rec["world"]].append(e)
@@ -318,8 +246,10 @@ def _verify(entries: list[_Entry]) -> None:
                 e.add("E014", f"the {name} verifier says {v.reason}: {detail}")
 
 
-def lint_files(files: list[str], eval_sets: list[str] | None = None, verify: bool = True) -> tuple[list, list]:
-    """(entries, diagnostics of unreadable lines). Each entry has .where, .rec (fixed in place), .diags."""
+def lint_files(files: list[str], eval_sets: list[str] | None = None,
+               verify: bool = True) -> tuple[list[Entry], list[Diagnostic]]:
+    """(an `Entry` per record, diagnostics of the lines that are no record: E001, E002). `verify`: ask each
+    record's world (E014, W115, W116); the other checks always run."""
     entries, diags = [], []
     for name in files:
         got, bad = _read(Path(name))
@@ -342,22 +272,18 @@ def lint_files(files: list[str], eval_sets: list[str] | None = None, verify: boo
     return entries, diags
 
 
-def write_fixes(entries: list, out: str | Path, overwrite: bool = False) -> tuple[int, int]:
-    """Write DIR/fixed.jsonl and DIR/quarantine.jsonl atomically; returns (fixed, quarantined) counts.
-    An existing DIR is replaced only with `overwrite`, and only if it is one this wrote (a manifest
-    listing every file in it); the inputs are never touched."""
-    from touchstone.files import atomic_dir, write_jsonl_atomic, write_manifest
-
-    fixed, quarantined = [], []
-    for e in entries:
-        original = e.original_id
-        if e.quarantined:
-            reasons = [f"{d.code}: {d.message}" for d in e.diags if d.error]
-            quarantined.append({**e.rec, "rework": {"reasons": reasons, "original_id": original, "source": e.where}})
-        elif e.fixed:
-            fixed.append({**e.rec, "parent": original})
-        else:
-            fixed.append(e.rec)
+def write_fixes(entries: list[Entry], out: str | Path, overwrite: bool = False) -> tuple[int, int]:
+    """Write the rework directory `out`, atomically, and return (records in fixed.jsonl, in quarantine.jsonl):
+    - fixed.jsonl: EVERY record left without errors after fixing, in input order (`Entry.fixed_record`:
+      unchanged records as read, changed ones with `parent` = their original id), the records to keep;
+    - quarantine.jsonl: the records with an error no fix resolves (`Entry.quarantine_record`: each with
+      `rework` = {"reasons", "original_id", "source": file:line});
+    - MANIFEST.json (kind "rework", with both counts), last.
+    Lines that are no record (E001, E002) are in neither. An existing `out` is replaced only with
+    `overwrite`, and only if it is one this wrote (a manifest listing every file in it); the inputs are
+    never touched."""
+    fixed = [e.fixed_record() for e in entries if not e.quarantined]
+    quarantined = [e.quarantine_record() for e in entries if e.quarantined]
     with atomic_dir(out, overwrite=overwrite) as staging:
         write_jsonl_atomic(staging / "fixed.jsonl", fixed)
         write_jsonl_atomic(staging / "quarantine.jsonl", quarantined)
@@ -369,8 +295,6 @@ def lint_main(files: list[str], fix: str | None = None, eval_sets: list[str] | N
               verify: bool = True, overwrite: bool = False) -> int:
     """Print diagnostics and a summary; the exit status (0 clean, 1 errors remain; UserError -> 2)."""
     if fix:
-        from touchstone.files import check_output
-
         check_output(fix, overwrite=overwrite, directory=True, kind="rework")  # before the work, not after
     entries, diags = lint_files(files, eval_sets, verify)
     for e in entries:

@@ -134,7 +134,7 @@ class Workspace:
     def check_root(self, for_run: bool = False) -> None:
         """The root is a directory (or absent); `for_run`: and holds nothing but a workspace's own entries,
         so that a loop never fills (or cleans) a folder that is not a workspace."""
-        from touchstone.files import LEFTOVER
+        from touchstone.staging import LEFTOVER
 
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"{self.root}: a file, not a workspace directory; choose another --workspace")
@@ -179,7 +179,7 @@ class Workspace:
         """Remove what interrupted atomic writes left behind (hidden staging files and directories of
         dead processes; a version moved aside mid-swap is put back, see `files.clean_leftovers`), and
         rejected challengers `drop_rejected` had hidden but not yet deleted."""
-        from touchstone.files import clean_leftovers
+        from touchstone.staging import clean_leftovers
 
         for parent in (self.root, self.orig.parent, self.new, self.rework, self.models, self.recipes,
                        self.generations, self.reports, self.tokenizer.parent):
@@ -333,7 +333,8 @@ def bootstrap(ws: Workspace, cfg: LoopConfig, ledger, stop: Stop) -> bool:
 
     def prepare_orig():
         from touchstone.corpus import default_sources
-        from touchstone.data import PrepareConfig, prepare
+        from touchstone.data.config import PrepareConfig
+        from touchstone.data.prepare import prepare
 
         if not (ws.orig / MANIFEST).exists():
             prepare(cfg.sources or default_sources(), ws.orig, PrepareConfig(seed=cfg.seed))
@@ -720,7 +721,7 @@ def drop_rejected(ws: Workspace, ledger, keep: str | None) -> None:
     finished generation's candidates.jsonl, which only its verify step reads (the ledger keeps the counts).
 
     Without this a long run grows by a model per generation (55 MB for micro)."""
-    from touchstone.files import fsync_dir
+    from touchstone.staging import fsync_dir
 
     for g in ledger.generations():
         if g["gen"] == 0 or not g["decision"]:

@@ -24,9 +24,19 @@ def _short(spec: str) -> str:
     return f"{kind}:{Path(arg).name or arg}"
 
 
-def save_figure(fig, path: Path) -> None:
+def pyplot():
+    """matplotlib's pyplot on the Agg backend (files only, no display), imported on first use: matplotlib
+    is slow to import and only the report and the plots need it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: Path) -> None:
+    plt = pyplot()
     fig.tight_layout()
     with atomic_file(path, "wb") as f:
         fig.savefig(f, format="png", dpi=110)
@@ -39,11 +49,7 @@ def report_files(name: str) -> list[str]:
 
 
 def plot_tasks(results: dict, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = [(_short(name), r) for name, r in results["tasks"].items() if r.get("accuracy") is not None]
     if not rows:
         return False
@@ -59,11 +65,7 @@ def plot_tasks(results: dict, path: Path) -> bool:
 
 
 def plot_paradigms(results: dict, path: Path) -> bool:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     tasks = [(name, r["per_file"]) for name, r in results["tasks"].items() if r.get("per_file")]
     if not tasks:
         return False

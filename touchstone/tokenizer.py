@@ -6,9 +6,8 @@ Guaranteed:
 - byte-level, so every string round-trips (`decode(encode(s)) == s`) and there is no unknown token;
 - every digit is its own token, whatever number it is in (the pre-tokenizer splits digits apart before
   the byte-level split, as LLaMA's and PaLM's do): with merged digits `87576` was `8|75|7|6` and ` 131`
-  ` 1|31`, so the same digit in the same place was a different token from number to number, and a
-  4-layer model trained on comparisons of 2- to 6-digit numbers judged 49.7% of held-out pairs right
-  against 90.3% with one token per digit (same data and steps);
+  ` 1|31`, so the same digit in the same place was a different token from number to number (what that
+  did and did not change in learning to compare numbers: docs/learning-curves.md);
 - every token of `touchstone.prompts.SPECIAL_TOKENS` is reserved, in that order, at ids 0..10
   (`<|endoftext|>` is 0 and separates documents; `<|pad|>` is 1), and never produced by merges;
 - the output directory loads with `AutoTokenizer.from_pretrained(dir)` and carries a MANIFEST.json
@@ -30,8 +29,13 @@ import random
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from touchstone.data.config import PrepareConfig
+from touchstone.data.shards import read_texts
+from touchstone.data.sources import read_source
 from touchstone.errors import UserError
+from touchstone.files import atomic_dir, check_output, write_manifest
 from touchstone.prompts import EOS, PAD, SPECIAL_TOKENS
+from touchstone.worlds import get_world
 
 # 2**16: token ids are stored as uint16 in the prepared shards.
 MAX_VOCAB = 65536
@@ -43,32 +47,33 @@ TEXT_SEED = 1  # any seed but the held-out suites' (the text is never trained on
 
 def _training_texts(data: str | Path) -> Iterator[str]:
     """Texts to train on: a prepared directory's train split, or anything `data prepare` can read."""
-    from touchstone import data as data_mod
-
     path = Path(data)
     train = path / "text" / "train.jsonl.gz"
     if train.is_file():
-        yield from data_mod.read_texts(train)
+        yield from read_texts(train)
         return
-    for text, _source in data_mod.read_source(str(data), data_mod.PrepareConfig()):
+    for text, _source in read_source(str(data), PrepareConfig()):
         yield text
 
 
 @functools.lru_cache(maxsize=4)
 def world_texts(records: int, seed: int = TEXT_SEED) -> tuple[str, ...]:
     """About `records` records' worth of text from each of `TEXT_WORLDS` (`World.texts`), made once per
-    process (about 3 seconds for 1,000 records per world)."""
-    from touchstone.worlds import get_world
-
+    process."""
     return tuple(t for name in TEXT_WORLDS for t in get_world(name).texts(random.Random(seed), records))
 
 
 def train_from_texts(texts: Iterable[str], out: str | Path, vocab_size: int = 8192, overwrite: bool = False) -> Path:
     """Train a byte-level BPE on `texts` and save it (atomically) as an AutoTokenizer directory."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
-
-    from touchstone.files import atomic_dir, write_manifest
 
     if not len(SPECIAL_TOKENS) + 256 <= vocab_size <= MAX_VOCAB:
         raise UserError(f"vocab size {vocab_size}: must be between {len(SPECIAL_TOKENS) + 256} and {MAX_VOCAB}")
@@ -98,8 +103,6 @@ def train_from_texts(texts: Iterable[str], out: str | Path, vocab_size: int = 81
 def train_tokenizer(data: str | Path, out: str | Path, vocab_size: int = 8192, overwrite: bool = False) -> Path:
     """Train on `data` (a prepared directory, a text or JSONL file, or a folder) and save to `out`
     (an existing `out` only with `overwrite`, and only one Touchstone wrote)."""
-    from touchstone.files import check_output
-
     check_output(out, overwrite=overwrite, directory=True, kind="tokenizer")
     return train_from_texts(_training_texts(data), out, vocab_size, overwrite)
 

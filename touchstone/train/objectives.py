@@ -8,7 +8,7 @@ part of the whole batch's mean, so the sum of the ranks' gradients is the gradie
 from __future__ import annotations
 
 from touchstone import prompts
-from touchstone.evaluate import batch_logprobs
+from touchstone.likelihood import batch_logprobs
 from touchstone.judge import encode, last_logits
 from touchstone.model import context_length
 

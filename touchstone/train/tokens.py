@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 
 from touchstone.corpus import default_sources
-from touchstone.data import PrepareConfig, prepare
+from touchstone.data.config import PrepareConfig
+from touchstone.data.prepare import prepare
 from touchstone.errors import UserError
 from touchstone.files import MANIFEST, atomic_file, read_jsonl
 from touchstone.tokenizer import load_tokenizer
