@@ -172,7 +172,7 @@ def test_missing_fields_and_malformed_json_are_422_naming_the_field(client):
 
 
 def test_text_over_the_cap_is_422_and_a_body_over_the_cap_413(client):
-    from touchstone.serve.api import MAX_CHARS
+    from touchstone.serve.api.judge import MAX_CHARS
 
     r = client.post("/api/v1/judge/pair", json={"a": "x" * (MAX_CHARS + 1), "b": "y"})
     assert r.status_code == 422 and r.json()["detail"].startswith("body.a: String should have at most")
