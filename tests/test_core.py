@@ -2,38 +2,33 @@
 
 import dataclasses
 import gzip
-import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 from touchstone import cli
 from touchstone.config import Config, field, from_dict
 from touchstone.errors import UserError
-from touchstone.files import (atomic_dir, atomic_file, check_manifest, read_jsonl, write_jsonl_atomic,
-                              write_manifest)
-from touchstone.records import claim_record, content_id, pair_record, read_claims, schema_errors
+from touchstone.files import atomic_dir, atomic_file, check_manifest, read_jsonl, write_jsonl_atomic, write_manifest
+from touchstone.records import claim_record, pair_record, read_claims, schema_errors
 
 
 def test_atomic_file_leaves_old_content_when_writer_fails(tmp_path):
     target = tmp_path / "f.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_file(target) as f:
-            f.write("half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_file(target) as f:
+        f.write("half")
+        raise RuntimeError("crash")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]  # no staging file left behind
 
 
 def test_atomic_dir_appears_only_complete(tmp_path):
     out = tmp_path / "model"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(out) as staging:
-            (staging / "weights").write_text("x")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_dir(out) as staging:
+        (staging / "weights").write_text("x")
+        raise RuntimeError("crash")
     assert not out.exists() and list(tmp_path.iterdir()) == []
     with atomic_dir(out) as staging:
         (staging / "weights").write_text("x")
@@ -67,7 +62,8 @@ def test_read_jsonl_names_line_of_invalid_utf8(tmp_path):
 def test_jsonl_gz_round_trip(tmp_path):
     p = tmp_path / "r.jsonl.gz"
     write_jsonl_atomic(p, [{"i": i} for i in range(3)])
-    assert gzip.open(p, "rt").read().count("\n") == 3
+    with gzip.open(p, "rt") as f:
+        assert f.read().count("\n") == 3
     assert [o["i"] for _, o in read_jsonl(p)] == [0, 1, 2]
 
 

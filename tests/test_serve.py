@@ -105,7 +105,9 @@ def test_judge_pair_is_exactly_judge_pairs(client, model_dir):
     # each order's reading: their log-odds average to the verdict's
     import math
 
-    logit = lambda p: math.log(p / (1 - p))
+    def logit(p):
+        return math.log(p / (1 - p))
+
     o = body["orders"]
     assert (logit(o["a_first"]) + logit(o["b_first"])) / 2 == pytest.approx(logit(body["judge"]["p_a"]), abs=1e-9)
 
