@@ -172,20 +172,21 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def cli_fields(cls, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> list:
-    """The fields of `cls` that are command-line flags: scalars (lists and mappings are YAML-only)."""
+def cli_fields(cls, only: tuple[str, ...] | None = None) -> list:
+    """The fields of `cls` (or those named in `only`) that are command-line flags: the scalars; lists and
+    mappings are set in a YAML file."""
     hints = typing.get_type_hints(cls)
-    return [f for f in dataclasses.fields(cls) if (only is None or f.name in only) and f.name not in skip
+    return [f for f in dataclasses.fields(cls) if (only is None or f.name in only)
             and _base_type(hints[f.name]) in (bool, int, float, str)]
 
 
-def add_arguments(parser, cls, only: tuple[str, ...] | None = None, skip: tuple[str, ...] = ()) -> None:
-    """Add a `--flag` per scalar field of `cls` (all of them, or those in `only`, less `skip`): the field's
-    help, its default and its allowed values, refused by argparse as the user types them. Every flag
-    defaults to None, so `overrides_from_args` returns only what the user gave and the dataclass (or a
-    YAML file under it) supplies the rest."""
+def add_arguments(parser, cls, only: tuple[str, ...] | None = None) -> None:
+    """Add a `--flag` per scalar field of `cls` (or of those named in `only`): the field's help and
+    default as its --help, its allowed values refused by argparse as the user types them. Every flag
+    defaults to None, so `overrides_from_args` returns only what the user gave, and the rest comes from
+    the dataclass's defaults and the YAML file over them."""
     hints = typing.get_type_hints(cls)
-    for f in cli_fields(cls, only, skip):
+    for f in cli_fields(cls, only):
         base, meta = _base_type(hints[f.name]), f.metadata
         default = f.default if f.default is not dataclasses.MISSING else None
         text = meta.get("help", "").replace("%", "%%")  # argparse formats help with %
