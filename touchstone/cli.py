@@ -181,9 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(func=func)
         return sp
 
-    def output(s, help="output directory", kind=OVERWRITE_DIR):
+    def output(s, help="output directory", overwrite=OVERWRITE_DIR):
         s.add_argument("--out", required=True, help=help)
-        s.add_argument("--overwrite", action="store_true", help=kind)
+        s.add_argument("--overwrite", action="store_true", help=overwrite)
 
     ws_help = "workspace directory (default: ./workspace)"
     world_help = f"one of: {', '.join(WORLDS)}"
