@@ -1,39 +1,35 @@
 """The shared foundations: atomic files, record ids and schemas, typed config, the CLI's error contract."""
 
+import argparse
 import dataclasses
 import gzip
-import json
 import subprocess
 import sys
-import time
 
 import pytest
 
 from touchstone import cli
-from touchstone.config import Config, field, from_dict
+from touchstone.config import Config, add_arguments, cli_fields, field, flag, from_dict, overrides_from_args
 from touchstone.errors import UserError
-from touchstone.files import (atomic_dir, atomic_file, check_manifest, read_jsonl, write_jsonl_atomic,
-                              write_manifest)
-from touchstone.records import claim_record, content_id, pair_record, read_claims, schema_errors
+from touchstone.files import atomic_dir, atomic_file, check_manifest, read_jsonl, write_jsonl_atomic, write_manifest
+from touchstone.records import claim_record, pair_record, read_claims, schema_errors
 
 
 def test_atomic_file_leaves_old_content_when_writer_fails(tmp_path):
     target = tmp_path / "f.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
-        with atomic_file(target) as f:
-            f.write("half")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_file(target) as f:
+        f.write("half")
+        raise RuntimeError("crash")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.txt"]  # no staging file left behind
 
 
 def test_atomic_dir_appears_only_complete(tmp_path):
     out = tmp_path / "model"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(out) as staging:
-            (staging / "weights").write_text("x")
-            raise RuntimeError("crash")
+    with pytest.raises(RuntimeError), atomic_dir(out) as staging:
+        (staging / "weights").write_text("x")
+        raise RuntimeError("crash")
     assert not out.exists() and list(tmp_path.iterdir()) == []
     with atomic_dir(out) as staging:
         (staging / "weights").write_text("x")
@@ -67,7 +63,8 @@ def test_read_jsonl_names_line_of_invalid_utf8(tmp_path):
 def test_jsonl_gz_round_trip(tmp_path):
     p = tmp_path / "r.jsonl.gz"
     write_jsonl_atomic(p, [{"i": i} for i in range(3)])
-    assert gzip.open(p, "rt").read().count("\n") == 3
+    with gzip.open(p, "rt") as f:
+        assert f.read().count("\n") == 3
     assert [o["i"] for _, o in read_jsonl(p)] == [0, 1, 2]
 
 
@@ -118,6 +115,58 @@ def test_config_overrides_and_types(tmp_path):
     assert (cfg.lr, cfg.steps) == (0.1, 5)
     with pytest.raises(UserError, match="key 'steps'"):
         from_dict(_Cfg, {"steps": "many"})
+
+
+@dataclasses.dataclass
+class _Flags(Config):
+    batch_size: int = field(16, help="records per step", min=1)
+    ratio: float = field(0.5, help="a share of 100%", min=0, max=1)
+    fast: bool = field(False, help="go fast")
+    mode: str = field("a", help="how", choices=("a", "b"))
+    tags: list = field([], help="a list: YAML only")
+
+
+def test_flags_are_the_config_fields_with_their_help_and_ranges(capsys):
+    parser = cli.Parser(prog="t")
+    add_arguments(parser, _Flags)
+    assert overrides_from_args(parser.parse_args([]), _Flags) == {}  # defaults stay the dataclass's
+    args = parser.parse_args(["--batch-size", "4", "--fast", "--mode", "b"])
+    assert overrides_from_args(args, _Flags) == {"batch_size": 4, "fast": True, "mode": "b"}
+    assert _Flags.load(None, overrides_from_args(args, _Flags)) == _Flags(batch_size=4, fast=True, mode="b")
+    help_text = " ".join(parser.format_help().split())
+    assert "records per step (default: 16)" in help_text and "a share of 100% (default: 0.5)" in help_text
+    assert "--no-fast" in help_text and "--tags" not in help_text
+    for argv, culprit in ((["--batch-size", "0"], "--batch-size: must be at least 1, got '0'"),
+                          (["--ratio", "2"], "--ratio: must be at most 1, got '2'"),
+                          (["--ratio", "nan"], "--ratio: must be at least 0, got 'nan'"),
+                          (["--batch-size", "x"], "--batch-size: expected an integer, got 'x'"),
+                          (["--mode", "c"], "--mode: invalid choice: 'c'")):
+        with pytest.raises(SystemExit) as e:
+            parser.parse_args(argv)
+        assert e.value.code == 2 and culprit in capsys.readouterr().err
+    # The same bound, from a YAML file or code, says the same.
+    with pytest.raises(UserError, match="--batch-size: must be at least 1, got 0"):
+        _Flags.load(None, {"batch_size": 0})
+
+
+def _subcommand(parser: argparse.ArgumentParser, *names: str) -> argparse.ArgumentParser:
+    for name in names:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("command,cls", [(("data", "prepare"), "PrepareConfig"), (("pretrain",), "PretrainConfig"),
+                                         (("finetune",), "FinetuneConfig"), (("study",), "FinetuneConfig"),
+                                         (("run",), "LoopConfig"), (("serve",), "ServeConfig")])
+def test_every_setting_of_a_stage_is_a_flag_with_its_fields_help(command, cls):
+    cls = getattr(cli, cls)
+    parser = _subcommand(cli.build_parser(), *command)
+    actions = {opt: a for a in parser._actions for opt in a.option_strings}
+    for f in cli_fields(cls):
+        action = actions[flag(f.name)]
+        assert action.dest == f.name and action.default is None
+        assert action.help.startswith(f.metadata["help"].replace("%", "%%")), f.name
+        assert f.metadata["help"], f"{cls.__name__}.{f.name} has no help text"
 
 
 def test_cli_user_error_is_one_line_and_exit_2(tmp_path, capsys):

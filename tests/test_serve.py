@@ -105,7 +105,9 @@ def test_judge_pair_is_exactly_judge_pairs(client, model_dir):
     # each order's reading: their log-odds average to the verdict's
     import math
 
-    logit = lambda p: math.log(p / (1 - p))
+    def logit(p):
+        return math.log(p / (1 - p))
+
     o = body["orders"]
     assert (logit(o["a_first"]) + logit(o["b_first"])) / 2 == pytest.approx(logit(body["judge"]["p_a"]), abs=1e-9)
 
@@ -172,7 +174,7 @@ def test_missing_fields_and_malformed_json_are_422_naming_the_field(client):
 
 
 def test_text_over_the_cap_is_422_and_a_body_over_the_cap_413(client):
-    from touchstone.serve.api import MAX_CHARS
+    from touchstone.serve.api.judge import MAX_CHARS
 
     r = client.post("/api/v1/judge/pair", json={"a": "x" * (MAX_CHARS + 1), "b": "y"})
     assert r.status_code == 422 and r.json()["detail"].startswith("body.a: String should have at most")

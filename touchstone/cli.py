@@ -1,8 +1,10 @@
 """The `touchstone` command: a thin layer over library functions.
 
-Each command parses its flags and calls one function; heavy imports (torch, transformers,
-aerosandbox) happen inside that function, so `touchstone --help` answers instantly. A `UserError`
-anywhere becomes one line on stderr and exit status 2.
+Each command parses its flags and calls one function. The flags of a stage's settings are generated
+from its config dataclass (`touchstone.config.add_arguments`): a setting's name, type, default, help and
+allowed range are declared once, on its field. The library's modules import torch, transformers and
+aerosandbox inside the functions that need them, so importing them all here keeps `touchstone --help`
+instant. A `UserError` anywhere becomes one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -12,7 +14,25 @@ import json
 import os
 import sys
 
+from touchstone.config import add_arguments, number_type, overrides_from_args
+from touchstone.data.config import PrepareConfig
+from touchstone.data.prepare import prepare
+from touchstone.debate import debate
 from touchstone.errors import Terminated, UserError
+from touchstone.evaluate import evaluate
+from touchstone.files import check_output
+from touchstone.generate import generate, perplexity
+from touchstone.judge import Judge
+from touchstone.lint import lint_main
+from touchstone.loop import LoopConfig, history, run, status
+from touchstone.sandbox import choose_isolation
+from touchstone.serve import ServeConfig, serve
+from touchstone.synth import synth, verify_file
+from touchstone.tokenizer import train_tokenizer
+from touchstone.train.finetune import FinetuneConfig, finetune
+from touchstone.train.pretrain import PretrainConfig, pretrain
+from touchstone.train.study import study
+from touchstone.worlds import WORLDS, get_world
 
 
 class Parser(argparse.ArgumentParser):
@@ -22,107 +42,60 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _number(kind: type, low: float, strict: bool):
-    """An argparse type: a `kind` number at least `low` (more than `low` if `strict`), NaN refused."""
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, got {text!r}")
-        if not (value > low if strict else value >= low) or value in (float("inf"), float("-inf")):
-            raise argparse.ArgumentTypeError(f"must be {'more than' if strict else 'at least'} {low}, got {text!r}")
-        return value
-    parse.__name__ = kind.__name__  # argparse names the type in its messages
-    return parse
-
-
-positive_int = _number(int, 1, strict=False)
-nonneg_int = _number(int, 0, strict=False)
-positive_float = _number(float, 0, strict=True)
-nonneg_float = _number(float, 0, strict=False)
-
-
-def _fraction(text: str) -> float:
-    """An argparse type: a number in (0, 1]."""
-    value = positive_float(text)
-    if value > 1:
-        raise argparse.ArgumentTypeError(f"must be at most 1, got {text!r}")
-    return value
-
-
-def _overrides(args: argparse.Namespace, *names: str) -> dict:
-    """The settings among `names` that the user gave on the command line."""
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+# The types of the flags that are a command's own rather than a config field.
+positive_int = number_type(int, min=1)
+nonneg_int = number_type(int, min=0)
+positive_float = number_type(float, above=0)
+nonneg_float = number_type(float, min=0)
+fraction = number_type(float, above=0, max=1)
 
 
 # ---------------------------------------------------------------------------------------------- data
 def _data_prepare(args):
-    from touchstone.data.config import PrepareConfig
-    from touchstone.data.prepare import prepare
-
-    cfg = PrepareConfig.load(args.config, _overrides(args, "text_field", "lowercase", "min_chars", "max_chars",
-                                                      "near_dup_threshold", "seed", "tokenizer", "workers",
-                                                      "vocab_size", "executor", "tasks"))
+    cfg = PrepareConfig.load(args.config, overrides_from_args(args, PrepareConfig))
     summary = prepare(args.sources, args.out, cfg, overwrite=args.overwrite)
     print(json.dumps(summary, indent=2))
 
 
 def _tokenizer_train(args):
-    from touchstone.tokenizer import train_tokenizer
-
-    path = train_tokenizer(args.data, args.out, vocab_size=args.vocab_size, overwrite=args.overwrite)
+    cfg = PrepareConfig.load(None, overrides_from_args(args, PrepareConfig))  # the one vocab_size setting
+    path = train_tokenizer(args.data, args.out, vocab_size=cfg.vocab_size, overwrite=args.overwrite)
     print(f"tokenizer saved to {path}")
 
 
 # ----------------------------------------------------------------------------------------- modelling
 def _pretrain(args):
-    from touchstone.train.pretrain import PretrainConfig, pretrain
-
-    cfg = PretrainConfig.load(args.config, _overrides(
-        args, "size", "minutes", "tokens", "lr", "batch_size", "grad_accum", "seq_len", "warmup", "eval_every",
-        "seed", "compile", "bf16", "device", "tensorboard", "init_from", "tokenizer"))
+    cfg = PretrainConfig.load(args.config, overrides_from_args(args, PretrainConfig))
     out = pretrain(args.data, args.out, cfg, resume=args.resume, overwrite=args.overwrite)
     if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns here; one line is enough
         print(f"model saved to {out}")
 
 
 def _finetune(args):
-    from touchstone.train.finetune import FinetuneConfig, finetune
-
-    cfg = FinetuneConfig.load(args.config, _overrides(args, "epochs", "lr", "batch_size", "objective", "lm_weight",
-                                                       "seed", "text_data", "minutes"))
+    cfg = FinetuneConfig.load(args.config, overrides_from_args(args, FinetuneConfig))
     report = finetune(args.model, args.data, args.out, cfg, overwrite=args.overwrite)
-    print(json.dumps(report, indent=2))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns rank 0's report; print it once
+        print(json.dumps(report, indent=2))
 
 
 def _study(args):
-    from touchstone.train.finetune import FinetuneConfig
-    from touchstone.train.study import study
-
-    cfg = FinetuneConfig.load(args.config, _overrides(args, "epochs", "lr", "batch_size", "objective", "lm_weight",
-                                                       "seed", "text_data", "minutes"))
+    cfg = FinetuneConfig.load(args.config, overrides_from_args(args, FinetuneConfig))
     study(args.model, args.data, args.out, cfg, every=args.every,
           worlds=args.worlds.split(",") if args.worlds else None, limit=args.limit)
 
 
 def _generate(args):
-    from touchstone.generate import generate
-
     for text in generate(args.model, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                          top_k=args.top_k, top_p=args.top_p, n=args.n, seed=args.seed):
         print(args.prompt + text)
 
 
 def _perplexity(args):
-    from touchstone.generate import perplexity
-
     print(json.dumps(perplexity(args.model, args.file), indent=2))
 
 
 # -------------------------------------------------------------------------------------- judge & eval
 def _judge(args):
-    from touchstone.judge import Judge
-
     # The arguments first: a mistake is reported before the model's load, not after.
     if args.statement is not None:
         if args.a is not None or args.b is not None:
@@ -138,8 +111,6 @@ def _judge(args):
 
 
 def _eval(args):
-    from touchstone.evaluate import evaluate
-
     results = evaluate(args.model, args.task, json_out=args.json, report_dir=args.report, batch_size=args.batch_size,
                        limit=args.limit, contrast=args.contrast, overwrite=args.overwrite)
     print(json.dumps({name: {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
@@ -147,38 +118,27 @@ def _eval(args):
 
 
 def _debate(args):
-    from touchstone.debate import debate
-
     print(debate(args.model, args.a, args.b, plot=args.plot, overwrite=args.overwrite))
 
 
 # --------------------------------------------------------------------------------------------- worlds
 def _verify(args):
-    from touchstone.synth import verify_file
-
     for verdict in verify_file(args.world, args.file):
         print(json.dumps(verdict, ensure_ascii=False))
 
 
 def _synth(args):
-    from touchstone.files import check_output
-    from touchstone.synth import synth
-
     check_output(args.out, overwrite=args.overwrite)  # before a language world reads its corpus
     world = args.world
     if args.source is not None:
         if args.world != "language":
             raise UserError(f"synth: --source is for the language world only, not '{args.world}'")
-        from touchstone.worlds import get_world
-
         world = get_world("language", source=args.source)
     n = synth(world, n=args.n, out=args.out, seed=args.seed, form=args.form, overwrite=args.overwrite)
     print(f"wrote {n} verified records to {args.out}")
 
 
 def _lint(args):
-    from touchstone.lint import lint_main
-
     if args.overwrite and not args.fix:
         raise UserError("lint: --overwrite is for --fix DIR (lint never writes its inputs)")
     return lint_main(args.files, fix=args.fix, eval_sets=args.eval_set, verify=not args.no_verify,
@@ -187,10 +147,7 @@ def _lint(args):
 
 # ----------------------------------------------------------------------------------------------- loop
 def _run(args):
-    from touchstone.loop import LoopConfig, run
-    from touchstone.sandbox import choose_isolation
-
-    given = _overrides(args, "size", "pretrain_minutes", "seed")
+    given = overrides_from_args(args, LoopConfig)
     # None: the workspace's own saved settings (or the defaults, for a new workspace).
     cfg = LoopConfig.load(args.config, given) if (args.config or given) else None
     choose_isolation()  # a machine that cannot isolate untrusted code hears so now, not after pretraining
@@ -200,21 +157,15 @@ def _run(args):
 
 
 def _status(args):
-    from touchstone.loop import status
-
     print(status(args.workspace))
 
 
 def _history(args):
-    from touchstone.loop import history
-
     print(history(args.workspace))
 
 
 def _serve(args):
-    from touchstone.serve import ServeConfig, serve
-
-    serve(ServeConfig(workspace=args.workspace, model=args.model, host=args.host, port=args.port, token=args.token))
+    serve(ServeConfig(**overrides_from_args(args, ServeConfig)))
 
 
 OVERWRITE_DIR = ("replace an existing output directory (only one Touchstone wrote: its MANIFEST.json lists every "
@@ -227,94 +178,57 @@ def build_parser() -> argparse.ArgumentParser:
                                 "apart, checks claims with tools and retrains itself.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name, func, help):
-        sp = sub.add_parser(name, help=help, description=help)
+    def command(name, func, help, parent=sub):
+        sp = parent.add_parser(name, help=help, description=help)
         sp.set_defaults(func=func)
         return sp
 
+    def output(s, help="output directory", overwrite=OVERWRITE_DIR):
+        s.add_argument("--out", required=True, help=help)
+        s.add_argument("--overwrite", action="store_true", help=overwrite)
+
     ws_help = "workspace directory (default: ./workspace)"
+    world_help = f"one of: {', '.join(WORLDS)}"
     s = command("run", _run, "the main job: prepare, pretrain, then improve generation after generation")
     s.add_argument("--workspace", default="workspace", help=ws_help)
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--generations", type=positive_int, help="stop once the workspace has N finished generations (default 5; "
-                   "a restarted run finishes what is left)")
+    g.add_argument("--generations", type=positive_int, help="stop once the workspace has N finished generations "
+                   "(default 5; a restarted run finishes what is left)")
     g.add_argument("--hours", type=positive_float, help="stop after H hours")
     g.add_argument("--forever", action="store_true", help="run until interrupted")
-    s.add_argument("--config", help="loop recipe YAML overlaying the defaults")
-    s.add_argument("--size", choices=["nano", "micro", "small"], help="model size of generation 0")
-    s.add_argument("--pretrain-minutes", type=positive_float, help="pretraining budget of generation 0")
-    s.add_argument("--seed", type=int)
+    s.add_argument("--config", help="loop settings YAML overlaying the defaults (a new workspace only: an existing "
+                                    "one keeps its own)")
+    add_arguments(s, LoopConfig)
 
     d = command("data", None, "data preparation")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
-    s = dsub.add_parser("prepare", help="ingest, normalize, filter, dedup, split and tokenize sources")
-    s.set_defaults(func=_data_prepare)
+    s = command("prepare", _data_prepare, "ingest, normalize, filter, dedup, split and tokenize sources", dsub)
     s.add_argument("sources", nargs="+", metavar="SRC",
                    help="folder of .txt/.md, .jsonl(.gz), .parquet, or hf:NAME[:CONFIG][@SPLIT] for a HF dataset")
-    s.add_argument("--out", required=True, help="output directory")
-    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_DIR)
+    output(s)
     s.add_argument("--config", help="YAML overlaying the defaults")
-    s.add_argument("--text-field", help="JSONL/Parquet/HF text field (default text; RefinedWeb's content is recognized)")
-    s.add_argument("--lowercase", action=argparse.BooleanOptionalAction, default=None)
-    s.add_argument("--min-chars", type=nonneg_int)
-    s.add_argument("--max-chars", type=positive_int)
-    s.add_argument("--near-dup-threshold", type=float, help="MinHash Jaccard threshold for near duplicates")
-    s.add_argument("--tokenizer", help="tokenizer directory (default: train one on the train split)")
-    s.add_argument("--vocab-size", type=positive_int, help="vocabulary of the trained tokenizer (default 8192)")
-    s.add_argument("--workers", type=positive_int, help="processes for cleaning and filtering, or datatrove tasks run "
-                   "at once (default 1)")
-    s.add_argument("--executor", choices=["local", "slurm", "ray"],
-                   help="run the stages as datatrove pipelines on this executor (default: none, one process)")
-    s.add_argument("--tasks", type=nonneg_int, help="datatrove tasks the input is sharded into (default: --workers)")
-    s.add_argument("--seed", type=int)
+    add_arguments(s, PrepareConfig)
 
     t = command("tokenizer", None, "tokenizer training")
     tsub = t.add_subparsers(dest="tokenizer_command", required=True, metavar="SUBCOMMAND")
-    s = tsub.add_parser("train", help="train a byte-level BPE tokenizer")
-    s.set_defaults(func=_tokenizer_train)
+    s = command("train", _tokenizer_train, "train a byte-level BPE tokenizer", tsub)
     s.add_argument("data", help="prepared data directory, text file or folder")
-    s.add_argument("--out", required=True)
-    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_DIR)
-    s.add_argument("--vocab-size", type=positive_int, default=8192)
+    output(s)
+    add_arguments(s, PrepareConfig, only=("vocab_size",))
 
     s = command("pretrain", _pretrain, "pretrain a GPT-2 architecture model (default data: the embedded corpus)")
     s.add_argument("--data", help="prepared data directory (default: the embedded corpus, prepared on first use)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_DIR)
+    output(s)
     s.add_argument("--config", help="YAML overlaying the defaults")
-    s.add_argument("--size", choices=["nano", "micro", "small"])
-    s.add_argument("--minutes", type=positive_float, help="time budget")
-    s.add_argument("--tokens", type=positive_int, help="token budget")
-    s.add_argument("--lr", type=positive_float)
-    s.add_argument("--batch-size", type=positive_int)
-    s.add_argument("--grad-accum", type=positive_int)
-    s.add_argument("--seq-len", type=positive_int)
-    s.add_argument("--warmup", type=nonneg_int, help="warmup steps")
-    s.add_argument("--eval-every", type=positive_int, help="validate every N steps")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
-    s.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
-    s.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when a GPU is visible")
-    s.add_argument("--tensorboard", action=argparse.BooleanOptionalAction, default=None)
-    s.add_argument("--init-from", help="local HF causal-LM directory to continue from")
-    s.add_argument("--tokenizer", help="tokenizer directory (default: the data's own)")
     s.add_argument("--resume", action="store_true", help="continue exactly from the last checkpoint in --out")
+    add_arguments(s, PretrainConfig)
 
     s = command("finetune", _finetune, "teach a model to judge pairs and claims")
     s.add_argument("model")
     s.add_argument("--data", nargs="+", required=True, metavar="FILE", help="pair/claim JSONL files")
-    s.add_argument("--out", required=True)
-    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_DIR)
+    output(s)
     s.add_argument("--config", help="YAML overlaying the defaults")
-    s.add_argument("--epochs", type=positive_float)
-    s.add_argument("--lr", type=positive_float)
-    s.add_argument("--batch-size", type=positive_int)
-    s.add_argument("--objective", choices=["answer", "pairwise", "mix"])
-    s.add_argument("--lm-weight", type=nonneg_float, help="weight of the language-model loss kept during fine-tuning")
-    s.add_argument("--text-data", help="prepared data directory for the language-model loss")
-    s.add_argument("--seed", type=int)
-    s.add_argument("--minutes", type=positive_float, help="time budget: train until then (with --epochs too: "
-                   "whichever ends first), the learning rate decaying with the clock")
+    add_arguments(s, FinetuneConfig)
 
     s = command("study", _study, "learning curves: fine-tune, scoring the held-out suites every N steps")
     s.add_argument("model")
@@ -324,11 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--worlds", help="comma-separated suites to score (default: the worlds of the records)")
     s.add_argument("--limit", type=positive_int, help="at most N records per suite")
     s.add_argument("--config", help="YAML overlaying the fine-tuning defaults")
-    for flag, kind in (("--epochs", positive_float), ("--lr", positive_float), ("--batch-size", positive_int),
-                       ("--lm-weight", nonneg_float), ("--seed", int), ("--minutes", positive_float)):
-        s.add_argument(flag, type=kind)
-    s.add_argument("--objective", help="answer | pairwise | mix")
-    s.add_argument("--text-data", help="prepared data directory for the language-model loss")
+    add_arguments(s, FinetuneConfig)
 
     s = command("generate", _generate, "sample text from a model")
     s.add_argument("model")
@@ -336,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-new-tokens", type=positive_int, default=100)
     s.add_argument("--temperature", type=nonneg_float, default=0.8, help="0: greedy decoding")
     s.add_argument("--top-k", type=nonneg_int, default=50, help="0: no top-k cut")
-    s.add_argument("--top-p", type=_fraction, default=0.95)
+    s.add_argument("--top-p", type=fraction, default=0.95)
     s.add_argument("--n", type=positive_int, default=1)
     s.add_argument("--seed", type=int, default=0)
 
@@ -353,14 +263,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--statement")
 
     s = command("verify", _verify, "verify each item of a file with a world's tool (one JSON verdict per item)")
-    s.add_argument("world")
+    s.add_argument("world", metavar="WORLD", help=world_help)
     s.add_argument("file")
 
     s = command("synth", _synth, "write verified pair and claim records from a world")
-    s.add_argument("world")
+    s.add_argument("world", metavar="WORLD", help=world_help)
     s.add_argument("--n", type=positive_int, default=100)
-    s.add_argument("--out", required=True)
-    s.add_argument("--overwrite", action="store_true", help=OVERWRITE_FILE)
+    output(s, "output JSONL file (.gz allowed)", OVERWRITE_FILE)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--source", help="language world: the corpus its sentences come from (a prepared data "
                                     "directory, folder or text file; default: the embedded corpus)")
@@ -400,11 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--workspace", default="workspace", help=ws_help)
 
     s = command("serve", _serve, "the web app and JSON API (/api/v1, docs at /docs): compare, debate, loop, models")
-    s.add_argument("--workspace", default="workspace", help=ws_help)
-    s.add_argument("--model", help="model directory that judges (default: the workspace's champion)")
-    s.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback; others need --token)")
-    s.add_argument("--port", type=int, default=8000)
-    s.add_argument("--token", help="secret every request must carry (default: $TOUCHSTONE_TOKEN)")
+    add_arguments(s, ServeConfig)
     return p
 
 

@@ -15,7 +15,10 @@ import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
+import yaml
+
 from touchstone.errors import UserError
+from touchstone.files import read_text
 
 T = TypeVar("T")
 
@@ -32,23 +35,48 @@ def field(default: Any = dataclasses.MISSING, help: str = "", *, min: float | No
     return dataclasses.field(default=default, metadata=meta, **kw)
 
 
-def check_range(value, where: str, min=None, above=None, max=None, choices=None):
-    """`value` if it lies within the bounds (None always does), else a UserError naming `where`.
+def range_problem(value, min=None, above=None, max=None, choices=None) -> str | None:
+    """What is wrong with `value` against its field's bounds (e.g. "must be at least 1"), or None.
     Written as `not value >= min` so that NaN fails every bound."""
-    if value is None:
-        return value
     if choices is not None and value not in choices:
-        raise UserError(f"{where}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+        return f"expected one of {', '.join(map(str, choices))}"
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value != value or value in (float("inf"), float("-inf")):
-            raise UserError(f"{where}: expected a finite number, got {value!r}")
         if min is not None and not value >= min:
-            raise UserError(f"{where}: must be at least {min}, got {value!r}")
+            return f"must be at least {min}"
         if above is not None and not value > above:
-            raise UserError(f"{where}: must be more than {above}, got {value!r}")
+            return f"must be more than {above}"
         if max is not None and not value <= max:
-            raise UserError(f"{where}: must be at most {max}, got {value!r}")
+            return f"must be at most {max}"
+        if value != value or value in (float("inf"), float("-inf")):
+            return "expected a finite number"
+    return None
+
+
+def check_range(value, where: str, min=None, above=None, max=None, choices=None):
+    """`value` if it lies within the bounds (None always does), else a UserError naming `where`."""
+    problem = None if value is None else range_problem(value, min, above, max, choices)
+    if problem:
+        raise UserError(f"{where}: {problem}, got {value!r}")
     return value
+
+
+def number_type(kind: type, min=None, above=None, max=None):
+    """An argparse type: a `kind` (int or float) number within the bounds, checked as `check_range` checks a
+    YAML value; a bad one is argparse's one-line error naming the flag."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+        problem = range_problem(value, min, above, max)
+        if problem:
+            raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
 
 
 def _base_type(tp):
@@ -72,7 +100,7 @@ def _coerce(value: Any, tp, where: str) -> Any:
         raise UserError(f"{where}: expected {base.__name__}, got {value!r}")
     if base in (int, float) and not isinstance(value, (int, float, str)):
         raise UserError(f"{where}: expected {base.__name__}, got {type(value).__name__}")
-    if base is str and not isinstance(value, (str, int, float)) or base is bool and isinstance(value, (list, dict)):
+    if (base is str and not isinstance(value, (str, int, float))) or (base is bool and isinstance(value, (list, dict))):
         raise UserError(f"{where}: expected {base.__name__}, got {type(value).__name__}")
     try:
         if base is bool:
@@ -103,7 +131,7 @@ def from_dict(cls: type[T], data: dict, where: str = "config", flags: tuple[str,
     for key, value in data.items():
         if key not in fields:
             raise UserError(f"{where}: unknown key '{key}' (known: {', '.join(fields)})")
-        at = f"--{key.replace('_', '-')}" if key in flags else f"{where}: key '{key}'"
+        at = flag(key) if key in flags else f"{where}: key '{key}'"
         sub = _base_type(hints[key])
         if dataclasses.is_dataclass(sub) and isinstance(value, dict):
             kwargs[key] = from_dict(sub, value, f"{where}: {key}")
@@ -115,10 +143,6 @@ def from_dict(cls: type[T], data: dict, where: str = "config", flags: tuple[str,
 
 
 def load_yaml(cls: type[T], path: str | Path, overrides: dict | None = None) -> T:
-    import yaml
-
-    from touchstone.files import read_text
-
     path = Path(path)
     text = read_text(path, "YAML file of settings")
     try:
@@ -140,31 +164,47 @@ def to_dict(obj) -> dict:
 
 
 def dump_yaml(obj) -> str:
-    import yaml
-
     return yaml.safe_dump(to_dict(obj), sort_keys=False)
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls, skip: tuple[str, ...] = ()) -> None:
-    """Add a `--flag` per field of `cls` (default None, so only flags the user gave override)."""
+def flag(name: str) -> str:
+    """The command-line flag of a field: `batch_size` is `--batch-size`."""
+    return "--" + name.replace("_", "-")
+
+
+def cli_fields(cls, only: tuple[str, ...] | None = None) -> list:
+    """The fields of `cls` (or those named in `only`) that are command-line flags: the scalars; lists and
+    mappings are set in a YAML file."""
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        base = _base_type(hints[f.name])
-        flag = "--" + f.name.replace("_", "-")
+    return [f for f in dataclasses.fields(cls) if (only is None or f.name in only)
+            and _base_type(hints[f.name]) in (bool, int, float, str)]
+
+
+def add_arguments(parser, cls, only: tuple[str, ...] | None = None) -> None:
+    """Add a `--flag` per scalar field of `cls` (or of those named in `only`): the field's help and
+    default as its --help, its allowed values refused by argparse as the user types them. Every flag
+    defaults to None, so `overrides_from_args` returns only what the user gave, and the rest comes from
+    the dataclass's defaults and the YAML file over them."""
+    hints = typing.get_type_hints(cls)
+    for f in cli_fields(cls, only):
+        base, meta = _base_type(hints[f.name]), f.metadata
         default = f.default if f.default is not dataclasses.MISSING else None
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        text = meta.get("help", "").replace("%", "%%")  # argparse formats help with %
+        if default is not None and "default" not in text:
+            text += f" (default: {default})"
+        kw: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
         if base is bool:
-            parser.add_argument(flag, dest=f.name, default=None, action=argparse.BooleanOptionalAction, help=help_text)
-        elif base in (int, float, str):
-            parser.add_argument(flag, dest=f.name, type=base, default=None, help=help_text)
+            kw["action"] = argparse.BooleanOptionalAction
+        elif meta.get("choices") is not None:
+            kw.update(type=base, choices=meta["choices"])
+        elif base in (int, float):
+            kw["type"] = number_type(base, meta.get("min"), meta.get("above"), meta.get("max"))
+        parser.add_argument(flag(f.name), **kw)
 
 
 def overrides_from_args(args: argparse.Namespace, cls) -> dict:
-    """The fields of `cls` that the user set on the command line."""
-    names = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+    """The flags of `cls` that the user gave on the command line, by field name."""
+    return {f.name: getattr(args, f.name) for f in cli_fields(cls) if getattr(args, f.name, None) is not None}
 
 
 class Config:

@@ -27,7 +27,7 @@ class PrepareConfig(Config):
     val_fraction: float = field(0.01, help="fraction of documents in the validation split", min=0, max=1)
     test_fraction: float = field(0.01, help="fraction of documents in the test split", min=0, max=1)
     seed: int = field(0, help="salts the split hash; a different seed gives a different split")
-    vocab_size: int = field(8192, help="vocabulary of the trained tokenizer")
+    vocab_size: int = field(8192, help="vocabulary of the trained tokenizer", min=1)
     tokenizer: str | None = field(None, help="existing tokenizer directory (default: train one on the train split)")
     world_records: int = field(1000, help="records per world whose text joins the train split in training the "
                                           "tokenizer (touchstone.tokenizer.world_texts; 0: the corpus alone)")

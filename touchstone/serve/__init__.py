@@ -13,8 +13,8 @@ Guaranteed:
   `ServeConfig.batch_wait` seconds), and a request's judging time is bounded (`judge_seconds`, then a 503);
 - loopback only unless a token is given; with one, every page and API call needs it (compared in
   constant time), and the server refuses to start on another address without one;
-- bodies over `ServeConfig.max_body_bytes` are a 413, text over `api.MAX_CHARS` characters a 422 naming the field, malformed
-  JSON a 422; an unexpected failure is a 500 with one line, never a traceback;
+- bodies over `ServeConfig.max_body_bytes` are a 413, text over `api.judge.MAX_CHARS` characters a
+  422 naming the field, malformed JSON a 422; an unexpected failure is a 500 with one line, never a traceback;
 - requests that change state (POST) from another site are refused (their Origin must be this
   server); there is no CORS;
 - code from a request runs only in the code world's sandbox (`touchstone.sandbox`), with its limits;

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import logging
 import os
 import secrets
 from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, parse_qsl, quote, urlencode, urlsplit
 
-from touchstone.config import field
+from touchstone.config import field, from_dict, to_dict
 from touchstone.errors import UserError
 
 log = logging.getLogger("touchstone.serve")
@@ -25,16 +27,22 @@ class ServeConfig:
     model: str | None = field(None, help="the model that judges (default: the workspace's champion, followed "
                                          "as it changes)")
     host: str = field("127.0.0.1", help="address to bind; anything but loopback needs a token")
-    port: int = field(8000, help="port to bind")
-    token: str | None = field(None, help="shared secret every page and API call must carry")
+    port: int = field(8000, help="port to bind", min=1, max=65535)
+    token: str | None = field(None, help="shared secret every page and API call must carry (default: "
+                                         "$TOUCHSTONE_TOKEN)")
     # 256 KiB holds three text fields at the character cap in any script (4 bytes a character at worst).
-    max_body_bytes: int = field(256 * 1024, help="largest request body; larger is a 413")
-    judge_seconds: float = field(30.0, help="longest a request may wait for its judgement; then a 503")
+    max_body_bytes: int = field(256 * 1024, help="largest request body; larger is a 413", min=1)
+    judge_seconds: float = field(30.0, help="longest a request may wait for its judgement; then a 503", above=0)
     # 5 ms: a forward pass of a micro model on 2 cores takes tens of ms, so the wait costs a lone
     # request little and lets questions from concurrent clients share the next pass.
-    batch_wait: float = field(0.005, help="longest the first question of a batch waits for others")
+    batch_wait: float = field(0.005, help="longest the first question of a batch waits for others", min=0)
     batch_size: int | None = field(None, help="most questions in one batch (default: the judge's 4 x 32; "
-                                              "1 answers one request per forward pass)")
+                                              "1 answers one request per forward pass)", min=1)
+
+
+def state_of(request):
+    """The application's `touchstone.serve.state.State` (its judges, worlds, loop runner) for a request."""
+    return request.app.state.touchstone
 
 
 def is_loopback(host: str) -> bool:
@@ -47,7 +55,9 @@ def is_loopback(host: str) -> bool:
 
 
 def check_config(cfg: ServeConfig) -> ServeConfig:
-    """The token from TOUCHSTONE_TOKEN when none is given; refuse a non-loopback address without one."""
+    """The token from TOUCHSTONE_TOKEN when none is given; refuse a non-loopback address without one, a
+    model directory that is not there, and a setting outside its field's range (one built in code, not
+    through the command line that checks them as they are typed)."""
     if cfg.token is None and os.environ.get("TOUCHSTONE_TOKEN"):
         cfg.token = os.environ["TOUCHSTONE_TOKEN"]
     if not is_loopback(cfg.host) and not cfg.token:
@@ -55,8 +65,8 @@ def check_config(cfg: ServeConfig) -> ServeConfig:
                         "every request must carry it")
     if cfg.model is not None and not Path(cfg.model).is_dir():
         raise UserError(f"{cfg.model}: no such model directory")
-    if not 0 < cfg.port < 65536:
-        raise UserError(f"serve: --port must be 1-65535, got {cfg.port}")
+    settings = to_dict(cfg)
+    from_dict(ServeConfig, settings, where="serve", flags=tuple(settings))  # each within its field's range
     return cfg
 
 
@@ -119,9 +129,6 @@ class Guard:
 
 def _token_of(scope, headers: dict) -> tuple[str | None, str]:
     """(the token the request carries, where: "header", "cookie" or "query")."""
-    from http.cookies import CookieError, SimpleCookie
-    from urllib.parse import parse_qs
-
     auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return auth[7:].strip(), "header"
@@ -139,8 +146,6 @@ def _token_of(scope, headers: dict) -> tuple[str | None, str]:
 async def _remember(scope, send, token: str) -> None:
     """A page opened with ?token=...: keep the token in a same-site cookie and drop it from the address
     (so it stays out of the history and of links)."""
-    from urllib.parse import parse_qsl, quote, urlencode
-
     rest = urlencode([(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")) if k != "token"])
     location = quote(scope["path"]) + (f"?{rest}" if rest else "")
     await send({"type": "http.response.start", "status": 303, "headers": [
@@ -173,8 +178,7 @@ async def _refuse(scope, send, status: int, detail: str) -> None:
 # ------------------------------------------------------------------------------------------------ app
 def create_app(cfg: ServeConfig):
     """The FastAPI application for these settings (the caller runs it: `serve`, a test client)."""
-    import contextlib
-
+    # The web stack loads here, not at the top: `touchstone --help` imports this module for ServeConfig.
     from fastapi import Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse

@@ -13,7 +13,9 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from touchstone.serve import views
+from touchstone.serve.app import state_of
 from touchstone.serve.state import NotFound
+from touchstone.worlds.wing import AIRFOILS
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
@@ -50,7 +52,7 @@ def render_markdown(text: str, image_base: str) -> str:
 
 
 def _page(request: Request, template: str, **context) -> HTMLResponse:
-    state = request.app.state.touchstone
+    state = state_of(request)
     wanted = state.judges.wanted()
     return templates.TemplateResponse(request, template, {"model": wanted.name if wanted else None,
                                                           "workspace": str(state.ws.root), **context})
@@ -63,14 +65,12 @@ async def compare(request: Request):
 
 @router.get("/debate", response_class=HTMLResponse)
 async def debate(request: Request):
-    from touchstone.worlds.wing import AIRFOILS
-
     return _page(request, "debate.html", page="debate", designs=DEFAULT_DESIGNS, airfoils=AIRFOILS)
 
 
 @router.get("/loop", response_class=HTMLResponse)
 async def loop(request: Request):
-    state = request.app.state.touchstone
+    state = state_of(request)
     try:
         status = await asyncio.to_thread(views.loop_status, state.ws)
         history = await asyncio.to_thread(state.history.get, state.ws)
@@ -84,7 +84,7 @@ async def loop(request: Request):
 
 @router.get("/models", response_class=HTMLResponse)
 async def models(request: Request):
-    state = request.app.state.touchstone
+    state = state_of(request)
     champion = state.ws.champion()
     rows = [views.model_summary(n, d, champion) for n, d in views.model_dirs(state.ws, state.cfg.model).items()]
     return _page(request, "models.html", page="models", models=rows)
@@ -92,7 +92,7 @@ async def models(request: Request):
 
 @router.get("/models/{name}", response_class=HTMLResponse)
 async def model(name: str, request: Request):
-    state = request.app.state.touchstone
+    state = state_of(request)
     dirs = views.model_dirs(state.ws, state.cfg.model)
     if name not in dirs:
         champion = state.ws.champion()

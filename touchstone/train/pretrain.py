@@ -89,7 +89,7 @@ class PretrainConfig(Config):
     batch_size: int | None = field(None, help="sequences per micro-batch (default: from the size)", min=1)
     grad_accum: int = field(1, help="micro-batches per optimizer step (effective batch = batch_size * grad_accum)", min=1)
     seq_len: int | None = field(None, help="tokens per sequence (default: from the size; capped by the model)", min=1)
-    warmup: int | None = field(None, help="linear warmup steps before the cosine decay (default: 5%% of the budget, <= 200 steps)", min=0)
+    warmup: int | None = field(None, help="linear warmup steps before the cosine decay (default: 5% of the budget, <= 200 steps)", min=0)
     eval_every: int = field(50, help="validate and checkpoint every N optimizer steps", min=1)
     seed: int = field(0, help="seed for initialization and data order")
     compile: bool | None = field(None, help="torch.compile the loss (default: with bf16, micro and larger)")
