@@ -125,7 +125,7 @@ def parse_record(obj: dict, where: str, expect: str | None = None, text_sides: b
     null and becomes ""), one with `statement` a claim (its `label` read by `parse_label`); `expect`
     ("pair" or "claim") asks for that kind only. `text_sides=False` lets a pair's sides be any JSON
     value (a world's raw items, such as wing designs)."""
-    kind = expect or ("pair" if "a" in obj or "b" in obj else "claim" if "statement" in obj else None)
+    kind = expect or (record_type(obj) if is_judged(obj) else None)
     if kind == "pair":
         for key in ("a", "b", "label"):
             if key not in obj:

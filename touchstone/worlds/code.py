@@ -27,6 +27,7 @@ import random
 import re
 
 from touchstone.records import claim_record, is_judged, is_pair, pair_record
+from touchstone.sandbox import shared_sandbox
 from touchstone.worlds.base import (
     LATER,
     Grower,
@@ -76,8 +77,6 @@ class CodeWorld(World):
     @property
     def sandbox(self):
         if self._sandbox is None:
-            from touchstone.sandbox import shared_sandbox
-
             self._sandbox = shared_sandbox()
         return self._sandbox
 

@@ -40,6 +40,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from touchstone.corpus import default_sources
 from touchstone.errors import UserError
 from touchstone.files import read_jsonl, shared_data
 from touchstone.records import claim_record, is_pair, pair_record
@@ -149,11 +150,6 @@ class LanguageWorld(World):
 
     def __init__(self, source: str | list[str] | None = None):
         if source is None:
-            try:
-                from touchstone.corpus import default_sources
-            except ImportError:
-                raise UserError("language: no corpus given and the embedded default corpus is unavailable; "
-                                "pass a prepared data directory or text file") from None
             source = default_sources()
         self.sources = tuple(str(s) for s in ([source] if isinstance(source, (str, os.PathLike)) else source))
         self.source_name = "language:" + ",".join(Path(s).name for s in self.sources)[:120]
