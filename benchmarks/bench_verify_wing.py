@@ -6,7 +6,7 @@ plain peer, all measured in the same run on records of the same kind.
 A verdict is one rendered record checked from its own text: a pair (two designs) or a claim (one).
 Records are rendered first (seeded) and the design cache is then emptied, and each measurement gets
 its own records, so every timed verdict runs the solver. The peer is what the world would do without
-any of its speed work: per design a fresh stock AeroBuildup (`wing._analyze(plain=True)`, NeuralFoil
+any of its speed work: per design a fresh stock AeroBuildup (`wing.analyze_design(plain=True)`, NeuralFoil
 called section by section), one design after another; only the airfoils' Kulfan fit is shared, as it
 always was. Its verdicts are then compared with the fast path's on the same records.
 
@@ -27,6 +27,7 @@ import time
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy is imported (see the docstring)
 
 import touchstone.worlds.wing as wing  # noqa: E402
+from touchstone.worlds.wing import aero, solver  # noqa: E402
 
 ROUNDS = 5
 
@@ -35,8 +36,8 @@ def peer_verdicts(world: wing.WingWorld, records: list[dict]) -> list:
     """Each design through a fresh stock AeroBuildup, then the world's own verdict logic."""
     verdicts = []
     for rec in records:
-        for d in wing._designs_of(rec):
-            wing._cache[wing._key(d)] = wing._analyze(d, plain=True)
+        for d in wing.designs_of(rec):
+            solver.cache[solver.cache_key(d)] = wing.analyze_design(d, plain=True)
         verdicts.append(world.verify_record(rec))
     return verdicts
 
@@ -53,16 +54,16 @@ def main() -> None:
     rng = random.Random(0)
     for d in [pooled_world.sample(rng) for _ in range(4)]:  # import AeroSandbox, fit the airfoils
         wing.analyze(d)
-        wing._analyze(d, plain=True)
+        wing.analyze_design(d, plain=True)
     for name in wing.AIRFOILS:
-        wing._airfoil(name)
-    warm = [pooled_world.sample(rng) for _ in range(wing.POOL_MIN)]
+        aero.prepare_airfoil(name)
+    warm = [pooled_world.sample(rng) for _ in range(solver.POOL_MIN)]
     t = time.perf_counter()
     wing.analyze_many(warm, processes=args.processes)  # starts the pool (spawn + import in each worker)
     startup = time.perf_counter() - t
 
     records = pooled_world.render(random.Random(1), 2 * args.n + args.peer_n)
-    wing._cache.clear()
+    solver.cache.clear()
     sets = {"pooled": records[:args.n], "single": records[args.n:2 * args.n], "peer": records[2 * args.n:]}
     check = {
         "pooled": lambda recs: pooled_world.verify_many(recs),
@@ -79,11 +80,11 @@ def main() -> None:
             seconds[name] += time.perf_counter() - t
     rate = {name: len(sets[name]) / seconds[name] for name in sets}
 
-    wing._cache.clear()  # the fast path on the peer's records, to compare verdicts
+    solver.cache.clear()  # the fast path on the peer's records, to compare verdicts
     fast = pooled_world.verify_many(sets["peer"])
     agree = sum(a.to_dict() == b.to_dict() for a, b in zip(fast, verdicts["peer"]))
     ok = sum(v.ok for vs in verdicts.values() for v in vs)
-    designs = sum(len(wing._designs_of(r)) for r in records)
+    designs = sum(len(wing.designs_of(r)) for r in records)
 
     print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores); "
           f"at end: {os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")

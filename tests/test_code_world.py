@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from touchstone.files import shared_data
+from touchstone.records import is_pair
 from touchstone.worlds import get_world
-from touchstone.worlds.code import CodeWorld, humaneval_item, mutate_source
+from touchstone.worlds.code import CodeWorld, humaneval_item
+from touchstone.worlds.programs import mutate_source
 
 HUMANEVAL = shared_data() / "humaneval" / "HumanEval.jsonl.gz"
 needs_humaneval = pytest.mark.skipif(not HUMANEVAL.exists(), reason="HumanEval data not present")
@@ -60,13 +62,13 @@ def test_rendered_records_are_valid_and_reverify(world):
     from touchstone.records import schema_errors
 
     records = world.render(random.Random(5), 8)
-    assert len(records) == 8 and {r["label"] for r in records if "a" in r} <= {"a", "b"}
+    assert len(records) == 8 and {r["label"] for r in records if is_pair(r)} <= {"a", "b"}
     assert all(not schema_errors(r) and r["verdict"]["ok"] for r in records)
     assert all(v.ok for v in world.verify_many(records))
 
 
 def test_flipped_label_is_caught(world):
-    rec = next(r for r in world.render(random.Random(6), 6) if "a" in r)
+    rec = next(r for r in world.render(random.Random(6), 6) if is_pair(r))
     flipped = {**rec, "label": "b" if rec["label"] == "a" else "a"}
     assert world.verify_record(flipped).reason == "label_disagrees"
 
@@ -99,7 +101,8 @@ def test_all_humaneval_solutions_pass_and_mutants_fail(world):
 def test_code_that_does_not_parse_has_no_mutation():
     import random
 
-    from touchstone.worlds.code import CodeWorld, mutate_source
+    from touchstone.worlds.code import CodeWorld
+    from touchstone.worlds.programs import mutate_source
 
     assert mutate_source("def gcd(a, b):\n", "flip_operator", random.Random(0)) is None
     with pytest.raises(ValueError):

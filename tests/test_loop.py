@@ -27,7 +27,7 @@ needs_corpus = pytest.mark.skipif(not SHAKESPEARE.is_dir(), reason="shared tiny 
 
 # ------------------------------------------------------------------------------------------- gate
 def test_gate_sets_stay_full_when_earlier_gates_ban_a_small_worlds_items():
-    from touchstone.synth import split_world
+    from touchstone.worlds.splits import split_world
     from touchstone.worlds import get_world
 
     facts = get_world("facts")  # a few hundred countries: its popular items recur in every draw

@@ -11,7 +11,9 @@ import pytest
 from touchstone import synth as S
 from touchstone.cli import main
 from touchstone.files import read_jsonl, shared_data
+from touchstone.records import is_pair, record_type
 from touchstone.worlds import get_world
+from touchstone.worlds.splits import split_world
 
 BOOK = shared_data() / "gutenberg" / "11.txt"
 
@@ -29,7 +31,7 @@ def test_heldout_suite_is_deterministic(name):
     first = S.heldout_suite(name)
     S._suites.clear()
     assert S.heldout_suite(name) == first
-    assert len(first[1]) == S.SUITE_SIZE.get(name, S.DEFAULT_SUITE_SIZE)
+    assert len(first[1]) == get_world(name).suite_size
 
 
 @pytest.mark.parametrize("name", ["numbers", "facts", "colour"])
@@ -44,13 +46,13 @@ def test_heldout_suite_is_disjoint_from_training_records(name):
 @pytest.mark.parametrize("name", ["numbers", "facts", "colour"])
 def test_gate_items_are_disjoint_from_training_and_heldout_items(name):
     world = get_world(name)
-    gate = S.split_world(world, "gate").render(random.Random(5), 150)
+    gate = split_world(world, "gate").render(random.Random(5), 150)
     train = world.render(random.Random(5), 1500)
     _, suite = S.heldout_suite(name)
     texts = lambda recs: {r.get("statement") or (r["prompt"], r["a"], r["b"]) for r in recs}  # noqa: E731
     assert len(gate) >= 100 and not texts(gate) & texts(train) and not texts(gate) & texts(suite)
     if name == "facts":  # a true fact used in training, as a pair or as a claim, never reaches a gate
-        truths = lambda recs: {r[r["label"]] if "a" in r else r["statement"] for r in recs  # noqa: E731
+        truths = lambda recs: {r[r["label"]] if is_pair(r) else r["statement"] for r in recs  # noqa: E731
                                if r["label"] is not False}
         assert truths(gate) and not truths(gate) & truths(train)
 
@@ -88,11 +90,11 @@ def test_verify_cli_refuses_malformed_input_in_one_line(tmp_path, capsys, conten
     assert len(err.splitlines()) == 1 and needle in err
 
 
-@pytest.mark.parametrize("form,key", [("pairs", "a"), ("claims", "statement")])
-def test_synth_keeps_only_the_form_asked_for(tmp_path, form, key):
+@pytest.mark.parametrize("form,kind", [("pairs", "pair"), ("claims", "claim")])
+def test_synth_keeps_only_the_form_asked_for(tmp_path, form, kind):
     out = tmp_path / f"{form}.jsonl"
     assert S.synth("numbers", 40, out, seed=2, form=form) == 40
-    assert all(key in obj for _, obj in read_jsonl(out))
+    assert all(record_type(obj) == kind for _, obj in read_jsonl(out))
 
 
 @pytest.mark.parametrize("argv", [["synth", "numbers", "--n", "0"], ["synth", "nosuchworld", "--n", "3"],
@@ -116,7 +118,7 @@ def test_synth_cli_then_verify_cli_agree(tmp_path, capsys):
 def test_wing_heldout_suite_is_disjoint_from_training_records():
     _, suite = S.heldout_suite("wing")
     train = get_world("wing").render(random.Random(14), 200)
-    assert len(suite) == S.SUITE_SIZE["wing"]
+    assert len(suite) == get_world("wing").suite_size
     assert not {r["id"] for r in suite} & {r["id"] for r in train}
 
 
@@ -124,5 +126,5 @@ def test_wing_claims_are_balanced_between_true_and_false():
     # Most sampled designs are feasible; unbalanced claims reward a judge that always says "true"
     # (the suite was 64% true before the world balanced them).
     _, suite = S.heldout_suite("wing")
-    claims = [r for r in suite if "statement" in r]
+    claims = [r for r in suite if not is_pair(r)]
     assert len(claims) >= 50 and 0.4 <= sum(bool(r["label"]) for r in claims) / len(claims) <= 0.6

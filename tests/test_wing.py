@@ -4,17 +4,18 @@ the solver rejects is a verdict, not a crash."""
 from __future__ import annotations
 
 import random
+from collections import OrderedDict
 
 from touchstone.worlds import get_world
 
 
 def test_side_by_side_analyses_equal_stock_aerobuildup_runs():
-    from touchstone.worlds.wing import _analyze, _side_by_side
+    from touchstone.worlds.wing import analyze_design, side_by_side
 
     world, rng = get_world("wing"), random.Random(11)
     designs = [world.sample(rng) for _ in range(3)]
     designs += [world.mutate(d, rng) for d in designs]  # shared airfoils: pooled NeuralFoil calls
-    assert _side_by_side(designs) == [_analyze(d, plain=True) for d in designs]
+    assert side_by_side(designs) == [analyze_design(d, plain=True) for d in designs]
 
 
 def test_verify_many_turns_a_rejected_design_into_an_unparseable_verdict():
@@ -27,19 +28,19 @@ def test_verify_many_turns_a_rejected_design_into_an_unparseable_verdict():
 
 
 def test_the_analysis_cache_keeps_at_most_its_size_dropping_the_least_recently_used(monkeypatch):
-    from touchstone.worlds import wing
+    from touchstone.worlds.wing import solver
 
-    monkeypatch.setattr(wing, "CACHE_SIZE", 3)
-    monkeypatch.setattr(wing, "_cache", wing.OrderedDict())
+    monkeypatch.setattr(solver, "CACHE_SIZE", 3)
+    monkeypatch.setattr(solver, "cache", OrderedDict())
     world, rng = get_world("wing"), random.Random(3)
     designs = [world.sample(rng) for _ in range(5)]
     for d in designs[:3]:
-        wing.analyze(d)
-    wing.analyze(designs[0])  # used again: now the most recent
+        solver.analyze(d)
+    solver.analyze(designs[0])  # used again: now the most recent
     for d in designs[3:]:
-        wing.analyze(d)
-    assert len(wing._cache) == 3
-    assert set(wing._cache) == {wing._key(d) for d in (designs[0], designs[3], designs[4])}
+        solver.analyze(d)
+    assert len(solver.cache) == 3
+    assert set(solver.cache) == {solver.cache_key(d) for d in (designs[0], designs[3], designs[4])}
 
 
 def test_a_dead_pool_worker_is_replaced_and_its_chunks_asked_again(monkeypatch):
@@ -47,18 +48,18 @@ def test_a_dead_pool_worker_is_replaced_and_its_chunks_asked_again(monkeypatch):
     import os
     import signal
 
-    from touchstone.worlds import wing
+    from touchstone.worlds.wing import aero, solver
 
-    monkeypatch.setattr(wing, "_cache", wing.OrderedDict())
+    monkeypatch.setattr(solver, "cache", OrderedDict())
     world, rng = get_world("wing"), random.Random(5)
-    first = [world.sample(rng) for _ in range(wing.POOL_MIN)]
-    wing.analyze_many(first, processes=2)  # starts the pool
-    pool = wing._pool
+    first = [world.sample(rng) for _ in range(solver.POOL_MIN)]
+    solver.analyze_many(first, processes=2)  # starts the pool
+    pool = solver.pool
     os.kill(next(iter(pool._processes)), signal.SIGKILL)
     try:
-        second = [world.sample(rng) for _ in range(wing.POOL_MIN)]
-        figures = wing.analyze_many(second, processes=2)
-        assert wing._pool is not pool and len(figures) == len(second)
-        assert figures[0] == wing._analyze(second[0])
+        second = [world.sample(rng) for _ in range(solver.POOL_MIN)]
+        figures = solver.analyze_many(second, processes=2)
+        assert solver.pool is not pool and len(figures) == len(second)
+        assert figures[0] == aero.analyze_design(second[0])
     finally:
-        wing._shutdown_pool()
+        solver.shutdown_pool()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from touchstone.files import shared_data
+from touchstone.records import is_pair
 from touchstone.worlds import get_world
 
 SHARED = shared_data()
@@ -33,7 +34,7 @@ N = {"wing": 6}  # each wing record runs the solver twice
 
 def flipped(rec: dict) -> dict:
     rec = dict(rec)
-    rec["label"] = (not rec["label"]) if "statement" in rec else ("b" if rec["label"] == "a" else "a")
+    rec["label"] = ("b" if rec["label"] == "a" else "a") if is_pair(rec) else (not rec["label"])
     return rec
 
 
@@ -56,8 +57,8 @@ def test_verify_record_catches_a_flipped_label(name):
 def test_render_puts_the_correct_answer_on_both_sides(name):
     world = make(name)
     records = world.render(random.Random(3), N.get(name, 80) * 2)
-    pair_labels = {r["label"] for r in records if "a" in r}
-    claim_labels = {r["label"] for r in records if "statement" in r}
+    pair_labels = {r["label"] for r in records if is_pair(r)}
+    claim_labels = {r["label"] for r in records if not is_pair(r)}
     assert pair_labels == {"a", "b"} and claim_labels == {True, False}
 
 
@@ -152,7 +153,7 @@ def test_language_never_uses_evaluation_sentences(tmp_path):
 
 
 def test_language_irregular_corruption_exchanges_past_and_participle():
-    from touchstone.worlds.language import corrupt
+    from touchstone.worlds.corruptions import corrupt
 
     rng = random.Random(0)
     assert corrupt("By then she had written the letter.", "irregular", rng) == "By then she had wrote the letter."
@@ -161,7 +162,7 @@ def test_language_irregular_corruption_exchanges_past_and_participle():
 
 
 def test_language_number_corruption_breaks_agreement_only_where_a_neighbour_fixes_it():
-    from touchstone.worlds.language import corrupt, number_table
+    from touchstone.worlds.corruptions import corrupt, number_table
 
     table = number_table(["He read a book there.", "They sold these books cheaply.",
                           "She had a good time.", "The dogs barked loudly."])
@@ -174,7 +175,7 @@ def test_language_number_corruption_breaks_agreement_only_where_a_neighbour_fixe
 
 
 def test_language_verb_corruption_breaks_subject_verb_agreement():
-    from touchstone.worlds.language import corrupt, verb_table
+    from touchstone.worlds.corruptions import corrupt, verb_table
 
     verbs = verb_table(["Then she walks home.", "Then they walk home.", "He always smiles.", "They always smile."])
     assert verbs == {"walks": ("walk", False), "walk": ("walks", True)}  # "alway" is never seen after "they"
@@ -186,7 +187,7 @@ def test_language_verb_corruption_breaks_subject_verb_agreement():
 
 
 def test_language_npi_corruption_only_where_nothing_licenses_ever():
-    from touchstone.worlds.language import corrupt
+    from touchstone.worlds.corruptions import corrupt
 
     rng = random.Random(0)
     assert corrupt("She has really tried to help him.", "npi", rng) == "She has ever tried to help him."
@@ -201,7 +202,7 @@ def test_language_render_balances_the_substituted_words():
     can learn the word ("an", "these") instead of the grammar."""
     from collections import Counter
 
-    from touchstone.worlds.language import OPS, WordBalance
+    from touchstone.worlds.corruptions import OPS, WordBalance
 
     records = get_world("language").render(random.Random(3), 1500)  # the embedded corpus
     ops = Counter(r["verdict"]["evidence"]["op"] for r in records)
@@ -272,7 +273,7 @@ def test_language_grammar_records_are_checked_by_rebuilding_them():
 @needs_book
 def test_language_record_with_an_edited_side_fails():
     world = make("language")
-    rec = next(r for r in world.render(random.Random(8), 20) if "a" in r)
+    rec = next(r for r in world.render(random.Random(8), 20) if is_pair(r))
     bad = "b" if rec["label"] == "a" else "a"
     rec[bad] = rec[bad] + " Indeed."
     assert not world.verify_record(rec).ok
@@ -311,14 +312,15 @@ def test_plot_wings_writes_a_png(tmp_path):
 
 
 def test_facts_suite_asks_taught_facts_in_phrasings_training_never_uses():
-    from touchstone.synth import bucket, heldout_suite
-    from touchstone.worlds.facts import UNTAUGHT_BUCKET, _pair_items, parse_statement
+    from touchstone.synth import heldout_suite
+    from touchstone.worlds.facts import UNTAUGHT_BUCKET, pair_items, parse_statement
+    from touchstone.worlds.splits import bucket
 
     world = get_world("facts")
 
     def true_facts(records):
         """The true fact of each pair (its right version) and of each true claim, as items."""
-        return [parse_statement(r["statement"]) if "statement" in r else _pair_items(r)["ab".index(r["label"])]
+        return [pair_items(r)["ab".index(r["label"])] if is_pair(r) else parse_statement(r["statement"])
                 for r in records if r["label"] is not False]
 
     train = world.render(random.Random(3), 1500)

@@ -242,7 +242,7 @@ def draw_gate(world, n: int, taken: set[str], seed: int, rounds: int = 10) -> li
     space (facts: a few hundred countries) would otherwise gate on fewer records each generation. Draw
     again, with a seed derived from `seed` and the round, for what is still missing, up to `rounds` draws;
     round 0 alone (seed `seed`) is what a world with room to spare gets, so its gate set does not change."""
-    from touchstone.synth import split_world
+    from touchstone.worlds.splits import split_world
 
     out: list[dict] = []
     seen = set(taken)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from touchstone.errors import UserError
 from touchstone.files import read_jsonl, read_text
@@ -38,14 +39,32 @@ def content_id(type_: str, /, **content) -> str:
 
 
 def record_type(rec: dict) -> str:
-    """'pair', 'claim' or 'text', from the fields present."""
-    if "a" in rec and "b" in rec:
+    """'pair' (it has `a` or `b`), 'claim' (`statement`) or 'text', from the fields present: the one test
+    of what a record is. A KeyError when it is none of them."""
+    if "a" in rec or "b" in rec:
         return "pair"
     if "statement" in rec:
         return "claim"
     if "text" in rec:
         return "text"
     raise KeyError("no 'a'/'b', 'statement' or 'text' field")
+
+
+def is_pair(rec: dict) -> bool:
+    return record_type(rec) == "pair"
+
+
+def is_judged(obj: dict) -> bool:
+    """Is `obj` a pair or claim record, as opposed to a text record or a world's raw item?"""
+    try:
+        return record_type(obj) != "text"
+    except KeyError:
+        return False
+
+
+def judge_right(record: dict, judged: dict) -> bool:
+    """Did the judge's answer (`touchstone.judge.Judge.records`: its "choice") match the record's label?"""
+    return str(judged["choice"]).lower() == str(record["label"]).lower()
 
 
 def text_record(text: str, source: str) -> dict:
@@ -99,13 +118,38 @@ def parse_label(value, where: str) -> bool:
     raise UserError(f"{where}: key 'label' must be true/false or 1/0, got {value!r}")
 
 
+def parse_record(obj: dict, where: str, expect: str | None = None, text_sides: bool = True) -> dict:
+    """A pair or claim record checked and normalised, or a UserError "{where}: ..." naming the key.
+
+    A line with `a` or `b` is a pair (`a`, `b` and a `label` of "a" or "b"; `prompt` may be missing or
+    null and becomes ""), one with `statement` a claim (its `label` read by `parse_label`); `expect`
+    ("pair" or "claim") asks for that kind only. `text_sides=False` lets a pair's sides be any JSON
+    value (a world's raw items, such as wing designs)."""
+    kind = expect or (record_type(obj) if is_judged(obj) else None)
+    if kind == "pair":
+        for key in ("a", "b", "label"):
+            if key not in obj:
+                raise UserError(f"{where}: missing key '{key}'")
+        if obj["label"] not in ("a", "b"):
+            raise UserError(f"{where}: key 'label' must be \"a\" or \"b\", got {obj['label']!r}")
+        _strings(obj, ("a", "b", "prompt") if text_sides else ("prompt",), where)
+        rec = {"prompt": "", **obj}
+        rec["prompt"] = rec["prompt"] or ""
+        return rec
+    if kind == "claim":
+        for key in ("statement", "label"):
+            if key not in obj:
+                raise UserError(f"{where}: missing key '{key}'")
+        _strings(obj, ("statement",), where)
+        return {**obj, "label": parse_label(obj["label"], where)}
+    raise UserError(f"{where}: not a pair (a, b, label) or claim (statement, label) record")
+
+
 def read_claims(path: str | Path) -> Iterator[dict]:
     """Claims from claim records, or any CSV/JSONL with `statement` and `label` columns."""
     path = Path(path)
     name = path.name[:-3] if path.name.endswith(".gz") else path.name
     if name.endswith(".csv"):
-        import io
-
         with io.StringIO(read_text(path, "CSV file"), newline="") as f:
             reader = csv.DictReader(f)
             if not reader.fieldnames or not {"statement", "label"} <= set(reader.fieldnames):
@@ -115,11 +159,7 @@ def read_claims(path: str | Path) -> Iterator[dict]:
                        "world": row.get("world") or "external", "id": row.get("id")}
         return
     for lineno, obj in read_jsonl(path):
-        for key in ("statement", "label"):
-            if key not in obj:
-                raise UserError(f"{path}:{lineno}: missing key '{key}'")
-        _strings(obj, ("statement",), f"{path}:{lineno}")
-        yield {**obj, "label": parse_label(obj["label"], f"{path}:{lineno}")}
+        yield parse_record(obj, f"{path}:{lineno}", expect="claim")
 
 
 def _strings(obj: dict, keys: tuple[str, ...], where: str) -> None:
@@ -132,13 +172,7 @@ def _strings(obj: dict, keys: tuple[str, ...], where: str) -> None:
 def read_pairs(path: str | Path) -> Iterator[dict]:
     """Pair records; a line missing a/b/label is a UserError naming it."""
     for lineno, obj in read_jsonl(path):
-        for key in ("a", "b", "label"):
-            if key not in obj:
-                raise UserError(f"{path}:{lineno}: missing key '{key}'")
-        if obj["label"] not in ("a", "b"):
-            raise UserError(f"{path}:{lineno}: key 'label' must be \"a\" or \"b\", got {obj['label']!r}")
-        _strings(obj, ("a", "b", "prompt"), f"{path}:{lineno}")
-        yield {"prompt": "", **obj, **({"prompt": ""} if obj.get("prompt") is None else {})}
+        yield parse_record(obj, f"{path}:{lineno}", expect="pair")
 
 
 def read_minimal_pairs(path: str | Path) -> Iterator[dict]:

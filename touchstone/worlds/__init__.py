@@ -1,5 +1,5 @@
 """The worlds, by name. A plain dict of import paths: each world is one module, imported on use so
-that `touchstone --help` does not load AeroSandbox or the sandbox machinery."""
+that `touchstone --help` does not load every world's tables and tools."""
 
 from __future__ import annotations
 
@@ -18,11 +18,21 @@ WORLDS = {
 }
 
 
-def get_world(name: str, **kwargs) -> World:
+def world_class(name: str) -> type[World]:
+    """The World subclass registered as `name`; a UserError naming the choices for an unknown one."""
     if name not in WORLDS:
         raise UserError(f"unknown world '{name}' (choose from {', '.join(WORLDS)})")
     module, cls = WORLDS[name].split(":")
-    return getattr(importlib.import_module(module), cls)(**kwargs)
+    return getattr(importlib.import_module(module), cls)
 
 
-__all__ = ["WORLDS", "Verdict", "World", "get_world"]
+def get_world(name: str, corpus: str | None = None, **kwargs) -> World:
+    """The world `name`, made with `kwargs`; `corpus` (a path) is its source where the world reads one
+    (`World.reads_corpus`) and is ignored by the others."""
+    cls = world_class(name)
+    if corpus is not None and cls.reads_corpus:
+        kwargs["source"] = corpus
+    return cls(**kwargs)
+
+
+__all__ = ["WORLDS", "Verdict", "World", "get_world", "world_class"]

@@ -26,162 +26,34 @@ import ast
 import random
 import re
 
-from touchstone.records import claim_record, pair_record
-from touchstone.synth import in_split
-from touchstone.worlds.base import Verdict, World
+from touchstone.records import claim_record, is_judged, is_pair, pair_record
+from touchstone.sandbox import shared_sandbox
+from touchstone.worlds.base import (
+    LATER,
+    Grower,
+    Verdict,
+    World,
+    agreement,
+    ordered,
+    pair_agreement,
+)
+from touchstone.worlds.programs import (
+    MUTATION_WEIGHTS,
+    MUTATIONS,
+    N_TESTS,
+    TEMPLATES,
+    mutate_source,
+)
 
-# name, reference source, argument generator. Sources are written for clarity, and every one has
-# operators, constants and branches for the mutations to break.
-TEMPLATES = {
-    "sum_of_squares": ("def sum_of_squares(n):\n    total = 0\n    for i in range(1, n + 1):\n"
-                       "        total += i * i\n    return total\n",
-                       lambda r: (r.randint(0, 30),)),
-    "count_vowels": ("def count_vowels(text):\n    count = 0\n    for ch in text.lower():\n"
-                     "        if ch in 'aeiou':\n            count += 1\n    return count\n",
-                     lambda r: (_word(r, r.randint(0, 12)),)),
-    "reverse_words": ("def reverse_words(sentence):\n    words = sentence.split()\n"
-                      "    return ' '.join(reversed(words))\n",
-                      lambda r: (" ".join(_word(r, r.randint(1, 6)) for _ in range(r.randint(1, 5))),)),
-    "largest": ("def largest(values):\n    best = values[0]\n    for v in values[1:]:\n        if v > best:\n"
-                "            best = v\n    return best\n",
-                lambda r: ([r.randint(-50, 50) for _ in range(r.randint(1, 8))],)),
-    "running_sum": ("def running_sum(values):\n    out = []\n    total = 0\n    for v in values:\n"
-                    "        total = total + v\n        out.append(total)\n    return out\n",
-                    lambda r: ([r.randint(-9, 9) for _ in range(r.randint(0, 7))],)),
-    "is_palindrome": ("def is_palindrome(text):\n    cleaned = [c.lower() for c in text if c.isalnum()]\n"
-                      "    return cleaned == cleaned[::-1]\n",
-                      lambda r: (_palindromish(r),)),
-    "fizzbuzz": ("def fizzbuzz(n):\n    if n % 15 == 0:\n        return 'FizzBuzz'\n    if n % 3 == 0:\n"
-                 "        return 'Fizz'\n    if n % 5 == 0:\n        return 'Buzz'\n    return str(n)\n",
-                 lambda r: (r.randint(1, 100),)),
-    "word_counts": ("def word_counts(text):\n    counts = {}\n    for word in text.split():\n"
-                    "        counts[word] = counts.get(word, 0) + 1\n    return counts\n",
-                    lambda r: (" ".join(r.choice(["a", "b", "to", "be", "or", "not"]) for _ in range(r.randint(0, 8))),)),
-    "factorial": ("def factorial(n):\n    result = 1\n    while n > 1:\n        result *= n\n        n -= 1\n"
-                  "    return result\n",
-                  lambda r: (r.randint(0, 12),)),
-    "fibonacci": ("def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n"
-                  "    return a\n",
-                  lambda r: (r.randint(0, 25),)),
-    "gcd": ("def gcd(a, b):\n    while b != 0:\n        a, b = b, a % b\n    return a\n",
-            lambda r: (r.randint(1, 200), r.randint(1, 200))),
-    "evens": ("def evens(values):\n    return [v for v in values if v % 2 == 0]\n",
-              lambda r: ([r.randint(0, 40) for _ in range(r.randint(0, 8))],)),
-    "digit_sum": ("def digit_sum(n):\n    total = 0\n    while n > 0:\n        total += n % 10\n        n //= 10\n"
-                  "    return total\n",
-                  lambda r: (r.randint(0, 99999),)),
-    "clamp": ("def clamp(x, low, high):\n    if x < low:\n        return low\n    if x > high:\n        return high\n"
-              "    return x\n",
-              lambda r: (r.randint(-20, 20), r.randint(-10, 0), r.randint(1, 10))),
-    "merge_counts": ("def merge_counts(first, second):\n    merged = dict(first)\n    for key, value in second.items():\n"
-                     "        merged[key] = merged.get(key, 0) + value\n    return merged\n",
-                     lambda r: ({k: r.randint(1, 5) for k in r.sample("abcde", r.randint(0, 3))},
-                                {k: r.randint(1, 5) for k in r.sample("abcde", r.randint(0, 3))})),
-    "second_largest": ("def second_largest(values):\n    unique = sorted(set(values))\n    if len(unique) < 2:\n"
-                       "        return None\n    return unique[-2]\n",
-                       lambda r: ([r.randint(0, 9) for _ in range(r.randint(1, 6))],)),
-    "title_case": ("def title_case(text):\n    words = []\n    for word in text.split(' '):\n"
-                   "        words.append(word[:1].upper() + word[1:])\n    return ' '.join(words)\n",
-                   lambda r: (" ".join(_word(r, r.randint(1, 6)) for _ in range(r.randint(1, 4))),)),
-    "count_in_range": ("def count_in_range(values, low, high):\n    count = 0\n    for v in values:\n"
-                       "        if low <= v and v < high:\n            count += 1\n    return count\n",
-                       lambda r: ([r.randint(0, 20) for _ in range(r.randint(0, 8))], r.randint(0, 8), r.randint(8, 16))),
-}
-N_TESTS = 5
-MUTATIONS = ("flip_operator", "off_by_one", "wrong_return", "delete_line", "undefined_name", "syntax_error",
-             "infinite_loop")
-# Infinite loops cost a whole timeout to verify, so they are drawn less often.
-MUTATION_WEIGHTS = (4, 4, 2, 2, 2, 2, 1)
-
-
-def _word(rng: random.Random, n: int) -> str:
-    return "".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(n))
-
-
-def _palindromish(rng: random.Random) -> str:
-    half = _word(rng, rng.randint(0, 4))
-    return half + rng.choice(["", "x"]) + half[::-1] if rng.random() < 0.5 else _word(rng, rng.randint(1, 6))
-
-
-def program_of(item: dict) -> str:
-    return item.get("prompt", "") + item.get("completion", item.get("canonical_solution", ""))
-
-
-# -------------------------------------------------------------------------------------------- mutation
-_FLIPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.FloorDiv: ast.Mod, ast.Mod: ast.FloorDiv,
-          ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq,
-          ast.NotEq: ast.Eq, ast.And: ast.Or, ast.Or: ast.And, ast.In: ast.NotIn, ast.NotIn: ast.In}
-
-
-def mutate_source(source: str, kind: str, rng: random.Random) -> str | None:
-    """`source` broken by one mutation of `kind`, or None when the source has nothing to break that way
-    (source that does not parse, such as a model's unfinished function, has nothing left to break)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    func = next((n for n in tree.body if isinstance(n, ast.FunctionDef)), None)
-    if func is None:
-        return None
-    if kind == "syntax_error":
-        lines = ast.unparse(tree).splitlines()
-        spots = [i for i, line in enumerate(lines) if line.rstrip().endswith(":")]
-        i = rng.choice(spots)
-        lines[i] = lines[i].rstrip()[:-1]
-        return "\n".join(lines) + "\n"
-    nodes = list(ast.walk(func))
-    if kind == "flip_operator":
-        spots = [(n, "op") for n in nodes if isinstance(n, (ast.BinOp, ast.AugAssign, ast.BoolOp))
-                 and type(n.op) in _FLIPS]
-        spots += [(n, i) for n in nodes if isinstance(n, ast.Compare) for i, op in enumerate(n.ops)
-                  if type(op) in _FLIPS]
-        if not spots:
-            return None
-        node, where = rng.choice(spots)
-        if where == "op":
-            node.op = _FLIPS[type(node.op)]()
-        else:
-            node.ops[where] = _FLIPS[type(node.ops[where])]()
-    elif kind == "off_by_one":
-        spots = [n for n in nodes if isinstance(n, ast.Constant) and type(n.value) is int]
-        if not spots:
-            return None
-        node = rng.choice(spots)
-        node.value += rng.choice([-1, 1])
-    elif kind == "wrong_return":
-        spots = [n for n in nodes if isinstance(n, ast.Return) and n.value is not None]
-        if not spots:
-            return None
-        node = rng.choice(spots)
-        args = [a.arg for a in func.args.args]
-        node.value = rng.choice([ast.Constant(None), ast.Constant(0), ast.Name(args[0], ast.Load())])
-    elif kind == "delete_line":
-        bodies = [n.body for n in nodes if hasattr(n, "body") and isinstance(n.body, list) and len(n.body) > 1]
-        if not bodies:
-            return None
-        body = rng.choice(bodies)
-        del body[rng.randrange(len(body))]
-    elif kind == "undefined_name":
-        spots = [n for n in nodes if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)]
-        if not spots:
-            return None
-        node = rng.choice(spots)
-        node.id = node.id + "s" if not node.id.endswith("s") else node.id[:-1]
-    elif kind == "infinite_loop":
-        loop = ast.parse("while True:\n    pass").body[0]
-        returns = [i for i, s in enumerate(func.body) if isinstance(s, ast.Return)]
-        func.body.insert(returns[-1] if returns else len(func.body), loop)
-    else:
-        raise ValueError(f"unknown mutation {kind!r} (choose from {', '.join(MUTATIONS)})")
-    return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
-
-
-# -------------------------------------------------------------------------------------------- records
 PAIR_PROMPT = "Which version of `{name}` passes these tests?\n\n{test}"
 PAIR_PROMPT_RE = re.compile(r"Which version of `(?P<name>\w+)` passes these tests\?\n\n(?P<test>.*)", re.S)
 CLAIM = "This function passes its tests:\n\n{code}\n# tests (candidate = {name})\n{test}"
 CLAIM_SPLIT_RE = re.compile(r"\n# tests \(candidate = (?P<name>\w+)\)\n")
 CLAIM_HEAD = "This function passes its tests:\n\n"
+
+
+def program_of(item: dict) -> str:
+    return item.get("prompt", "") + item.get("completion", item.get("canonical_solution", ""))
 
 
 def _verdict(result) -> Verdict:
@@ -205,8 +77,6 @@ class CodeWorld(World):
     @property
     def sandbox(self):
         if self._sandbox is None:
-            from touchstone.sandbox import shared_sandbox
-
             self._sandbox = shared_sandbox()
         return self._sandbox
 
@@ -298,7 +168,7 @@ class CodeWorld(World):
         jobs, where = [], []
         for obj in objs:
             start = len(jobs)
-            if "a" in obj or "statement" in obj:
+            if is_judged(obj):
                 jobs += [self._job(item) for item in self.items_of_record(obj)]
             else:
                 jobs.append(self._job(obj))
@@ -306,8 +176,7 @@ class CodeWorld(World):
         verdicts = [_verdict(r) for r in self.sandbox.check_many(jobs)]
         out = []
         for obj, (i, j) in zip(objs, where):
-            out.append(self._record_verdict(obj, *verdicts[i:j]) if ("a" in obj or "statement" in obj)
-                       else verdicts[i])
+            out.append(self._record_verdict(obj, *verdicts[i:j]) if is_judged(obj) else verdicts[i])
         return out
 
     def verify_record(self, record: dict) -> Verdict:
@@ -317,7 +186,7 @@ class CodeWorld(World):
     @staticmethod
     def items_of_record(record: dict) -> list[dict]:
         """The item(s) a pair or claim record shows: a ValueError when its text is not ours."""
-        if "statement" in record:
+        if not is_pair(record):
             text = record["statement"]
             matches = list(CLAIM_SPLIT_RE.finditer(text))
             if not text.startswith(CLAIM_HEAD) or not matches:
@@ -333,24 +202,20 @@ class CodeWorld(World):
 
     @staticmethod
     def _record_verdict(record: dict, *verdicts: Verdict) -> Verdict:
-        if "statement" in record:
+        if not is_pair(record):
             (v,) = verdicts
-            agree = v.ok == bool(record["label"])
-            return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees",
-                           {"reason": v.reason, **v.evidence})
+            return agreement(v.ok == bool(record["label"]), {"reason": v.reason, **v.evidence})
         va, vb = verdicts
-        evidence = {"a": va.to_dict(), "b": vb.to_dict()}
-        if va.ok == vb.ok:
-            return Verdict(False, 0.0, "ambiguous", evidence)
-        agree = record["label"] == ("a" if va.ok else "b")
-        return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees", evidence)
+        return pair_agreement(record, va, vb, {"a": va.to_dict(), "b": vb.to_dict()})
 
     # ------------------------------------------------------------------------------------- render
     def render(self, rng: random.Random, n: int) -> list[dict]:
-        """n records, half pairs (working vs broken, the working side at random) and half claims."""
+        """n records, half pairs (working vs broken, the working side at random) and half claims. Items
+        come sixteen at a time and their mutants run in one sandbox batch, so this is `World.render`
+        over batches."""
         out: list[dict] = []
         while len(out) < n:
-            items = [it for it in self.sample_many(rng, min(16, 2 * (n - len(out)))) if in_split(self, it)]
+            items = [it for it in self.sample_many(rng, min(16, 2 * (n - len(out)))) if self.in_split(it)]
             mutants = [self.mutate(it, rng) for it in items]
             for item, mutant, v in zip(items, mutants, self.verify_many(mutants)):
                 if v.ok or len(out) >= n:
@@ -359,11 +224,11 @@ class CodeWorld(World):
                 kind = f"{item['entry_point']}:{mutant['mutation']}"
                 if rng.random() < 0.5:
                     label = rng.choice("ab")
-                    a, b = (item, mutant) if label == "a" else (mutant, item)
+                    a, b = ordered(label, item, mutant)
                     rec = pair_record(PAIR_PROMPT.format(name=item["entry_point"], test=item["test"]),
                                       a["completion"], b["completion"], label, world=self.name, kind=kind,
                                       source="code")
-                    verdicts = (good, v) if label == "a" else (v, good)
+                    verdicts = ordered(label, good, v)
                 else:
                     shown, sv = (item, good) if rng.random() < 0.5 else (mutant, v)
                     statement = CLAIM.format(code=shown["completion"].rstrip("\n"), name=item["entry_point"],
@@ -373,6 +238,75 @@ class CodeWorld(World):
                 rec["verdict"] = self._record_verdict(rec, *verdicts).to_dict()
                 out.append(rec)
         return out
+
+
+    # ------------------------------------------------------------------------------------ growing
+    champion_tokens = 64
+
+    def champion_prompts(self, rng: random.Random, n: int) -> tuple[list[str], list[dict]]:
+        """The signature of each of n template functions of the training split: the champion writes the body."""
+        items = [it for it in self.sample_many(rng, n) if self.in_split(it)]
+        return [it["completion"].split("\n")[0] + "\n" for it in items], items
+
+    def champion_records(self, items: list[dict], prompts: list[str], completions: list[str],
+                         rng: random.Random, source: str) -> tuple[list[dict], int]:
+        """The sandbox runs each function the champion wrote against the template's tests: a claim ("this
+        function passes its tests", labelled by the sandbox), and when it fails, a pair of the reference
+        against the champion's version."""
+        written = [{**it, "completion": function_body(p.rstrip("\n"), c)}
+                   for it, p, c in zip(items, prompts, completions)]
+        out = []
+        for item, mine, verdict in zip(items, written, self.verify_many(written)):
+            name, test = item["entry_point"], item["test"]
+            kind = f"{name}:champion"
+            out.append(claim_record(CLAIM.format(code=mine["completion"].rstrip("\n"), name=name, test=test),
+                                    verdict.ok, world=self.name, kind=kind, source=source))
+            if not verdict.ok:
+                label = rng.choice("ab")
+                a, b = ordered(label, item["completion"], mine["completion"])
+                out.append(pair_record(PAIR_PROMPT.format(name=name, test=test), a, b, label, world=self.name,
+                                       kind=kind, source=source))
+        return out, 0
+
+    def grower(self, rng: random.Random, generation: int) -> Grower:
+        return _ClaimMutations(self, rng, generation)
+
+
+class _ClaimMutations(Grower):
+    """A code claim's function broken by `mutate`; the mutants run in one sandbox batch at the end."""
+
+    def __init__(self, world: CodeWorld, rng: random.Random, generation: int):
+        self.world, self.rng, self.generation = world, rng, generation
+        self.pending: list[tuple[dict, dict, str]] = []  # (item, mutant, parent id)
+
+    def takes(self, record: dict) -> bool:
+        return not is_pair(record)
+
+    def grow(self, record: dict):
+        (item,) = self.world.items_of_record(record)
+        self.pending.append((item, self.world.mutate(item, self.rng), record["id"]))
+        return LATER
+
+    def finish(self) -> list[dict]:
+        if not self.pending:
+            return []
+        out = []
+        verdicts = self.world.verify_many([mutant for _, mutant, _ in self.pending])
+        for (item, new, parent), v in zip(self.pending, verdicts):
+            text = CLAIM.format(code=new["completion"].rstrip("\n"), name=item["entry_point"], test=item["test"])
+            out.append(claim_record(text, v.ok, world=self.world.name, kind=f"{item['entry_point']}:{new['mutation']}",
+                                    source="mutation", parent=parent, generation=self.generation))
+        return out
+
+
+def function_body(signature: str, completion: str) -> str:
+    """A function written after `signature`: the signature and the indented lines that follow it."""
+    lines = []
+    for line in completion.split("\n"):
+        if line.strip() and not line.startswith((" ", "\t")):
+            break
+        lines.append(line)
+    return signature + "\n" + "\n".join(lines).rstrip() + "\n"
 
 
 def humaneval_item(problem: dict, completion: str | None = None) -> dict:

@@ -30,9 +30,9 @@ import random
 import re
 from pathlib import Path
 
-from touchstone.records import claim_record, pair_record
-from touchstone.synth import in_split
-from touchstone.worlds.base import Verdict, World
+from touchstone.files import shared_data
+from touchstone.records import claim_record, is_pair, pair_record
+from touchstone.worlds.base import Verdict, World, agreement, ordered
 
 TRUE_MAX = 5.0  # at most this far from a reference: the name fits
 FALSE_MIN = 10.0  # at least this far from every reference: the name does not fit
@@ -43,8 +43,6 @@ HEX_PROMPT_RE = re.compile(r"Which colour is (?P<name>.+)\?")
 
 
 def xkcd_path() -> Path:
-    from touchstone.files import shared_data
-
     return shared_data() / "xkcd_colors" / "rgb.txt"
 
 
@@ -112,6 +110,9 @@ class ColourWorld(World):
         path = xkcd or xkcd_path()
         self.xkcd = str(path) if Path(path).is_file() else None
 
+    def inputs(self) -> tuple:
+        return (self.xkcd,)
+
     @property
     def palette(self) -> dict:
         return palette(self.xkcd)
@@ -154,50 +155,39 @@ class ColourWorld(World):
         return Verdict(reason == "match", d, reason, {"delta_e2000": d, "nearest_reference": ref,
                                                       "colour": to_hex(item["colour"]), "name": item["name"]})
 
-    def render(self, rng: random.Random, n: int) -> list[dict]:
-        out = []
-        while len(out) < n:
-            item = self.sample(rng)
-            if not in_split(self, item):
-                continue
-            wrong = self.mutate(item, rng)
-            colour = show(item["colour"], rng)
-            r = rng.random()
-            label = rng.choice("ab")
-            if r < 0.25:
-                right_name, wrong_name = item["name"], wrong["name"]
-                a, b = (right_name, wrong_name) if label == "a" else (wrong_name, right_name)
-                rec = pair_record(f"What is the name of the colour {colour}?", a, b, label, world=self.name,
-                                  kind="colour_name", source="colour")
-            elif r < 0.5:
-                # Two colours, one name: the wrong colour is a shade of the wrong name's nearest reference.
-                other = show(shade(self.distance(item["colour"], wrong["name"])[1], rng), rng)
-                if self.distance(other, item["name"])[0] < FALSE_MIN:
-                    continue
-                a, b = (colour, other) if label == "a" else (other, colour)
-                rec = pair_record(f"Which colour is {item['name']}?", a, b, label, world=self.name,
-                                  kind="colour_value", source="colour")
-            else:
-                shown = rng.choice([item, wrong])
-                rec = claim_record(f"The colour {colour} is {shown['name']}.", shown is item, world=self.name,
-                                   kind="colour_name", source="colour")
-            rec["verdict"] = self.verify_record(rec).to_dict()
-            if rec["verdict"]["ok"]:
-                out.append(rec)
-        return out
+    def record(self, item: dict, rng: random.Random) -> dict | None:
+        """A name question, a colour question (two colours, one name) or a claim."""
+        wrong = self.mutate(item, rng)
+        colour = show(item["colour"], rng)
+        r = rng.random()
+        label = rng.choice("ab")
+        if r < 0.25:
+            a, b = ordered(label, item["name"], wrong["name"])
+            return pair_record(f"What is the name of the colour {colour}?", a, b, label, world=self.name,
+                               kind="colour_name", source="colour")
+        if r < 0.5:
+            # Two colours, one name: the wrong colour is a shade of the wrong name's nearest reference.
+            other = show(shade(self.distance(item["colour"], wrong["name"])[1], rng), rng)
+            if self.distance(other, item["name"])[0] < FALSE_MIN:
+                return None
+            a, b = ordered(label, colour, other)
+            return pair_record(f"Which colour is {item['name']}?", a, b, label, world=self.name,
+                               kind="colour_value", source="colour")
+        shown = rng.choice([item, wrong])
+        return claim_record(f"The colour {colour} is {shown['name']}.", shown is item, world=self.name,
+                            kind="colour_name", source="colour")
 
     def verify_record(self, record: dict) -> Verdict:
         """Recompute the distances named by the record's text; ok when the label agrees with them."""
         try:
-            if "statement" in record:
+            if not is_pair(record):
                 m = STATEMENT_RE.fullmatch(record["statement"].strip())
                 if not m:
                     raise ValueError(f"not a colour statement: {record['statement']!r}")
                 v = self.verify({"colour": m["colour"], "name": m["name"]})
                 if v.reason == "ambiguous":
                     return Verdict(False, v.score, "ambiguous", v.evidence)
-                agree = v.ok == bool(record["label"])
-                return Verdict(agree, v.score, "agrees" if agree else "label_disagrees", v.evidence)
+                return agreement(v.ok == bool(record["label"]), v.evidence, v.score)
             prompt = record.get("prompt", "")
             if m := NAME_PROMPT_RE.fullmatch(prompt):
                 va, vb = (self.verify({"colour": m["colour"], "name": record[k]}) for k in ("a", "b"))
@@ -210,5 +200,4 @@ class ColourWorld(World):
         evidence = {"a": va.evidence, "b": vb.evidence}
         if {va.reason, vb.reason} != {"match", "mismatch"}:
             return Verdict(False, 0.0, "ambiguous", evidence)
-        agree = record["label"] == ("a" if va.ok else "b")
-        return Verdict(agree, abs(va.score - vb.score), "agrees" if agree else "label_disagrees", evidence)
+        return agreement(record["label"] == ("a" if va.ok else "b"), evidence, abs(va.score - vb.score))

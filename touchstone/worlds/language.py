@@ -40,12 +40,19 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from touchstone.corpus import default_sources
 from touchstone.errors import UserError
-from touchstone.files import shared_data
-from touchstone.records import claim_record, pair_record
-from touchstone.synth import in_split
+from touchstone.files import read_jsonl, shared_data
+from touchstone.records import claim_record, is_pair, pair_record
 from touchstone.worlds import grammar
-from touchstone.worlds.base import Verdict, World
+from touchstone.worlds.base import Grower, Verdict, World, agreement, ordered
+from touchstone.worlds.corruptions import (
+    OPS,
+    WordBalance,
+    corrupt,
+    number_table,
+    verb_table,
+)
 
 MAX_SENTENCES = 40_000  # enough variety; reading more only costs time
 MAX_CHARS_PER_FILE = 2_000_000
@@ -54,48 +61,6 @@ SENTENCE_RE = re.compile(r"[A-Z][A-Za-z]*(?:[ ][A-Za-z][A-Za-z'-]*[,;]?)+[.]")
 ABBREVIATIONS = {"mr", "mrs", "dr", "st", "messrs", "mme", "esq", "vs", "no"}
 PAIR_PROMPT = "Which sentence is better written?"
 CLAIM_RE = re.compile(r'"(?P<s>.+)" is a well-formed English sentence\.')
-
-FUNCTION_WORDS = ["the", "a", "an", "of", "to", "in", "and", "that", "for", "with", "on", "at", "by", "it", "is",
-                  "was", "be", "as"]
-AGREEMENT = {"is": "are", "are": "is", "was": "were", "were": "was", "has": "have", "have": "has", "does": "do",
-             "do": "does"}
-DETERMINERS = {"a": "an", "an": "a", "this": "these", "these": "this", "that": "those", "those": "that"}
-PRONOUNS = {"he": "him", "him": "he", "she": "her", "they": "them", "them": "they", "i": "me", "me": "I",
-            "we": "us", "us": "we", "himself": "herself", "herself": "himself", "themselves": "himself",
-            "myself": "me"}
-# Irregular verbs whose past tense and past participle differ, so exchanging them is always an error
-# ("She went home" / "She gone home"; "It had begun" / "It had began"). Verbs whose two forms are
-# the same ("held", "put") are left out, and so is "bit", far more often a noun than a verb.
-_PAST_PARTICIPLE = {"went": "gone", "saw": "seen", "did": "done", "took": "taken", "wrote": "written",
-                    "ate": "eaten", "broke": "broken", "spoke": "spoken", "chose": "chosen", "drove": "driven",
-                    "gave": "given", "knew": "known", "rose": "risen", "began": "begun", "sang": "sung",
-                    "drank": "drunk", "ran": "run", "came": "come", "became": "become", "forgot": "forgotten",
-                    "hid": "hidden", "fell": "fallen", "froze": "frozen", "stole": "stolen", "wore": "worn",
-                    "tore": "torn", "threw": "thrown", "grew": "grown", "flew": "flown", "drew": "drawn",
-                    "shook": "shaken", "rode": "ridden", "forgave": "forgiven", "showed": "shown",
-                    "sank": "sunk", "mistook": "mistaken"}
-IRREGULAR = {**_PAST_PARTICIPLE, **{pp: past for past, pp in _PAST_PARTICIPLE.items()}}
-# Words that fix the number of the noun after them, and verbs that fix the number of their subject.
-SINGULAR_DETERMINERS = {"a", "an", "this", "that", "each", "every", "another"}
-PLURAL_DETERMINERS = {"these", "those", "many", "several", "few", "both"}
-SINGULAR_VERBS = {"is", "was", "has", "does"}
-PLURAL_VERBS = {"are", "were", "have", "do"}
-# Subjects that fix a present-tense verb's form: "he runs", "they run".
-THIRD_PERSON_SINGULAR = {"he", "she", "it"}
-OTHER_SUBJECTS = {"i", "we", "you", "they"}
-# "ever" needs a licensor (negation, a question, "only", "if", a superlative, ...). The "npi" corruption
-# puts it in place of one of these adverbs after a subject or an auxiliary, in a sentence with no word
-# that might license it: "She has really tried" -> "She has ever tried". Not after "is"/"was": "He
-# was ever kind" is old but good English.
-NPI_ADVERBS = {"really", "clearly", "certainly", "often", "always", "usually", "sometimes", "probably",
-               "surely", "truly", "also", "already", "just", "once"}
-NPI_HOSTS = THIRD_PERSON_SINGULAR | OTHER_SUBJECTS | {"has", "have", "had", "will", "would", "could", "can",
-                                                       "should", "shall", "may", "might", "must", "did"}
-NPI_LICENSORS = {"not", "no", "never", "nobody", "nothing", "none", "nor", "neither", "nowhere", "without",
-                 "hardly", "scarcely", "barely", "seldom", "rarely", "few", "little", "only", "if", "whether",
-                 "unless", "before", "than", "all", "every", "any", "anyone", "anything", "anybody", "each",
-                 "first", "last", "ever", "too", "who", "which", "what", "whoever", "whatever", "when", "cannot",
-                 "doubt", "doubted", "deny", "denied"}
 
 
 def norm(sentence: str) -> str:
@@ -129,8 +94,6 @@ def _texts(path: Path):
                 yield from _texts(p)
         return
     if path.name.endswith((".jsonl", ".jsonl.gz")):
-        from touchstone.files import read_jsonl
-
         for _, obj in read_jsonl(path):
             if isinstance(obj.get("text"), str):
                 yield obj["text"]
@@ -174,181 +137,8 @@ def load_sentences(sources: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(seen)
 
 
-def _recase(new: str, old: str) -> str:
-    return new[0].upper() + new[1:] if old[0].isupper() else new
-
-
-def _paired_forms(sentences, singular_after: set[str], plural_after: set[str], to_plural) -> dict[str, tuple[str, bool]]:
-    """Words attested in both numbers, each mapped to (its other form, whether it is the plural form):
-    a word seen after one of `singular_after` whose `to_plural` form is seen after one of `plural_after`.
-    Attestation in both contexts stands in for a part-of-speech tagger."""
-    seen_singular, seen_plural = set(), set()
-    for sentence in sentences:
-        words = sentence.lower().split()
-        for left, word in zip(words, words[1:]):
-            if left in singular_after and word.isalpha():
-                seen_singular.add(word)
-            elif left in plural_after and word.isalpha():
-                seen_plural.add(word)
-    closed_class = set(FUNCTION_WORDS) | set(AGREEMENT) | set(DETERMINERS) | set(PRONOUNS) | set(IRREGULAR)
-    table = {}
-    for singular in sorted(seen_singular - closed_class):
-        plural = to_plural(singular)
-        if len(singular) > 2 and plural != singular and plural in seen_plural and plural not in closed_class:
-            table[singular], table[plural] = (plural, False), (singular, True)
-    return table
-
-
-def number_table(sentences) -> dict[str, tuple[str, bool]]:
-    """Nouns in both numbers: seen after a singular determiner ("this book") with the plural `inflect`
-    gives seen after a plural one ("these books"). "a good" alone does not make "good" a noun unless
-    "these goods" occurs too."""
-    import inflect
-
-    return _paired_forms(sentences, SINGULAR_DETERMINERS, PLURAL_DETERMINERS, inflect.engine().plural_noun)
-
-
-def verb_table(sentences) -> dict[str, tuple[str, bool]]:
-    """Present-tense verbs in both forms: seen after he/she/it ("she runs") with the form `inflect` gives
-    for a plural subject seen after I/we/you/they ("they run"). "he always" yields "alway", never seen."""
-    import inflect
-
-    return _paired_forms(sentences, THIRD_PERSON_SINGULAR, OTHER_SUBJECTS, inflect.engine().plural_verb)
-
-
-def _number_spots(words: list[str], bare: list[int], table: dict[str, tuple[str, bool]]) -> list[int]:
-    """Nouns whose number is fixed by a neighbour: a determiner before them ("these books"), or, for the
-    subject at the start of a sentence, the verb after them ("The books are"). Flipping the noun breaks
-    that agreement. A noun elsewhere is left alone: "the dogs barked" -> "the dog barked" is still fine."""
-    spots = []
-    for i in bare:
-        word = words[i].lower()
-        if i == 0 or word not in table:
-            continue
-        plural = table[word][1]
-        before = words[i - 1].lower()
-        if before in (PLURAL_DETERMINERS if plural else SINGULAR_DETERMINERS):
-            spots.append(i)
-        elif i == 1 and before == "the" and words[2].lower() in (PLURAL_VERBS if plural else SINGULAR_VERBS):
-            spots.append(i)  # words[2] exists: i is bare, and the last word never is
-    return spots
-
-
-def _verb_spots(words: list[str], bare: list[int], verbs: dict, nouns: dict) -> list[int]:
-    """Present-tense verbs whose form is fixed by the subject just before them: a pronoun ("she runs",
-    "they run") or, at the start of a sentence, "The" and a noun ("The dogs run")."""
-    spots = []
-    for i in bare:
-        word = words[i].lower()
-        if i == 0 or word not in verbs:
-            continue
-        plural = verbs[word][1]
-        before = words[i - 1].lower()
-        if before in (OTHER_SUBJECTS if plural else THIRD_PERSON_SINGULAR):
-            spots.append(i)
-        elif i == 2 and words[0].lower() == "the" and before in nouns and nouns[before][1] == plural:
-            spots.append(i)
-    return spots
-
-
-def _npi_spots(words: list[str], bare: list[int]) -> list[int]:
-    """Adverbs that "ever" could take the place of, in a sentence where nothing licenses "ever"."""
-    lower = [w.lower().strip(",;.") for w in words]
-    if any(w in NPI_LICENSORS or w.endswith(("n't", "est")) for w in lower):
-        return []
-    return [i for i in bare if i > 0 and lower[i] in NPI_ADVERBS and lower[i - 1] in NPI_HOSTS]
-
-
-def _substitutions(words: list[str], bare: list[int], op: str, nouns: dict | None,
-                   verbs: dict | None) -> list[tuple[int, str]]:
-    """(position, replacement) for every place where the word-for-word corruption `op` applies."""
-    nouns, verbs = nouns or {}, verbs or {}
-    if op == "number":
-        return [(i, nouns[words[i].lower()][0]) for i in _number_spots(words, bare, nouns)]
-    if op == "verb":
-        return [(i, verbs[words[i].lower()][0]) for i in _verb_spots(words, bare, verbs, nouns)]
-    if op == "npi":
-        return [(i, "ever") for i in _npi_spots(words, bare)]
-    table = {"agreement": AGREEMENT, "determiner": DETERMINERS, "pronoun": PRONOUNS, "irregular": IRREGULAR}[op]
-    return [(i, table[words[i].lower()]) for i in bare if words[i].lower() in table]
-
-
-def corrupt(sentence: str, op: str, rng: random.Random, nouns: dict | None = None, verbs: dict | None = None,
-            allow=None) -> str | None:
-    """`sentence` with one corruption of kind `op`, or None when the sentence offers none.
-
-    `nouns` and `verbs` are the tables of the "number" and "verb" ops (`number_table`, `verb_table`);
-    `allow(old, new)`, when given, vetoes word substitutions (the render's balance of words, see
-    `WordBalance`). "npi" is exempt: "ever" without a licensor is the error itself, and a good sentence
-    never loses its "ever" to a corruption, so that word cannot be balanced."""
-    words = sentence.split()
-    # Positions of bare words (no attached punctuation), never the last word (it carries the full stop).
-    bare = [i for i, w in enumerate(words[:-1]) if w.isalpha()]
-    if op == "swap":
-        spots = [i for i in bare if i > 0 and i + 1 in bare and words[i].lower() != words[i + 1].lower()]
-        if not spots:
-            return None
-        i = rng.choice(spots)
-        words[i], words[i + 1] = words[i + 1], words[i]
-    elif op in ("drop", "double"):
-        spots = [i for i in bare if i > 0 and words[i].lower() in FUNCTION_WORDS]
-        if not spots:
-            return None
-        i = rng.choice(spots)
-        if op == "drop":
-            del words[i]
-        else:
-            words.insert(i, words[i])
-    else:
-        subs = [(i, new) for i, new in _substitutions(words, bare, op, nouns, verbs)
-                if allow is None or op == "npi" or allow(words[i].lower(), new.lower())]
-        if not subs:
-            return None
-        i, new = rng.choice(subs)
-        words[i] = _recase(new, words[i]) if i == 0 else new
-    out = " ".join(words)
-    return out if out != sentence else None
-
-
-OPS = ("swap", "agreement", "drop", "double", "determiner", "pronoun", "irregular", "number", "verb", "npi")
 # `render` draws among the corpus's corruptions and the grammar's phenomena alike (touchstone.worlds.grammar).
 KINDS = OPS + grammar.PHENOMENA
-
-
-class WordBalance:
-    """Keeps every substituted word about as often on the original side of a record as on the corrupted
-    side, so that no single word gives the corruption away.
-
-    Without it the corpus's own frequencies decide: "a" is far commoner than "an", so a -> an happens
-    far more often than an -> a, and a judge learns that "an" (or "these", "are", a plural noun) marks
-    the worse sentence, a cue that fails on any other test. Measured with the pairwise objective on a
-    micro model pretrained 60 minutes on the shared English corpus (BLiMP 58.41%, all 67 paradigms):
-    unbalanced records lowered BLiMP in all four runs (56.6-58.2%); balanced ones, with the "number"
-    corruption, raised it to 58.74% (2,110 pairs of the default corpus, 264 steps) and 59.73% (4,132
-    pairs of the default and English corpora, 517 steps), and with "verb" and "npi" as well to 60.99%
-    (4,133 pairs, 517 steps). A substitution old -> new is allowed while
-    `new` has not been inserted `slack` times more often than removed, and `old` not removed `slack`
-    times more often than inserted.
-    """
-
-    def __init__(self, slack: int = 2):
-        self.slack = slack
-        self.inserted: Counter[str] = Counter()
-        self.removed: Counter[str] = Counter()
-
-    def allows(self, old: str, new: str) -> bool:
-        return (self.inserted[new] < self.removed[new] + self.slack
-                and self.removed[old] < self.inserted[old] + self.slack)
-
-    def add(self, original: str, corrupted: str) -> None:
-        """Count the words a substitution exchanged (nothing for a swap, drop or double)."""
-        a, b = original.split(), corrupted.split()
-        if len(a) == len(b):
-            changed = [(x.lower(), y.lower()) for x, y in zip(a, b) if x != y]
-            if len(changed) == 1:
-                old, new = changed[0]
-                self.removed[old] += 1
-                self.inserted[new] += 1
 
 
 class LanguageWorld(World):
@@ -356,17 +146,16 @@ class LanguageWorld(World):
     # 2: the "irregular" corruption; 3: the "number" corruption and balanced words; 4: "verb" and "npi";
     # 5: the grammar's phenomena
     version = 5
+    reads_corpus = True
 
     def __init__(self, source: str | list[str] | None = None):
         if source is None:
-            try:
-                from touchstone.corpus import default_sources
-            except ImportError:
-                raise UserError("language: no corpus given and the embedded default corpus is unavailable; "
-                                "pass a prepared data directory or text file") from None
             source = default_sources()
         self.sources = tuple(str(s) for s in ([source] if isinstance(source, (str, os.PathLike)) else source))
         self.source_name = "language:" + ",".join(Path(s).name for s in self.sources)[:120]
+
+    def inputs(self) -> tuple:
+        return self.sources
 
     @property
     def sentences(self) -> tuple[str, ...]:
@@ -402,7 +191,7 @@ class LanguageWorld(World):
             return None
         good, bad, choices = self.grammar.pair(phenomenon, rng)
         banned = eval_sentences()
-        if norm(good) in banned or norm(bad) in banned or not in_split(self, {"original": good}):
+        if norm(good) in banned or norm(bad) in banned or not self.in_split({"original": good}):
             return None
         return good, bad, choices
 
@@ -447,7 +236,7 @@ class LanguageWorld(World):
                         break
                     continue
                 original = self.sample(rng)["original"]
-                if not in_split(self, {"original": original}):
+                if not self.in_split({"original": original}):
                     continue
                 text = corrupt(original, op, rng, nouns=self.nouns, verbs=self.verbs, allow=balance.allows)
                 if text is not None:
@@ -468,7 +257,7 @@ class LanguageWorld(World):
                 evidence["choices"] = choices
             if rng.random() < 0.5:
                 label = rng.choice("ab")
-                a, b = (original, text) if label == "a" else (text, original)
+                a, b = ordered(label, original, text)
                 rec = pair_record(PAIR_PROMPT, a, b, label, world=self.name, kind="grammatical",
                                   source=self.source_name)
             else:
@@ -496,7 +285,7 @@ class LanguageWorld(World):
                 return Verdict(False, 0.0, "not_rebuilt", evidence)
         elif record.get("source") == self.source_name and original not in self._sentence_set:
             return Verdict(False, 0.0, "not_in_corpus", evidence)
-        if "statement" in record:
+        if not is_pair(record):
             m = CLAIM_RE.fullmatch(record["statement"])
             shown = m["s"] if m else None
             if shown not in (original, corrupted):
@@ -506,4 +295,38 @@ class LanguageWorld(World):
             if {record.get("a"), record.get("b")} != {original, corrupted}:
                 return Verdict(False, 0.0, "unrecorded_text", evidence)
             agree = record[record["label"]] == original
-        return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees", evidence)
+        return agreement(agree, evidence)
+
+    def grower(self, rng: random.Random, generation: int) -> Grower:
+        return _PairMutations(self, rng, generation)
+
+
+class _PairMutations(Grower):
+    """A language pair's original sentence given a fresh corruption, its words balanced as `render`
+    balances them. Grammar pairs are left alone: their good side is no corpus sentence to corrupt."""
+
+    def __init__(self, world: LanguageWorld, rng: random.Random, generation: int):
+        self.world, self.rng, self.generation = world, rng, generation
+        self.balance = WordBalance()
+
+    def takes(self, record: dict) -> bool:
+        return is_pair(record)
+
+    def grow(self, record: dict) -> dict | None:
+        original = record[record["label"]]
+        if "choices" in ((record.get("verdict") or {}).get("evidence") or {}):
+            return None
+        if not self.world.in_split({"original": original}):
+            return None
+        bad = self.world.mutate({"text": original, "original": original, "op": None}, self.rng,
+                                allow=self.balance.allows)
+        if bad["text"] == record["b" if record["label"] == "a" else "a"]:
+            return None  # the same corruption again: nothing new
+        self.balance.add(original, bad["text"])
+        label = self.rng.choice("ab")
+        a, b = ordered(label, original, bad["text"])
+        new = pair_record(PAIR_PROMPT, a, b, label, world=self.world.name, kind="grammatical",
+                          source=record.get("source") or "", parent=record["id"], generation=self.generation)
+        # The language verifier checks a record against its recorded original and corruption.
+        new["verdict"] = {"evidence": {"original": original, "corrupted": bad["text"], "op": bad["op"]}}
+        return new

@@ -17,9 +17,15 @@ from __future__ import annotations
 import random
 import re
 
-from touchstone.records import claim_record, pair_record
-from touchstone.synth import in_split
-from touchstone.worlds.base import Verdict, World
+from touchstone.records import claim_record, is_pair, pair_record
+from touchstone.worlds.base import (
+    Grower,
+    Verdict,
+    World,
+    agreement,
+    claim_agreement,
+    ordered,
+)
 
 ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
         "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
@@ -204,35 +210,22 @@ class NumbersWorld(World):
         wrong = ", ".join(say(v, w) for v in self.mutate(item, rng)["values"])
         return PAIR_PROMPTS["order"], right, wrong
 
-    def render(self, rng: random.Random, n: int) -> list[dict]:
-        """n records, half pairs and half claims, each re-verified from its own text."""
-        out = []
-        while len(out) < n:
-            item = self.sample(rng)
-            if not in_split(self, item):
-                continue
-            if rng.random() < 0.5:
-                prompt, right, wrong = self._pair(item, rng)
-                label = rng.choice("ab")
-                a, b = (right, wrong) if label == "a" else (wrong, right)
-                rec = pair_record(prompt, a, b, label, world=self.name, kind=item["op"], source="numbers")
-            else:
-                shown = item if rng.random() < 0.5 else self.mutate(item, rng)
-                rec = claim_record(statement(shown), self.verify(shown).ok, world=self.name, kind=item["op"],
-                                   source="numbers")
-            rec["verdict"] = self.verify_record(rec).to_dict()
-            out.append(rec)
-        return out
+    def record(self, item: dict, rng: random.Random) -> dict:
+        """Half pairs and half claims."""
+        if rng.random() < 0.5:
+            prompt, right, wrong = self._pair(item, rng)
+            label = rng.choice("ab")
+            a, b = ordered(label, right, wrong)
+            return pair_record(prompt, a, b, label, world=self.name, kind=item["op"], source="numbers")
+        shown = item if rng.random() < 0.5 else self.mutate(item, rng)
+        return claim_record(statement(shown), self.verify(shown).ok, world=self.name, kind=item["op"],
+                            source="numbers")
 
     def verify_record(self, record: dict) -> Verdict:
         """Does the record's label agree with the arithmetic? Parses the record's own text."""
         try:
-            if "statement" in record:
-                item = parse_statement(record["statement"])
-                v = self.verify(item)
-                agree = v.ok == bool(record["label"])
-                return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees",
-                               {"statement_is": v.ok, **v.evidence})
+            if not is_pair(record):
+                return claim_agreement(record, self.verify(parse_statement(record["statement"])))
             prompt, a, b = record["prompt"], record["a"], record["b"]
             m = PAIR_PROMPT_RE.fullmatch(prompt)
             if m:
@@ -256,6 +249,59 @@ class NumbersWorld(World):
         if right["a"] == right["b"]:
             return Verdict(False, 0.0, "ambiguous", {**evidence, "a_correct": right["a"], "b_correct": right["b"]})
         expected = "a" if right["a"] else "b"
-        agree = record["label"] == expected
-        return Verdict(agree, float(agree), "agrees" if agree else "label_disagrees",
-                       {**evidence, "correct": expected})
+        return agreement(record["label"] == expected, {**evidence, "correct": expected})
+
+    # ------------------------------------------------------------------------------------ growing
+    champion_tokens = 8
+
+    def champion_prompts(self, rng: random.Random, n: int) -> tuple[list[str], list[dict]]:
+        """"X plus Y is" / "X times Y is" for n sums and products of the training split."""
+        items = []
+        while len(items) < n:
+            item = self.sample(rng)
+            if item["op"] in ("sum", "product") and self.in_split(item):
+                items.append(item)
+        prompts = []
+        for item in items:
+            verb = "plus" if item["op"] == "sum" else "times"
+            text = f"{say(item['x'], item['words'])} {verb} {say(item['y'], item['words'])} is"
+            prompts.append(text[0].upper() + text[1:])
+        return prompts, items
+
+    def champion_records(self, items: list[dict], prompts: list[str], completions: list[str],
+                         rng: random.Random, source: str) -> tuple[list[dict], int]:
+        """Each completed sentence parsed and checked exactly: a claim labelled by the arithmetic (true or
+        false, whichever it was)."""
+        out, unparseable = [], 0
+        for item, prompt, completion in zip(items, prompts, completions):
+            answer = completion.split("\n")[0].split(".")[0].strip()
+            sentence = f"{prompt} {answer}."
+            try:
+                claimed = parse_statement(sentence)
+            except ValueError:
+                unparseable += 1
+                continue
+            out.append(claim_record(sentence, self.verify(claimed).ok, world=self.name, kind=item["op"],
+                                    source=source))
+        return out, unparseable
+
+    def grower(self, rng: random.Random, generation: int) -> Grower:
+        return _ClaimMutations(self, rng, generation)
+
+
+class _ClaimMutations(Grower):
+    """A numbers claim parsed back into its item and mutated (a near-miss result, swapped operands)."""
+
+    def __init__(self, world: NumbersWorld, rng: random.Random, generation: int):
+        self.world, self.rng, self.generation = world, rng, generation
+
+    def takes(self, record: dict) -> bool:
+        return not is_pair(record)
+
+    def grow(self, record: dict) -> dict | None:
+        item = parse_statement(record["statement"])
+        if not self.world.in_split(item):
+            return None
+        new = self.world.mutate(item, self.rng)
+        return claim_record(statement(new), self.world.verify(new).ok, world=self.world.name, kind=item["op"],
+                            source="mutation", parent=record["id"], generation=self.generation)
