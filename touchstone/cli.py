@@ -32,7 +32,7 @@ from touchstone.tokenizer import train_tokenizer
 from touchstone.train.finetune import FinetuneConfig, finetune
 from touchstone.train.pretrain import PretrainConfig, pretrain
 from touchstone.train.study import study
-from touchstone.worlds import WORLDS, get_world
+from touchstone.worlds import WORLDS, get_world, world_class
 
 
 class Parser(argparse.ArgumentParser):
@@ -131,9 +131,10 @@ def _synth(args):
     check_output(args.out, overwrite=args.overwrite)  # before a language world reads its corpus
     world = args.world
     if args.source is not None:
-        if args.world != "language":
-            raise UserError(f"synth: --source is for the language world only, not '{args.world}'")
-        world = get_world("language", source=args.source)
+        if not world_class(args.world).reads_corpus:
+            readers = ", ".join(n for n in WORLDS if world_class(n).reads_corpus)
+            raise UserError(f"synth: --source is for the worlds that read a corpus ({readers}), not '{args.world}'")
+        world = get_world(args.world, corpus=args.source)
     n = synth(world, n=args.n, out=args.out, seed=args.seed, form=args.form, overwrite=args.overwrite)
     print(f"wrote {n} verified records to {args.out}")
 

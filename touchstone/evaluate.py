@@ -46,7 +46,7 @@ from touchstone.judge import Judge, progress_bar
 from touchstone.likelihood import NEAR_TIE, score_minimal_pairs
 from touchstone.metrics import classification, wilson
 from touchstone.train.common import default_bf16, default_device, git_commit
-from touchstone.records import jsonl_files, read_claims, read_minimal_pairs, read_pairs
+from touchstone.records import is_pair, jsonl_files, read_claims, read_minimal_pairs, read_pairs
 from touchstone.report import report_files, write_report
 from touchstone.synth import EXTRA_SUITES, heldout_suite
 from touchstone.worlds import WORLDS, get_world
@@ -133,7 +133,7 @@ def judge_records(judge, records: list[dict], contrast: int = 0, progress: bool 
     if contrast:
         result["claims_by_contrast"] = sum(1 for v in verdicts if v.get("method") == "contrast")
     for form, labels in (("pairs", ["a", "b"]), ("claims", ["true", "false"])):
-        idx = [i for i, r in enumerate(records) if ("a" in r) == (form == "pairs")]
+        idx = [i for i, r in enumerate(records) if is_pair(r) == (form == "pairs")]
         if idx:
             result[form] = classification([gold[i] for i in idx], [pred[i] for i in idx], labels)
     # Per record kind (a world's question type, e.g. numbers' "sum" or "larger"): an overall figure near

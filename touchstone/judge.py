@@ -32,6 +32,7 @@ from pathlib import Path
 
 from touchstone import prompts
 from touchstone.generate import load_model
+from touchstone.records import is_pair
 
 
 def ensure_special_tokens(model, tokenizer) -> list[str]:
@@ -169,7 +170,7 @@ class Judge:
     def records(self, records: list[dict], progress: bool = False, contrast=None, orders: bool = False) -> list[dict]:
         """Judge a mixed list of pair and claim records, keeping their order (`contrast`: see `claims`,
         `orders`: see `pairs`)."""
-        pi = [i for i, r in enumerate(records) if "a" in r]
+        pi = [i for i, r in enumerate(records) if is_pair(r)]
         ci = [i for i, r in enumerate(records) if "a" not in r]
         out: list[dict] = [{}] * len(records)
         for i, v in zip(pi, self.pairs([records[i] for i in pi], progress, orders)):

@@ -50,7 +50,7 @@ from touchstone.files import (
     write_jsonl_atomic,
     write_manifest,
 )
-from touchstone.records import CONTENT_FIELDS, content_id, record_type, schema_errors
+from touchstone.records import CONTENT_FIELDS, content_id, is_pair, record_type, schema_errors
 from touchstone.worlds import WORLDS, get_world
 
 MAX_FIELD = 20_000
@@ -213,7 +213,7 @@ def _check_duplicates(entries: list[Entry]) -> None:
 
 
 def _correct_text(rec: dict):
-    return rec[rec["label"]] if "a" in rec else rec["label"]
+    return rec[rec["label"]] if is_pair(rec) else rec["label"]
 
 
 def _verify(entries: list[Entry]) -> None:

@@ -35,13 +35,13 @@ from touchstone.data.sources import read_source
 from touchstone.errors import UserError
 from touchstone.files import atomic_dir, check_output, write_manifest
 from touchstone.prompts import EOS, PAD, SPECIAL_TOKENS
-from touchstone.worlds import get_world
+from touchstone.worlds import WORLDS, get_world, world_class
 
 # 2**16: token ids are stored as uint16 in the prepared shards.
 MAX_VOCAB = 65536
-# The worlds whose text is added to the tokenizer's training text. Language is not among them: its
-# sentences are the corpus's own.
-TEXT_WORLDS = ("numbers", "code", "wing", "colour", "facts")
+# The worlds whose text is added to the tokenizer's training text: those that do not read the corpus
+# (the language world's sentences are the corpus's own).
+TEXT_WORLDS = tuple(name for name in WORLDS if not world_class(name).reads_corpus)
 TEXT_SEED = 1  # any seed but the held-out suites' (the text is never trained on as records)
 
 

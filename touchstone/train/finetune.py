@@ -48,7 +48,7 @@ from touchstone.files import check_output, read_jsonl, sha256_file
 from touchstone.generate import load_model
 from touchstone.judge import Judge, ensure_special_tokens
 from touchstone.model import context_length
-from touchstone.records import jsonl_files, parse_label
+from touchstone.records import is_pair, jsonl_files, judge_right, parse_label, parse_record
 from touchstone.train.common import (
     Sampler,
     Windows,
@@ -101,20 +101,7 @@ def read_records(files: list[str]) -> list[dict]:
     out = []
     for f in [p for name in files for p in jsonl_files(name)]:
         for lineno, obj in read_jsonl(f):
-            where = f"{f}:{lineno}"
-            if "a" in obj or "b" in obj:
-                for key in ("a", "b", "label"):
-                    if not isinstance(obj.get(key), str):
-                        raise UserError(f"{where}: missing key '{key}'")
-                if obj["label"] not in ("a", "b"):
-                    raise UserError(f"{where}: key 'label' must be \"a\" or \"b\", got {obj['label']!r}")
-                out.append({**obj, "prompt": obj.get("prompt") or ""})
-            elif "statement" in obj:
-                if "label" not in obj:
-                    raise UserError(f"{where}: missing key 'label'")
-                out.append({**obj, "label": parse_label(obj["label"], where)})
-            else:
-                raise UserError(f"{where}: not a pair (a, b, label) or claim (statement, label) record")
+            out.append(parse_record(obj, f"{f}:{lineno}"))
     if not out:
         raise UserError("finetune: no records in the data files")
     return out
@@ -129,7 +116,7 @@ def heldout_loss(model, windows: Windows | None) -> float | None:
 
 def judge_accuracy(model, tokenizer, records: list[dict]) -> float:
     verdicts = Judge(model, tokenizer).records(records)
-    return sum(str(v["choice"]).lower() == str(r["label"]).lower() for r, v in zip(records, verdicts)) / len(records)
+    return sum(judge_right(r, v) for r, v in zip(records, verdicts)) / len(records)
 
 
 def measured(model, tokenizer, probe: list[dict], val_lm: Windows | None) -> dict:
@@ -204,7 +191,7 @@ def train_and_save(model_dir, data_files: list[str], out, cfg: FinetuneConfig | 
     model.eval()
     after = measured(model, tokenizer, probe, val_lm)
     stats = {
-        "records": len(records), "pairs": sum("a" in r for r in records), "steps": len(run.losses),
+        "records": len(records), "pairs": sum(map(is_pair, records)), "steps": len(run.losses),
         "steps_planned": run.steps, "objective": cfg.objective, "minutes": round(run.seconds() / 60, 2),
         "loss_first": run.losses[0], "loss_last": sum(run.losses[-10:]) / len(run.losses[-10:]),
         "judge_accuracy_before": before["judge_accuracy"], "judge_accuracy_after": after["judge_accuracy"],

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
 from touchstone.errors import UserError
-from touchstone.records import parse_label
+from touchstone.records import is_judged, is_pair, parse_record
 from touchstone.serve.app import state_of
 from touchstone.serve.state import RECOGNISING, NotFound, Unavailable
 from touchstone.worlds import WORLDS, get_world
@@ -138,7 +138,7 @@ def _make_examples() -> list[dict]:
     out = []
     for name in RECOGNISING:
         records = get_world(name).render(random.Random(1), 8)
-        pair = next((r for r in records if "a" in r), None)
+        pair = next((r for r in records if is_pair(r)), None)
         if pair is not None:
             out.append({"world": name, "prompt": pair["prompt"], "a": pair["a"], "b": pair["b"]})
     return out
@@ -149,17 +149,8 @@ def _make_examples() -> list[dict]:
 async def verify(world: str, request: Request, body: dict[str, Any]):
     if world not in WORLDS:
         raise NotFound(f"unknown world '{world}' (choose from {', '.join(WORLDS)})")
-    if "a" in body or "b" in body:
-        for key in ("a", "b", "label"):
-            if key not in body:
-                raise UserError(f"body: missing key '{key}'")
-        if body["label"] not in ("a", "b"):
-            raise UserError(f"body.label: must be \"a\" or \"b\", got {body['label']!r}")
-        body = {"prompt": "", **body}
-    elif "statement" in body:
-        if "label" not in body:
-            raise UserError("body: missing key 'label'")
-        body = {**body, "label": parse_label(body["label"], "body.label")}
+    if is_judged(body):
+        body = parse_record(body, "body", text_sides=False)
     state = state_of(request)
 
     def run():
