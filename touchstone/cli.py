@@ -13,6 +13,7 @@ import os
 import sys
 
 from touchstone.errors import Terminated, UserError
+from touchstone.loop.command import add_command as add_loop_command
 
 
 class Parser(argparse.ArgumentParser):
@@ -186,7 +187,8 @@ def _lint(args):
 
 # ----------------------------------------------------------------------------------------------- loop
 def _run(args):
-    from touchstone.loop import LoopConfig, run
+    from touchstone.loop.config import LoopConfig
+    from touchstone.loop.run import run
     from touchstone.sandbox import choose_isolation
 
     given = _overrides(args, "size", "pretrain_minutes", "seed")
@@ -199,13 +201,13 @@ def _run(args):
 
 
 def _status(args):
-    from touchstone.loop import status
+    from touchstone.loop.history import status
 
     print(status(args.workspace))
 
 
 def _history(args):
-    from touchstone.loop import history
+    from touchstone.loop.history import history
 
     print(history(args.workspace))
 
@@ -397,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
                              ("history", _history, "every generation's decision and scores")):
         s = command(name, func, help)
         s.add_argument("--workspace", default="workspace", help=ws_help)
+
+    add_loop_command(sub)
 
     s = command("serve", _serve, "the web app and JSON API (/api/v1, docs at /docs): compare, debate, loop, models")
     s.add_argument("--workspace", default="workspace", help=ws_help)
