@@ -40,7 +40,7 @@ TOLERANCE = 0.05
 
 def mcnemar(champion: list[bool], challenger: list[bool]) -> dict:
     """One-sided exact McNemar test that the challenger is right more often than the champion."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # scipy: only when a test is computed, not for `touchstone status`
 
     if len(champion) != len(challenger):
         raise ValueError("the two models were judged on different numbers of records")
