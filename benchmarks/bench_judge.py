@@ -55,14 +55,15 @@ def main() -> None:
     args = ap.parse_args()
 
     from touchstone.train.finetune import read_records
-    from touchstone.loop import Workspace, make_worlds, suite_scores
-    from touchstone.recipe import WORLD_NAMES
+    from touchstone.loop.recipe import WORLD_NAMES
+    from touchstone.loop.suites import suite_scores
+    from touchstone.loop.workspace import Workspace
     from touchstone.synth import heldout_suite
 
     ws = Workspace(args.workspace)
     model = Path(args.model) if args.model else ws.models / ws.champion()
     train = read_records([str(ws.new)])
-    worlds = make_worlds(ws, [w for w in WORLD_NAMES if any(r.get("world") == w for r in train)])
+    worlds = ws.worlds([w for w in WORLD_NAMES if any(r.get("world") == w for r in train)])
     judged = suite_scores(model, worlds)
     print(f"model {model}; {len(train)} training records from {ws.new}")
     print(f"{'world':9s} {'kind':5s} {'baseline':>8s} {'judge':>6s} {'n':>4s}")

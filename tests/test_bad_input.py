@@ -121,7 +121,7 @@ def env(tmp_path_factory):
         (root / f"ws_{name}").mkdir()
         p[f"ws_{name}"] = root / f"ws_{name}"
     (root / "ws_garbage" / "ledger.sqlite").write_bytes(b"this is not a database at all" * 100)
-    from touchstone.ledger import Ledger
+    from touchstone.loop.ledger import Ledger
 
     led = Ledger(root / "full.sqlite")
     led.db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",

@@ -30,8 +30,8 @@ import yaml
 from test_loop import SHAKESPEARE, needs_corpus, tiny_config
 
 from touchstone.cli import main as cli
-from touchstone.ledger import Ledger
-from touchstone.loop import run
+from touchstone.loop.ledger import Ledger
+from touchstone.loop.run import run
 
 GOLDEN = {
     "candidates": "5b14b2c43e27e90a984210c2125a60447879de21081b46eb9aa6ffdff5b1efe0",

@@ -15,11 +15,14 @@ import pytest
 
 from touchstone.errors import UserError
 from touchstone.files import shared_data
-from touchstone.gate import decide, holm, mcnemar, paired_difference, regressed_suites
-from touchstone.ledger import Ledger
-from touchstone.loop import (LoopConfig, Workspace, check_invariants, draw_gate, drop_rejected, history, run, status,
-                             training_base)
-from touchstone.recipe import Recipe, load_recipe, mutate, recipe_yaml
+from touchstone.loop.config import LoopConfig
+from touchstone.loop.gate import decide, holm, mcnemar, paired_difference, regressed_suites
+from touchstone.loop.history import history, status
+from touchstone.loop.ledger import Ledger
+from touchstone.loop.recipe import Recipe, default_trainer, load_recipe, mutate, recipe_yaml
+from touchstone.loop.run import run
+from touchstone.loop.synthesize import draw_gate
+from touchstone.loop.workspace import Workspace, check_invariants, drop_rejected, training_base
 
 SHAKESPEARE = shared_data() / "tinyshakespeare"
 needs_corpus = pytest.mark.skipif(not SHAKESPEARE.is_dir(), reason="shared tiny Shakespeare not present")
@@ -112,19 +115,49 @@ def test_mutation_changes_one_or_two_settings_within_bounds():
         new, changes = mutate(base, random.Random(seed))
         changed = [n for n in names if getattr(new, n) != getattr(base, n)]
         assert 1 <= len(changes) <= 2 and len(changed) <= len(changes)
-        assert 1e-5 <= new.lr <= 5e-4 and 0.5 <= new.epochs <= 3 and 500 <= new.train_records <= 2000 and new.objective != "pairwise"
+        trainer = new.finetune
+        assert 1e-5 <= trainer.lr <= 5e-4 and 0.5 <= trainer.epochs <= 3 and 500 <= new.train_records <= 2000 \
+            and trainer.objective != "pairwise"
 
 
 def test_recipe_file_round_trips_and_rejects_unknown_keys(tmp_path):
     p = tmp_path / "r.yaml"
-    p.write_text(recipe_yaml(Recipe(lr=1e-3), ["lr 3e-4 -> 1e-3"], {"touchstone": "x"}))
-    assert load_recipe(p).lr == 1e-3
+    p.write_text(recipe_yaml(Recipe(finetune=replace(default_trainer(), lr=1e-3)), ["lr 3e-4 -> 1e-3"],
+                             {"touchstone": "x"}))
+    assert load_recipe(p).finetune.lr == 1e-3
     p.write_text("lrr: 0.1\n")
     with pytest.raises(UserError, match="unknown key 'lrr'"):
         load_recipe(p)
     p.write_text("mixture: {numbers: 1, poetry: 2}\n")
     with pytest.raises(UserError, match="poetry"):
         load_recipe(p)
+
+
+def test_recipe_reads_trainer_settings_flat_or_under_finetune(tmp_path):
+    from touchstone.loop.recipe import recipe_from_settings
+
+    flat = recipe_from_settings({"lr": 3e-4, "train_records": 100})  # as loop configs and older recipe files say it
+    nested = recipe_from_settings({"finetune": {"lr": 3e-4}, "train_records": 100})
+    assert flat == nested and flat.finetune.lr == 3e-4 and flat.finetune.epochs == 2.0
+    assert flat.trainer(minutes=1.0).minutes == 1.0 and flat.trainer().lm_weight == Recipe().finetune.lm_weight
+    old = tmp_path / "gen-0003.yaml"
+    old.write_text("lr: 0.0002\nepochs: 1.5\nbatch_size: 8\nobjective: answer\nlm_weight: 0.25\ntrain_records: 500\n"
+                   "new_fraction: 0.3\nhard_weight: 3\nmixture: {numbers: 1.0}\nchanges: [epochs 2 -> 1.5]\n")
+    r = load_recipe(old)
+    assert (r.finetune.lr, r.finetune.epochs, r.finetune.batch_size, r.hard_weight) == (2e-4, 1.5, 8, 3)
+    assert load_recipe(_written(tmp_path, recipe_yaml(r))) == r  # the nested file round-trips
+    with pytest.raises(UserError, match="given twice"):
+        recipe_from_settings({"lr": 1e-4, "finetune": {"lr": 2e-4}})
+    with pytest.raises(UserError, match="finetune: unknown key 'seed'"):  # the loop sets the seed itself
+        recipe_from_settings({"finetune": {"seed": 3}})
+    with pytest.raises(UserError, match="key 'lr'"):
+        recipe_from_settings({"lr": -1.0})
+
+
+def _written(tmp_path, text: str):
+    p = tmp_path / "written.yaml"
+    p.write_text(text)
+    return p
 
 
 # ----------------------------------------------------------------------------------------- ledger
@@ -225,7 +258,8 @@ def test_the_gate_rejects_a_sabotaged_recipe(bootstrapped, tmp_path):
 
     root = tmp_path / "ws"
     shutil.copytree(bootstrapped, root)
-    sabotaged = replace(Recipe(), lr=Recipe().lr * 1000, train_records=100)  # a thousand times too high
+    trainer = default_trainer()
+    sabotaged = Recipe(finetune=replace(trainer, lr=trainer.lr * 1000), train_records=100)  # a thousand times too high
     # 400 gate records per world (the workspace's saved settings rule): both models sit near chance
     # here, and on 80 records (300 too) their accuracies strayed 6-8 points apart by chance in about
     # one run of five; on 800 the chance of a 5-point gap is about 2%.
@@ -237,10 +271,35 @@ def test_the_gate_rejects_a_sabotaged_recipe(bootstrapped, tmp_path):
     g = ledger.generation(1)
     ledger.close()
     assert g["decision"] == "rejected", g["reason"]
-    assert load_recipe(ws.recipes / "gen-0001.yaml").lr == pytest.approx(Recipe().lr * 1000)
+    assert load_recipe(ws.recipes / "gen-0001.yaml").finetune.lr == pytest.approx(trainer.lr * 1000)
     assert ws.champion() == "gen-0000" and check_invariants(root) == []
     stats = json.loads(g["stats"])
     assert stats["gate"]["challenger_accuracy"] <= stats["gate"]["champion_accuracy"] + 0.05
+
+
+@needs_corpus
+def test_loop_command_runs_one_step_of_the_current_generation(bootstrapped, tmp_path, capsys):
+    from touchstone.cli import main
+
+    root = tmp_path / "ws"
+    shutil.copytree(bootstrapped, root)
+    assert main(["loop", "verify", "--workspace", str(root)]) == 2
+    assert "step verify needs synthesize first" in capsys.readouterr().err
+    assert main(["loop", "synthesize", "--workspace", str(root)]) == 0
+    summary = json.loads(capsys.readouterr().out.split("\n", 1)[1])  # after the step's progress line
+    assert summary["candidates"] > 0 and summary["gate"] > 0
+    assert main(["loop", "verify", "--workspace", str(root)]) == 0
+    assert json.loads(capsys.readouterr().out.split("\n", 1)[1])["verified"] > 0
+    assert main(["loop", "synthesize", "--workspace", str(root)]) == 2  # verify is done: no going back
+    assert "verify is done" in capsys.readouterr().err
+    ledger = Ledger(root / "ledger.sqlite")
+    assert set(ledger.done_steps(1)) == {"synthesize", "verify"} and not ledger.generation(1)["decision"]
+    ledger.close()
+    assert "in progress generation 1: done synthesize, verify" in status(root)
+    assert check_invariants(root) == []
+    assert main(["loop", "bake", "--workspace", str(root)]) == 2  # not a step: argparse's one line
+    assert main(["loop", "synthesize", "--workspace", str(tmp_path / "nowhere")]) == 2
+    assert "not a Touchstone workspace" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------- stopping

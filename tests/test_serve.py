@@ -22,7 +22,9 @@ from test_loop import needs_corpus, tiny_config
 from touchstone import cli
 from touchstone.errors import UserError
 from touchstone.judge import Judge
-from touchstone.loop import Workspace, check_invariants, history, run, status
+from touchstone.loop.history import history, status
+from touchstone.loop.run import run
+from touchstone.loop.workspace import Workspace, check_invariants
 from touchstone.serve import ServeConfig, create_app
 from touchstone.serve.app import check_config, make_server
 
@@ -418,7 +420,7 @@ def test_retrain_runs_generations_and_streams_their_progress(bootstrapped, tmp_p
 def test_a_server_killed_mid_generation_leaves_the_workspace_resumable(bootstrapped, tmp_path):
     import httpx
 
-    from touchstone.ledger import Ledger
+    from touchstone.loop.ledger import Ledger
 
     root = tmp_path / "ws"
     shutil.copytree(bootstrapped, root)

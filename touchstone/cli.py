@@ -15,6 +15,7 @@ import os
 import sys
 
 from touchstone.config import add_arguments, number_type, overrides_from_args
+from touchstone.loop.command import add_command as add_loop_command
 from touchstone.data.config import PrepareConfig
 from touchstone.data.prepare import prepare
 from touchstone.debate import debate
@@ -24,7 +25,9 @@ from touchstone.files import check_output
 from touchstone.generate import generate, perplexity
 from touchstone.judge import Judge
 from touchstone.lint import lint_main
-from touchstone.loop import LoopConfig, history, run, status
+from touchstone.loop.config import LoopConfig
+from touchstone.loop.history import history, status
+from touchstone.loop.run import run
 from touchstone.sandbox import choose_isolation
 from touchstone.serve import ServeConfig, serve
 from touchstone.synth import synth, verify_file
@@ -308,6 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
                              ("history", _history, "every generation's decision and scores")):
         s = command(name, func, help)
         s.add_argument("--workspace", default="workspace", help=ws_help)
+
+    add_loop_command(sub)
 
     s = command("serve", _serve, "the web app and JSON API (/api/v1, docs at /docs): compare, debate, loop, models")
     add_arguments(s, ServeConfig)

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 from touchstone.errors import UserError
-from touchstone.loop import STEPS, Workspace
+from touchstone.loop.ledger import STEPS
+from touchstone.loop.workspace import Workspace
 
 BOOTSTRAP_STEPS = ("prepare", "tokenizer", "pretrain", "baseline")  # generation 0 (touchstone.loop.bootstrap)
 # Worlds that can read a question a person typed: language needs the provenance a record carries.
@@ -161,7 +162,7 @@ def _die_with_parent() -> None:
 def read_progress(ws: Workspace, first_gen: int, generations: int, with_bootstrap: bool) -> dict:
     """Where a retrain of `generations` generations from `first_gen` stands, read from the ledger rows
     the loop commits after each step: steps done of the total, the step now running, decisions."""
-    from touchstone.ledger import Ledger
+    from touchstone.loop.ledger import Ledger
 
     total = len(STEPS) * generations + (len(BOOTSTRAP_STEPS) if with_bootstrap else 0)
     out = {"steps_done": 0, "steps_total": total, "percent": 0.0, "generation": None, "step": None,
@@ -226,7 +227,7 @@ class LoopRunner:
             q.put_nowait((event, data))
 
     async def start(self, generations: int) -> dict:
-        from touchstone.ledger import Ledger
+        from touchstone.loop.ledger import Ledger
 
         async with self._start_lock:
             if self.running:

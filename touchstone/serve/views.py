@@ -14,14 +14,15 @@ from pathlib import Path
 
 from touchstone.errors import UserError
 from touchstone.files import MANIFEST
-from touchstone.loop import Workspace, data_counts, status, write_reports
+from touchstone.loop.history import status, write_reports
+from touchstone.loop.workspace import Workspace, data_counts
 from touchstone.serve.state import NotFound, matplotlib_lock
 
 MODEL_FILES = ("recipe.yaml", "report.md", "eval.json", MANIFEST)
 
 
 def _ledger(ws: Workspace):
-    from touchstone.ledger import Ledger
+    from touchstone.loop.ledger import Ledger
 
     if not ws.ledger_path.exists():
         raise NotFound(f"{ws.root}: not a Touchstone workspace yet (no ledger.sqlite); press Retrain "

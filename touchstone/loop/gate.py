@@ -1,4 +1,4 @@
-"""The gate: does a challenger beat the champion by more than chance?
+"""Step 6, gate: does a challenger beat the champion by more than chance? Promotion moves models/CHAMPION.
 
 Both models judge the same gate records, so the outcomes are paired: per record, each model is right
 or wrong. The test is McNemar's exact test, one-sided: only the discordant records carry evidence
@@ -28,13 +28,19 @@ from __future__ import annotations
 
 import math
 
+from touchstone.files import write_json_atomic
+from touchstone.loop.config import LoopConfig
+from touchstone.loop.generation import Generation
+from touchstone.loop.suites import judge_correct, suite_scores
+from touchstone.loop.workspace import Workspace, data_counts, records
+
 ALPHA = 0.05
 TOLERANCE = 0.05
 
 
 def mcnemar(champion: list[bool], challenger: list[bool]) -> dict:
     """One-sided exact McNemar test that the challenger is right more often than the champion."""
-    from scipy.stats import binomtest
+    from scipy.stats import binomtest  # scipy: only when a test is computed, not for `touchstone status`
 
     if len(champion) != len(challenger):
         raise ValueError("the two models were judged on different numbers of records")
@@ -103,3 +109,44 @@ def decide(gate: dict, suites_champion: dict[str, list[bool]], suites_challenger
     return True, (f"promoted: challenger {gate['challenger_accuracy']:.3f} vs champion {gate['champion_accuracy']:.3f} "
                   f"on {gate['n']} gate records, McNemar p = {gate['p_value']:.3g} < {alpha}; no suite dropped "
                   f"significantly by more than {tolerance}")
+
+
+def gate(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
+    """Champion and challenger on the gate set and every held-out suite; the decision, in
+    generations/gen-NNNN/gate.json and the ledger (with both models' metrics and the data counts)."""
+    gate_set = records(g.dir / "gate.jsonl")
+    champion_dir, challenger_dir = ws.models / g.champion, ws.model(g.number)
+    champ = judge_correct(champion_dir, gate_set)
+    chall = judge_correct(challenger_dir, gate_set)
+    test = mcnemar(champ, chall)
+    per_world = {}
+    for w in cfg.worlds:
+        idx = [i for i, r in enumerate(gate_set) if r["world"] == w]
+        if idx:
+            per_world[w] = {"n": len(idx), "champion": sum(champ[i] for i in idx) / len(idx),
+                            "challenger": sum(chall[i] for i in idx) / len(idx)}
+    s_champ = suite_scores(champion_dir, g.worlds)
+    s_chall = suite_scores(challenger_dir, g.worlds)
+    correct = {w: [bool(c) for c in s["correct"]] for w, s in s_champ.items()}
+    correct_chall = {w: [bool(c) for c in s["correct"]] for w, s in s_chall.items()}
+    promote, reason = decide(test, correct, correct_chall, cfg.alpha, cfg.tolerance)
+    # A rejected challenger that is no worse than the champion stays the next challenger's base (see
+    # workspace.training_base); one that lost significantly, on the gate or any suite, is dropped.
+    worse = (mcnemar(chall, champ)["p_value"] < cfg.alpha
+             or bool(regressed_suites(correct, correct_chall, cfg.alpha, cfg.tolerance)))
+    stats = {"gate": test, "gate_per_world": per_world, "base": g.base, "continue": not promote and not worse,
+             "suites_champion": {w: s["accuracy"] for w, s in s_champ.items()},
+             "suites_challenger": {w: s["accuracy"] for w, s in s_chall.items()},
+             "alpha": cfg.alpha, "tolerance": cfg.tolerance}
+    write_json_atomic(g.dir / "gate.json", {"promote": promote, "reason": reason, **stats})
+    if promote:
+        ws.set_champion(g.challenger)
+    ledger = g.ledger
+    with ledger.transaction():
+        ledger.set_metrics(g.number, g.champion, {"gate": {"accuracy": test["champion_accuracy"], "n": test["n"]}})
+        ledger.set_metrics(g.number, g.challenger, {"gate": {"accuracy": test["challenger_accuracy"], "n": test["n"]},
+                                                    **{f"suite:{w}": s for w, s in s_chall.items()}})
+        ledger.set_metrics(g.number, g.champion, {f"suite:{w}": s for w, s in s_champ.items()})
+        ledger.set_counts(g.number, data_counts(ws))
+        ledger.decide(g.number, g.challenger, "promoted" if promote else "rejected", reason, test["p_value"], stats)
+    return {"promote": promote, "reason": reason, "p_value": test["p_value"]}

@@ -14,50 +14,59 @@ does not allow.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import yaml
+
 from touchstone.config import Config, field, from_dict, to_dict
 from touchstone.errors import UserError
-from touchstone.train.finetune import OBJECTIVES
+from touchstone.files import read_text
+from touchstone.train.finetune import OBJECTIVES, FinetuneConfig
+from touchstone.worlds import WORLDS
 
-WORLD_NAMES = ("numbers", "code", "wing", "colour", "language", "facts")
+WORLD_NAMES = tuple(WORLDS)
+
+# The trainer's settings a recipe holds (their types, bounds and help are FinetuneConfig's). The rest of
+# FinetuneConfig is the loop's to set: text_data (data/orig), seed (drawn per generation) and minutes
+# (train_minutes); bf16 and eval_records stay at the trainer's defaults.
+TRAINER_SETTINGS = ("lr", "epochs", "batch_size", "objective", "lm_weight")
+
+
+def default_trainer() -> FinetuneConfig:
+    # epochs 2 rather than FinetuneConfig's None, which under the loop's time budget would mean "as many
+    # as fit". lr 1e-4 (the trainer's default too): at 1e-3 fine-tuning collapsed to the label prior.
+    return FinetuneConfig(epochs=2.0)
 
 
 @dataclass
 class Recipe(Config):
-    # 1e-4: on a loop's code pairs (gen-0 micro model, batch 16, 80 steps) the answer loss on 128
-    # records held out of the same pool fell from 0.698 to 0.646 at 1e-4 and to 0.663 at 3e-4, and
-    # stayed at 0.693 (the label prior) at 1e-3, the old default. No 5-generation run at 1e-3 promoted a
-    # challenger; the first at 1e-4 did (+3.4 points over generation 0 on the held-out suites).
-    lr: float = field(1e-4, help="peak AdamW learning rate of the fine-tuning", above=0)
-    epochs: float = field(2.0, help="passes over the generation's training draw", above=0)
-    batch_size: int = field(16, help="records per step", min=1)
-    # "answer" by default: it trains exactly what the gate reads, at half the cost per record of "mix".
-    objective: str = field("answer", help="answer | pairwise | mix (see touchstone.finetune)", choices=OBJECTIVES)
-    lm_weight: float = field(0.5, help="weight of the language-model loss on data/orig (keeps the LM skill)", min=0)
+    finetune: FinetuneConfig = dataclasses.field(default_factory=default_trainer, metadata={
+        "help": f"the trainer's settings ({', '.join(TRAINER_SETTINGS)}; see touchstone.finetune)"})
     train_records: int = field(2000, help="records drawn from data/new for one challenger", min=1)
     new_fraction: float = field(0.5, help="curriculum: share of the draw taken from this generation's records", min=0, max=1)
     hard_weight: int = field(2, help="copies of a record the champion judged wrong (verifier agreeing with the label)", min=1)
     mixture: dict = field({w: 1.0 for w in WORLD_NAMES}, help="relative weight of each world in the draw")
 
-    def check(self, where: str = "recipe") -> "Recipe":
+    def check(self, where: str = "recipe") -> Recipe:
         """Refuse settings no trainer could use, naming the key."""
-        from touchstone.train.finetune import OBJECTIVES
-
+        t = self.finetune
         bad = None
-        if not self.lr > 0:
+        if not t.lr > 0:
             bad = "lr"
-        elif not self.epochs > 0:
+        elif not (t.epochs or 0) > 0:
             bad = "epochs"
-        elif self.batch_size < 1:
+        elif t.batch_size < 1:
             bad = "batch_size"
-        elif self.objective not in OBJECTIVES:
+        elif t.objective not in OBJECTIVES:
             bad = "objective"
-        elif self.lm_weight < 0:
+        elif t.lm_weight < 0:
             bad = "lm_weight"
-        elif self.train_records < 1:
+        if bad:
+            raise UserError(f"{where}: key '{bad}' has an unusable value {getattr(t, bad)!r}")
+        if self.train_records < 1:
             bad = "train_records"
         elif not 0 <= self.new_fraction <= 1:
             bad = "new_fraction"
@@ -67,17 +76,47 @@ class Recipe(Config):
             raise UserError(f"{where}: key '{bad}' has an unusable value {getattr(self, bad)!r}")
         unknown = set(self.mixture) - set(WORLD_NAMES)
         if unknown:
-            raise UserError(f"{where}: key 'mixture': unknown world '{sorted(unknown)[0]}'")
+            raise UserError(f"{where}: key 'mixture': unknown world '{min(unknown)}'")
         if any(not isinstance(v, (int, float)) or v < 0 for v in self.mixture.values()) or not any(self.mixture.values()):
             raise UserError(f"{where}: key 'mixture': weights must be non-negative numbers, not all zero")
         return self
 
+    def trainer(self, **loop_set) -> FinetuneConfig:
+        """The fine-tuning config of this recipe, with the settings the loop sets (text_data, seed, minutes)."""
+        return replace(self.finetune, **loop_set)
+
+
+def recipe_from_settings(data: dict, where: str = "recipe") -> Recipe:
+    """A checked recipe from a mapping: `finetune: {...}` (any of TRAINER_SETTINGS) and the recipe's own keys.
+    The trainer's settings may also stand at the top level, as in recipe files and loop configs written
+    before the recipe held a FinetuneConfig (`lr: 3e-4` beside `train_records`)."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where}: expected a mapping of recipe settings, got {type(data).__name__}")
+    data = dict(data)
+    trainer = data.pop("finetune", None) or {}
+    if not isinstance(trainer, dict):
+        raise UserError(f"{where}: key 'finetune': expected a mapping, got {type(trainer).__name__}")
+    for key in trainer:
+        if key not in TRAINER_SETTINGS:
+            raise UserError(f"{where}: finetune: unknown key '{key}' (known: {', '.join(TRAINER_SETTINGS)})")
+    for key in TRAINER_SETTINGS:
+        if key in data:
+            if key in trainer:
+                raise UserError(f"{where}: key '{key}' given twice, at the top and under 'finetune'")
+            trainer[key] = data.pop(key)
+    recipe = from_dict(Recipe, data, where=where)
+    recipe.finetune = from_dict(FinetuneConfig, {**to_dict(default_trainer()), **trainer}, where=f"{where}: finetune")
+    return recipe.check(where)
+
+
+def recipe_settings(recipe: Recipe) -> dict:
+    """The recipe as its file holds it: the trainer's settings under `finetune`, then the recipe's own."""
+    doc = to_dict(recipe)
+    doc["finetune"] = {k: doc["finetune"][k] for k in TRAINER_SETTINGS}
+    return doc
+
 
 def load_recipe(path: str | Path) -> Recipe:
-    import yaml
-
-    from touchstone.files import read_text
-
     path = Path(path)
     try:
         data = yaml.safe_load(read_text(path, "YAML recipe")) or {}
@@ -87,13 +126,11 @@ def load_recipe(path: str | Path) -> Recipe:
         raise UserError(f"{path}: expected a mapping of recipe settings, got a YAML {type(data).__name__}")
     data.pop("trainer", None)  # provenance written beside the settings, not a setting
     data.pop("changes", None)
-    return from_dict(Recipe, data, where=str(path)).check(str(path))
+    return recipe_from_settings(data, str(path))
 
 
 def recipe_yaml(recipe: Recipe, changes: list[str] | None = None, trainer: dict | None = None) -> str:
-    import yaml
-
-    doc = to_dict(recipe)
+    doc = recipe_settings(recipe)
     if changes is not None:
         doc["changes"] = changes
     if trainer is not None:
@@ -107,29 +144,31 @@ def _scale(value: float, rng: random.Random, low: float, high: float) -> float:
     return min(high, max(low, value * rng.choice((0.5, 2.0))))
 
 
+def _trainer(r: Recipe, **changes) -> Recipe:
+    return replace(r, finetune=replace(r.finetune, **changes))
+
+
 def _lr(r, rng):
-    new = _scale(r.lr, rng, 1e-5, 5e-4)  # at 1e-3 fine-tuning collapsed to the label prior (see Recipe.lr)
-    return replace(r, lr=new), f"lr {r.lr:g} -> {new:g}"
+    new = _scale(r.finetune.lr, rng, 1e-5, 5e-4)  # at 1e-3 fine-tuning collapsed to the label prior
+    return _trainer(r, lr=new), f"lr {r.finetune.lr:g} -> {new:g}"
 
 
 def _epochs(r, rng):
-    new = min(3.0, max(0.5, r.epochs + rng.choice((-0.5, 0.5))))
-    return replace(r, epochs=new), f"epochs {r.epochs:g} -> {new:g}"
+    new = min(3.0, max(0.5, r.finetune.epochs + rng.choice((-0.5, 0.5))))
+    return _trainer(r, epochs=new), f"epochs {r.finetune.epochs:g} -> {new:g}"
 
 
-# The objective is not mutated. "pairwise" alone never trains the answer token the gate reads (three of
-# five generations lost to that mutation in one run), and "mix" diverged at the loop's learning rate:
-# its loss rose from 5.2 to 9.2 and from 6.5 to 15.6 within 100 steps in two generations of one run, and
-# the validation perplexity of another doubled (175 -> 354). A recipe file may still name either.
+# The objective is not mutated: "pairwise" alone never trains the answer token the gate reads, and "mix"
+# diverged at the loop's learning rate (README, "The loop"). A recipe file may still name either.
 
 
 def _lm_weight(r, rng):
-    new = min(2.0, max(0.05, r.lm_weight * rng.choice((0.5, 2.0))))
-    return replace(r, lm_weight=new), f"lm_weight {r.lm_weight:g} -> {new:g}"
+    new = min(2.0, max(0.05, r.finetune.lm_weight * rng.choice((0.5, 2.0))))
+    return _trainer(r, lm_weight=new), f"lm_weight {r.finetune.lm_weight:g} -> {new:g}"
 
 
 def _train_records(r, rng):
-    # 2250 records took 7.7-10 minutes to train for micro here; the bound keeps a generation near 10 minutes.
+    # The upper bound keeps a micro challenger's training inside a generation's ten minutes.
     new = int(min(2000, max(500, r.train_records * rng.choice((2 / 3, 1.5)))))
     return replace(r, train_records=new), f"train_records {r.train_records} -> {new}"
 

@@ -1,4 +1,5 @@
-"""The ledger: everything the loop did, in one SQLite file (WORKSPACE/ledger.sqlite).
+"""The ledger: everything the loop did, in one SQLite file (WORKSPACE/ledger.sqlite). Its SQL and the
+decoding of its JSON columns live here alone.
 
 Tables
     generations  one row per generation: champion at its start, challenger, decision, reason, statistics
@@ -24,6 +25,10 @@ from pathlib import Path
 
 from touchstone.errors import UserError
 
+# The steps of generation 0 and of every generation after it, in order; a step's row in `steps` marks it done.
+BOOTSTRAP_STEPS = ("prepare", "tokenizer", "pretrain", "baseline")
+STEPS = ("synthesize", "verify", "rework", "recipe", "train", "gate")
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS generations (
     gen INTEGER PRIMARY KEY, started REAL, finished REAL, champion_before TEXT, challenger TEXT,
@@ -43,7 +48,7 @@ CREATE TABLE IF NOT EXISTS metrics (
 
 # Each table's columns in order, read from SCHEMA: what an existing ledger must have.
 _COLUMNS = {m[1]: [c.split()[0] for c in re.split(r",\s*(?![^()]*\))", m[2]) if not c.startswith("PRIMARY KEY")]
-            for m in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", SCHEMA, re.S)}
+            for m in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", SCHEMA, re.DOTALL)}
 
 
 class Ledger:
@@ -145,8 +150,16 @@ class Ledger:
     def metrics(self) -> list[tuple[int, str, str, float, int]]:
         return self.db.execute("SELECT gen, model, task, accuracy, n FROM metrics ORDER BY gen, model, task").fetchall()
 
-    def record_ids(self) -> list[str]:
-        return [r[0] for r in self.db.execute("SELECT id FROM records")]
+    def record_ids(self, gen: int | None = None) -> list[str]:
+        """The ids of the verified records (of generation `gen`, or of all)."""
+        if gen is None:
+            return [r[0] for r in self.db.execute("SELECT id FROM records")]
+        return [r[0] for r in self.db.execute("SELECT id FROM records WHERE gen = ?", (gen,))]
+
+
+def generation_stats(row: dict | None) -> dict:
+    """The decoded `stats` column of a generations row ({} for none, or for a generation not yet decided)."""
+    return json.loads(row["stats"] or "{}") if row else {}
 
 
 class _Transaction:
