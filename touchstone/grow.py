@@ -42,15 +42,6 @@ def own_samples(world: World, model, tokenizer, rng: random.Random, n: int, sour
     return world.champion_records(items, prompts, completions, rng, source)
 
 
-# The loop's synthesize step asks for these two worlds by name; `own_samples` serves any world.
-def champion_numbers(model, tokenizer, rng: random.Random, n: int, source: str) -> tuple[list[dict], int]:
-    return own_samples(get_world("numbers"), model, tokenizer, rng, n, source)
-
-
-def champion_code(model, tokenizer, rng: random.Random, n: int, source: str) -> list[dict]:
-    return own_samples(get_world("code"), model, tokenizer, rng, n, source)[0]
-
-
 def mutate_records(records: list[dict], rng: random.Random, n: int, generation: int, worlds: dict) -> list[dict]:
     """Up to n new candidates, each a mutation of an existing record of a world that grows its records;
     `worlds` maps names to the World objects to use (the language world knows its corpus)."""

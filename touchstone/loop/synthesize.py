@@ -8,7 +8,7 @@ import random
 
 from touchstone.files import write_jsonl_atomic
 from touchstone.generate import load_model
-from touchstone.grow import champion_code, champion_numbers, mutate_records
+from touchstone.grow import mutate_records, own_samples
 from touchstone.loop.config import LoopConfig
 from touchstone.loop.generation import Generation, derive_seed
 from touchstone.loop.workspace import Workspace, records
@@ -42,19 +42,16 @@ def synthesize(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
         recs = g.worlds[w].render(random.Random(g.seed(cfg, w, "synth")), cfg.records_per_world)
         candidates += recs
         made[f"{w}/generator"] = len(recs)
-    unparseable = 0
-    if cfg.own_samples and ({"numbers", "code"} & set(cfg.worlds)):
+    unparseable = {}
+    writers = [w for w in cfg.worlds if g.worlds[w].champion_tokens] if cfg.own_samples else []
+    if writers:  # the worlds the champion can write for, in the configured order (one random stream)
         model, tokenizer = load_model(ws.models / g.champion)
         rng = random.Random(g.seed(cfg, "own"))
-        source = f"champion:{g.champion}"
-        if "numbers" in cfg.worlds:
-            recs, unparseable = champion_numbers(model, tokenizer, rng, cfg.own_samples, source)
+        for w in writers:
+            recs, unparseable[w] = own_samples(g.worlds[w], model, tokenizer, rng, cfg.own_samples,
+                                               f"champion:{g.champion}")
             candidates += recs
-            made["numbers/champion"] = len(recs)
-        if "code" in cfg.worlds:
-            recs = champion_code(model, tokenizer, rng, cfg.own_samples, source)
-            candidates += recs
-            made["code/champion"] = len(recs)
+            made[f"{w}/champion"] = len(recs)
     in_new = [r for p in ws.new_files() for r in records(p)]
     existing = [r for r in in_new if r["world"] in cfg.worlds]
     if cfg.mutations and existing:
@@ -73,4 +70,4 @@ def synthesize(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
     g.dir.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(g.dir / "gate.jsonl", gate)
     write_jsonl_atomic(g.dir / "candidates.jsonl", candidates)
-    return {"candidates": len(candidates), "made": made, "gate": len(gate), "champion_unparseable_numbers": unparseable}
+    return {"candidates": len(candidates), "made": made, "gate": len(gate), "champion_unparseable_numbers": unparseable.get("numbers", 0)}

@@ -71,8 +71,8 @@ class Workspace:
         write_text_atomic(self.models / "CHAMPION", name + "\n")
 
     def worlds(self, names: list[str]) -> dict:
-        """The loop's worlds; the language world reads its sentences from data/orig (the workspace's corpus)."""
-        return {n: get_world(n, source=str(self.orig)) if n == "language" else get_world(n) for n in names}
+        """The loop's worlds; those that read a corpus (`World.reads_corpus`) read data/orig, the workspace's."""
+        return {n: get_world(n, corpus=str(self.orig)) for n in names}
 
     def check_root(self, for_run: bool = False) -> None:
         """The root is a directory (or absent); `for_run`: and holds nothing but a workspace's own entries,

@@ -40,11 +40,6 @@ class ServeConfig:
                                               "1 answers one request per forward pass)", min=1)
 
 
-def state_of(request):
-    """The application's `touchstone.serve.state.State` (its judges, worlds, loop runner) for a request."""
-    return request.app.state.touchstone
-
-
 def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -187,7 +182,8 @@ def create_app(cfg: ServeConfig):
     from transformers.utils import logging as hf_logging
 
     from touchstone.serve import api, pages
-    from touchstone.serve.state import Conflict, NotFound, State, Unavailable
+    from touchstone.serve.errors import Conflict, NotFound, Unavailable
+    from touchstone.serve.state import State
 
     hf_logging.disable_progress_bar()  # a bar on the server's terminal for every model load says nothing
     state = State(cfg)

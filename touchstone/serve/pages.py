@@ -13,8 +13,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from touchstone.serve import views
-from touchstone.serve.app import state_of
-from touchstone.serve.state import NotFound
+from touchstone.serve.errors import NotFound
+from touchstone.serve.state import state_of
 from touchstone.worlds.wing import AIRFOILS
 
 router = APIRouter(include_in_schema=False)

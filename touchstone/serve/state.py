@@ -17,26 +17,20 @@ import time
 from pathlib import Path
 
 from touchstone.errors import UserError
-from touchstone.loop.ledger import STEPS
+from touchstone.loop.ledger import BOOTSTRAP_STEPS, STEPS
 from touchstone.loop.workspace import Workspace
+from touchstone.serve.errors import Conflict, NotFound, Unavailable
+from touchstone.serve.views import History
 
-BOOTSTRAP_STEPS = ("prepare", "tokenizer", "pretrain", "baseline")  # generation 0 (touchstone.loop.bootstrap)
 # Worlds that can read a question a person typed: language needs the provenance a record carries.
 RECOGNISING = ("numbers", "code", "colour", "facts", "wing")
 NOT_RECOGNISED = ("unparseable", "no_provenance")  # verify_record's reasons for "this text is not mine"
-matplotlib_lock = threading.Lock()  # pyplot keeps global state; one drawing at a time
 
 
-class Unavailable(Exception):
-    """The request cannot be served now (no model, busy judge): a 503 with this message."""
 
-
-class NotFound(Exception):
-    """What the request names does not exist (a model, the workspace's ledger): a 404 with this message."""
-
-
-class Conflict(Exception):
-    """The request conflicts with what is running (a second retrain): a 409 with this message."""
+def state_of(request) -> State:
+    """The application's State (its judges, worlds, loop runner) for a request."""
+    return request.app.state.touchstone
 
 
 class State:
@@ -46,8 +40,6 @@ class State:
         self.judges = JudgeHolder(self.ws, cfg)
         self.worlds = Worlds(self.ws)
         self.loop = LoopRunner(self.ws)
-        from touchstone.serve.views import History
-
         self.history = History()
         self.closing = asyncio.Event()  # set when the server shuts down: event streams end
 
@@ -105,7 +97,7 @@ class JudgeHolder:
 
 # --------------------------------------------------------------------------------------------- worlds
 class Worlds:
-    """The worlds, each made once; the language world reads the workspace's corpus when it has one."""
+    """The worlds, each made once; those that read a corpus read the workspace's when it has one."""
 
     def __init__(self, ws: Workspace):
         self.ws = ws
@@ -117,10 +109,8 @@ class Worlds:
 
         with self._lock:
             if name not in self._made:
-                if name == "language" and self.ws.orig.is_dir():
-                    self._made[name] = get_world(name, source=str(self.ws.orig))
-                else:
-                    self._made[name] = get_world(name)
+                corpus = str(self.ws.orig) if self.ws.orig.is_dir() else None
+                self._made[name] = get_world(name, corpus=corpus)
             return self._made[name]
 
     def recognise(self, record: dict) -> dict | None:

@@ -6,6 +6,8 @@ another `reports`), so the page shows the very plot `touchstone history` draws."
 
 from __future__ import annotations
 
+import threading
+
 import copy
 import json
 import shutil
@@ -16,9 +18,11 @@ from touchstone.errors import UserError
 from touchstone.files import MANIFEST
 from touchstone.loop.history import status, write_reports
 from touchstone.loop.workspace import Workspace, data_counts
-from touchstone.serve.state import NotFound, matplotlib_lock
+from touchstone.serve.errors import NotFound
 
 MODEL_FILES = ("recipe.yaml", "report.md", "eval.json", MANIFEST)
+
+matplotlib_lock = threading.Lock()  # pyplot keeps global state; one drawing at a time
 
 
 def _ledger(ws: Workspace):

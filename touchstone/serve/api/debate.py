@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 
 from touchstone.debate import argue, check_designs, question
 from touchstone.errors import UserError
-from touchstone.serve.app import state_of
-from touchstone.serve.state import matplotlib_lock
+from touchstone.serve.state import state_of
+from touchstone.serve.views import matplotlib_lock
 from touchstone.worlds.wing import WingWorld, analyze, compare, plot_wings
 
 router = APIRouter()

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from touchstone.errors import UserError
 from touchstone.records import is_judged, is_pair, parse_record
-from touchstone.serve.app import state_of
-from touchstone.serve.state import RECOGNISING, NotFound, Unavailable
+from touchstone.serve.errors import NotFound, Unavailable
+from touchstone.serve.state import RECOGNISING, state_of
 from touchstone.worlds import WORLDS, get_world
 
 # 20,000 characters holds the longest question any world writes (a code pair with its tests is about

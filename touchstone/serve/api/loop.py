@@ -12,8 +12,8 @@ from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from touchstone.serve import views
-from touchstone.serve.app import state_of
-from touchstone.serve.state import NotFound
+from touchstone.serve.errors import NotFound
+from touchstone.serve.state import state_of
 
 MAX_GENERATIONS = 100
 

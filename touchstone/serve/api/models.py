@@ -11,9 +11,9 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from touchstone.serve import views
-from touchstone.serve.app import state_of
 from touchstone.serve.pages import render_markdown
-from touchstone.serve.state import NotFound
+from touchstone.serve.errors import NotFound
+from touchstone.serve.state import state_of
 
 router = APIRouter()
 
