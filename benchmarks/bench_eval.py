@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from touchstone.files import shared_data  # noqa: E402
+from touchstone.files import shared_data
 
 BLIMP = shared_data() / "blimp" / "data"
 WIKITEXT = str(shared_data() / "wikitext2" / "raw" / "wiki.test.raw")
@@ -153,9 +153,11 @@ def main() -> None:
         model_dir = Path(args.model) if args.model else build_model(tmp)
         folder, pairs = subset(tmp, args.files, args.limit)
         model, tokenizer = load_model(model_dir)
-        print(f"model {model_dir} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
-              f"{len(pairs)} pairs from {args.files} paradigms, batch {args.batch_size}, torch threads "
-              f"{torch.get_num_threads()}")
+        print(
+            f"model {model_dir} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters), "
+            f"{len(pairs)} pairs from {args.files} paradigms, batch {args.batch_size}, torch threads "
+            f"{torch.get_num_threads()}"
+        )
         from touchstone.likelihood import score_minimal_pairs
 
         score_minimal_pairs(model, tokenizer, pairs[:8], args.batch_size)  # warm-up, as lm-eval gets one
@@ -172,21 +174,28 @@ def main() -> None:
         assert len(mine) == len(theirs) == len(pairs)
         acc_ours, acc_theirs = 100 * sum(mine) / len(mine), 100 * sum(theirs) / len(theirs)
         differ = sum(a != b for a, b in zip(mine, theirs))
-        print(f"accuracy: touchstone {acc_ours:.2f}%  lm-eval {acc_theirs:.2f}%  difference "
-              f"{acc_ours - acc_theirs:+.2f} points  verdicts differing {differ}/{len(pairs)}")
+        print(
+            f"accuracy: touchstone {acc_ours:.2f}%  lm-eval {acc_theirs:.2f}%  difference "
+            f"{acc_ours - acc_theirs:+.2f} points  verdicts differing {differ}/{len(pairs)}"
+        )
         rate = {mode: len(pairs) / t for mode, t in seconds.items()}
-        print(f"speed: touchstone fp32 {rate[False]:.0f} pairs/s  lm-eval {rate['lm-eval']:.0f} pairs/s  "
-              f"ratio {rate[False] / rate['lm-eval']:.2f}x")
+        print(
+            f"speed: touchstone fp32 {rate[False]:.0f} pairs/s  lm-eval {rate['lm-eval']:.0f} pairs/s  "
+            f"ratio {rate[False] / rate['lm-eval']:.2f}x"
+        )
         if args.bf16:
             from touchstone import likelihood
 
             margin, likelihood.NEAR_TIE = likelihood.NEAR_TIE, -1.0  # a negative margin rescores nothing
             raw, _ = ours(model, tokenizer, folder, args.batch_size, bf16=True)
             likelihood.NEAR_TIE = margin
-            print(f"speed: touchstone bf16 {rate[True]:.0f} pairs/s  ratio to lm-eval "
-                  f"{rate[True] / rate['lm-eval']:.2f}x; verdicts differing from fp32: "
-                  f"{sum(a != b for a, b in zip(raw, mine))} before the fp32 rescoring of near-ties, "
-                  f"{sum(a != b for a, b in zip(verdicts[True], mine))} after (margin {margin} nats)")
+            print(
+                f"speed: touchstone bf16 {rate[True]:.0f} pairs/s  ratio to lm-eval "
+                f"{rate[True] / rate['lm-eval']:.2f}x; verdicts differing from fp32: "
+                f"{sum(a != b for a, b in zip(raw, mine))} before the fp32 rescoring of near-ties, "
+                f"{sum(a != b for a, b in zip(verdicts[True], mine))} after (margin {margin} nats)"
+            )
+
 
 if __name__ == "__main__":
     main()

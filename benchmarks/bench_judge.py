@@ -34,8 +34,12 @@ def baseline_accuracy(train: list[dict], test: list[dict]) -> float | None:
     bag = HashingVectorizer(n_features=2**18, ngram_range=(1, 2), token_pattern=r"\S+", alternate_sign=False, norm=None)
 
     def features(records):
-        return vstack([bag.transform([r["a"]]) - bag.transform([r["b"]]) if "a" in r else bag.transform([r["statement"]])
-                       for r in records])
+        return vstack(
+            [
+                bag.transform([r["a"]]) - bag.transform([r["b"]]) if "a" in r else bag.transform([r["statement"]])
+                for r in records
+            ]
+        )
 
     def labels(records):
         return np.array([int(r["label"] in ("a", True)) for r in records])
@@ -54,11 +58,11 @@ def main() -> None:
     ap.add_argument("--model", help="model directory (default: the workspace's champion)")
     args = ap.parse_args()
 
-    from touchstone.train.finetune import read_records
     from touchstone.loop.recipe import WORLD_NAMES
     from touchstone.loop.suites import suite_scores
     from touchstone.loop.workspace import Workspace
     from touchstone.synth import heldout_suite
+    from touchstone.train.finetune import read_records
 
     ws = Workspace(args.workspace)
     model = Path(args.model) if args.model else ws.models / ws.champion()
@@ -76,8 +80,9 @@ def main() -> None:
             idx = [i for i, r in enumerate(suite) if ("a" in r) == (kind == "pair")]
             if not idx:
                 continue
-            base = baseline_accuracy([r for r in train if r.get("world") == name and ("a" in r) == (kind == "pair")],
-                                     [suite[i] for i in idx])
+            base = baseline_accuracy(
+                [r for r in train if r.get("world") == name and ("a" in r) == (kind == "pair")], [suite[i] for i in idx]
+            )
             judge = sum(correct[i] for i in idx) / len(idx)
             base_shown = f"{base:8.3f}" if base is not None else f"{'-':>8s}"
             print(f"{name:9s} {kind:5s} {base_shown} {judge:6.3f} {len(idx):4d}")

@@ -23,8 +23,11 @@ from touchstone.files import shared_data
 
 
 def sources(root: Path) -> list[str]:
-    return [str(root / "gutenberg"), str(root / "wikitext2" / "tokens" / "valid.txt"),
-            str(root / "tinyshakespeare" / "input.txt")]
+    return [
+        str(root / "gutenberg"),
+        str(root / "wikitext2" / "tokens" / "valid.txt"),
+        str(root / "tinyshakespeare" / "input.txt"),
+    ]
 
 
 def child(kind: str, srcs: list[str], out: str, workers: int, tokenizer: str | None) -> dict:
@@ -34,8 +37,10 @@ def child(kind: str, srcs: list[str], out: str, workers: int, tokenizer: str | N
         from touchstone.data.prepare import prepare
 
         summary = prepare(srcs, out, PrepareConfig(workers=workers, tokenizer=tokenizer))
-        result = {"bytes": summary["counts"]["bytes_in"],
-                  "tokens": sum(v for k, v in summary["counts"].items() if k.startswith("tokens_"))}
+        result = {
+            "bytes": summary["counts"]["bytes_in"],
+            "tokens": sum(v for k, v in summary["counts"].items() if k.startswith("tokens_")),
+        }
     else:  # peer: read every file, tokenize in batches, nothing else
         from touchstone.data.sources import source_files
         from touchstone.tokenizer import load_tokenizer
@@ -51,14 +56,26 @@ def child(kind: str, srcs: list[str], out: str, workers: int, tokenizer: str | N
         result = {"bytes": nbytes, "tokens": ntokens}
     result["seconds"] = time.perf_counter() - start
     # The largest single process (this one, or a worker it started).
-    result["peak_mb"] = max(resource.getrusage(who).ru_maxrss for who in
-                            (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+    result["peak_mb"] = (
+        max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 1024
+    )
     return result
 
 
 def measure(kind, srcs, out, workers=1, tokenizer=None) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, "--out", out, "--workers", str(workers),
-           *(["--tokenizer", tokenizer] if tokenizer else []), "--", *srcs]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--out",
+        out,
+        "--workers",
+        str(workers),
+        *(["--tokenizer", tokenizer] if tokenizer else []),
+        "--",
+        *srcs,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
         sys.exit(f"{kind} failed:\n{proc.stderr}")

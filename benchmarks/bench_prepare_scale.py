@@ -62,8 +62,13 @@ def measure(args: list[str]) -> dict:
     import psutil
 
     start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "touchstone", "data", "prepare", *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "touchstone", "data", "prepare", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     top = psutil.Process(proc.pid)
     largest = total = 0
     while proc.poll() is None:
@@ -78,8 +83,13 @@ def measure(args: list[str]) -> dict:
     if proc.returncode:
         sys.exit(f"prepare {' '.join(args)} failed ({proc.returncode})")
     summary = json.loads(out)
-    return {"documents": summary["counts"]["documents"], "seconds": seconds,
-            "largest_mb": largest / 2**20, "total_mb": total / 2**20, "dropped": summary["dropped"]}
+    return {
+        "documents": summary["counts"]["documents"],
+        "seconds": seconds,
+        "largest_mb": largest / 2**20,
+        "total_mb": total / 2**20,
+        "dropped": summary["dropped"],
+    }
 
 
 def main() -> None:
@@ -107,15 +117,21 @@ def main() -> None:
             rows.append((scale, plain, dt))
             for path in (tmp / f"plain-{scale}", tmp / f"dt-{scale}", tmp / f"corpus-{scale}"):
                 shutil.rmtree(path)
-        print(f"{'corpus':>7} {'path':>9} {'documents':>10} {'seconds':>8} {'docs/s':>7} {'largest MB':>11} "
-              f"{'all MB':>7}  near_duplicate")
+        print(
+            f"{'corpus':>7} {'path':>9} {'documents':>10} {'seconds':>8} {'docs/s':>7} {'largest MB':>11} "
+            f"{'all MB':>7}  near_duplicate"
+        )
         for scale, plain, dt in rows:
             for name, r in (("plain", plain), ("datatrove", dt)):
-                print(f"{scale:>6}x {name:>9} {r['documents']:>10} {r['seconds']:>8.1f} "
-                      f"{r['documents'] / r['seconds']:>7.0f} {r['largest_mb']:>11.0f} {r['total_mb']:>7.0f}  "
-                      f"{r['dropped'].get('near_duplicate', 0)}")
-            print(f"{'':>7} {'ratio':>9} {'':>10} {dt['seconds'] / plain['seconds']:>8.2f} {'':>7} "
-                  f"{dt['largest_mb'] / plain['largest_mb']:>11.2f} {dt['total_mb'] / plain['total_mb']:>7.2f}")
+                print(
+                    f"{scale:>6}x {name:>9} {r['documents']:>10} {r['seconds']:>8.1f} "
+                    f"{r['documents'] / r['seconds']:>7.0f} {r['largest_mb']:>11.0f} {r['total_mb']:>7.0f}  "
+                    f"{r['dropped'].get('near_duplicate', 0)}"
+                )
+            print(
+                f"{'':>7} {'ratio':>9} {'':>10} {dt['seconds'] / plain['seconds']:>8.2f} {'':>7} "
+                f"{dt['largest_mb'] / plain['largest_mb']:>11.2f} {dt['total_mb'] / plain['total_mb']:>7.2f}"
+            )
 
 
 if __name__ == "__main__":

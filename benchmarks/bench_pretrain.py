@@ -27,10 +27,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from touchstone.files import shared_data  # noqa: E402
-from touchstone.model import SIZES  # noqa: E402
-from touchstone.train.common import Windows, fast_bf16  # noqa: E402
-from touchstone.train.pretrain import PretrainConfig, pretrain, resolve  # noqa: E402
+from touchstone.files import shared_data
+from touchstone.model import SIZES
+from touchstone.train.common import Windows, fast_bf16
+from touchstone.train.pretrain import PretrainConfig, pretrain, resolve
 
 SHAKESPEARE = str(shared_data() / "tinyshakespeare" / "input.txt")
 
@@ -60,7 +60,7 @@ def make_data(root: Path, vocab: int = 8192) -> Path:
 
     from touchstone.prompts import EOS, PAD, SPECIAL_TOKENS
 
-    docs = [d for d in open(SHAKESPEARE, encoding="utf-8").read().split("\n\n") if d.strip()]
+    docs = [d for d in Path(SHAKESPEARE).read_text(encoding="utf-8").split("\n\n") if d.strip()]
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(docs, vocab_size=vocab, special_tokens=SPECIAL_TOKENS, show_progress=False)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, eos_token=EOS, pad_token=PAD)
@@ -81,7 +81,9 @@ def flops_per_token(size: str, n_params: int, seq_len: int) -> float:
 
 def ours(data: Path, out: Path, size: str, steps: int, **kw) -> dict:
     s = SIZES[size]
-    cfg = PretrainConfig(size=size, eval_every=10**6, minutes=10**6, tokens=steps * s["batch_size"] * s["seq_len"], **kw)
+    cfg = PretrainConfig(
+        size=size, eval_every=10**6, minutes=10**6, tokens=steps * s["batch_size"] * s["seq_len"], **kw
+    )
     path = pretrain(str(data), out, cfg)
     manifest = json.loads((path / "MANIFEST.json").read_text())
     return {"tokens_per_s": manifest["tokens_per_s"], "parameters": manifest["parameters"], "cfg": resolve(cfg)}
@@ -120,10 +122,25 @@ def trainer(data: Path, out: Path, size: str, steps: int, bf16: bool, attention:
         def on_step_end(self, args, state, control, **kw):
             stamps.append(time.monotonic())
 
-    args = TrainingArguments(output_dir=str(out), per_device_train_batch_size=cfg.batch_size, max_steps=steps,
-                             learning_rate=cfg.lr, lr_scheduler_type="cosine", warmup_steps=1, weight_decay=0.1,
-                             adam_beta2=0.95, max_grad_norm=1.0, save_strategy="no", report_to=[], use_cpu=True,
-                             bf16=bf16, disable_tqdm=True, logging_steps=10**6, dataloader_num_workers=0, seed=0)
+    args = TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=cfg.batch_size,
+        max_steps=steps,
+        learning_rate=cfg.lr,
+        lr_scheduler_type="cosine",
+        warmup_steps=1,
+        weight_decay=0.1,
+        adam_beta2=0.95,
+        max_grad_norm=1.0,
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        bf16=bf16,
+        disable_tqdm=True,
+        logging_steps=10**6,
+        dataloader_num_workers=0,
+        seed=0,
+    )
     Trainer(model=model, args=args, train_dataset=DS(), callbacks=[Clock()]).train()
     # From the first step's start to the last step's end, as our loop times its own steps.
     return (len(stamps) - 1) * cfg.batch_size * cfg.seq_len / (stamps[-1] - stamps[0])
@@ -135,8 +152,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=4, help="optimizer steps per measurement")
     p.add_argument("--repeats", type=int, default=1, help="best of N runs (the machine may be shared)")
     p.add_argument("--trainer-size", default="micro", help="size for the Trainer comparison ('' to skip)")
-    p.add_argument("--variants", default="default",
-                   help="comma list of: default (resolved defaults), eager (fp32, no compile), compiled (fp32 + compile)")
+    p.add_argument(
+        "--variants",
+        default="default",
+        help="comma list of: default (resolved defaults), eager (fp32, no compile), compiled (fp32 + compile)",
+    )
     a = p.parse_args()
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fast bf16 units: {fast_bf16()}")
@@ -157,17 +177,23 @@ def main() -> None:
             return max(results, key=lambda r: r["tokens_per_s"])
 
         for size in [s for s in a.sizes.split(",") if s]:
-            choices = {"default": {}, "eager": {"compile": False, "bf16": False}, "compiled": {"compile": True, "bf16": False}}
+            choices = {
+                "default": {},
+                "eager": {"compile": False, "bf16": False},
+                "compiled": {"compile": True, "bf16": False},
+            }
             for name in a.variants.split(","):
                 kw = choices[name]
-                r = best_of(lambda out: ours(data, out, size, a.steps, **kw))
+                r = best_of(lambda out: ours(data, out, size, a.steps, **kw))  # noqa: B023 - called at once
                 cfg = r["cfg"]
                 gflops = r["tokens_per_s"] * flops_per_token(size, r["parameters"], cfg.seq_len) / 1e9
                 peak = peak16 if cfg.bf16 else peak32
-                print(f"RESULT {size:5s} {name:8s} params {r['parameters'] / 1e6:6.2f}M  compile={cfg.compile!s:5s} "
-                      f"bf16={cfg.bf16!s:5s}  {r['tokens_per_s']:7.0f} tokens/s  {gflops:6.1f} GFLOP/s  "
-                      f"MFU {100 * gflops / peak:5.1f}% of the {'bf16' if cfg.bf16 else 'fp32'} peak "
-                      f"({100 * gflops / peak16:.1f}% of bf16, {100 * gflops / peak32:.1f}% of fp32)")
+                print(
+                    f"RESULT {size:5s} {name:8s} params {r['parameters'] / 1e6:6.2f}M  compile={cfg.compile!s:5s} "
+                    f"bf16={cfg.bf16!s:5s}  {r['tokens_per_s']:7.0f} tokens/s  {gflops:6.1f} GFLOP/s  "
+                    f"MFU {100 * gflops / peak:5.1f}% of the {'bf16' if cfg.bf16 else 'fp32'} peak "
+                    f"({100 * gflops / peak16:.1f}% of bf16, {100 * gflops / peak32:.1f}% of fp32)"
+                )
         if a.trainer_size:
             # Alternate the two loops so that load from other processes hits both alike; best of each.
             size, ours_best, hf_best, hf_eager_best = a.trainer_size, 0.0, 0.0, 0.0
@@ -177,12 +203,18 @@ def main() -> None:
                 h = trainer(data, tmp / f"cmp-hf-{r}", size, a.steps, bf16)
                 he = trainer(data, tmp / f"cmp-hf-eager-{r}", size, a.steps, bf16, attention="eager")
                 ours_best, hf_best, hf_eager_best = max(ours_best, o), max(hf_best, h), max(hf_eager_best, he)
-                print(f"round {r}: ours {o:.0f} tokens/s, HF Trainer {h:.0f} tokens/s, "
-                      f"HF Trainer with eager attention {he:.0f} tokens/s")
-            print(f"RESULT {size} ours (defaults) {ours_best:.0f} tokens/s, HF Trainer (its defaults, no compile, "
-                  f"bf16={bf16}) {hf_best:.0f} tokens/s: ratio {ours_best / hf_best:.2f}x")
-            print(f"RESULT {size} against HF Trainer with eager attention (its fastest kernel here) "
-                  f"{hf_eager_best:.0f} tokens/s: ratio {ours_best / hf_eager_best:.2f}x")
+                print(
+                    f"round {r}: ours {o:.0f} tokens/s, HF Trainer {h:.0f} tokens/s, "
+                    f"HF Trainer with eager attention {he:.0f} tokens/s"
+                )
+            print(
+                f"RESULT {size} ours (defaults) {ours_best:.0f} tokens/s, HF Trainer (its defaults, no compile, "
+                f"bf16={bf16}) {hf_best:.0f} tokens/s: ratio {ours_best / hf_best:.2f}x"
+            )
+            print(
+                f"RESULT {size} against HF Trainer with eager attention (its fastest kernel here) "
+                f"{hf_eager_best:.0f} tokens/s: ratio {ours_best / hf_eager_best:.2f}x"
+            )
 
 
 if __name__ == "__main__":

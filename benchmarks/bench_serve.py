@@ -74,11 +74,14 @@ def free_port() -> int:
 
 def start_server(model: Path, workspace: Path, batch_size: int | None) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    code = ("import sys; from touchstone.serve import ServeConfig, serve; "
-            f"serve(ServeConfig(workspace={str(workspace)!r}, model={str(model)!r}, port={port}, "
-            f"batch_size={batch_size!r}))")
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                            stdout=subprocess.DEVNULL)
+    code = (
+        "import sys; from touchstone.serve import ServeConfig, serve; "
+        f"serve(ServeConfig(workspace={str(workspace)!r}, model={str(model)!r}, port={port}, "
+        f"batch_size={batch_size!r}))"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL
+    )
     return proc, f"http://127.0.0.1:{port}"
 
 
@@ -154,8 +157,11 @@ def main() -> None:
                 for n in args.clients:
                     results[name, n] = asyncio.run(load(url, n, args.seconds, args.warmup))
                     r = results[name, n]
-                    print(f"{name:>13} {n:>3} clients: {r['rps']:7.1f} req/s  p50 {1000 * r['p50']:7.1f} ms  "
-                          f"p99 {1000 * r['p99']:7.1f} ms  ({r['n']} answered, {r['errors']} errors)", flush=True)
+                    print(
+                        f"{name:>13} {n:>3} clients: {r['rps']:7.1f} req/s  p50 {1000 * r['p50']:7.1f} ms  "
+                        f"p99 {1000 * r['p99']:7.1f} ms  ({r['n']} answered, {r['errors']} errors)",
+                        flush=True,
+                    )
             finally:
                 proc.terminate()
                 proc.wait(30)

@@ -61,14 +61,18 @@ def main() -> None:
         start = time.perf_counter()
         verdicts = world.verify_many(items)
         sandboxed = len(items) / (time.perf_counter() - start)
-        print(f"sandbox pool ({box.isolation}, {args.workers} workers): "
-              f"{sandboxed:.1f} verifications/s, {sum(v.ok for v in verdicts)}/{len(items)} passed")
+        print(
+            f"sandbox pool ({box.isolation}, {args.workers} workers): "
+            f"{sandboxed:.1f} verifications/s, {sum(v.ok for v in verdicts)}/{len(items)} passed"
+        )
     start = time.perf_counter()
     with ThreadPoolExecutor(args.workers) as ex:
         ok = list(ex.map(plain_check, items))
     plain = len(items) / (time.perf_counter() - start)
-    print(f"fresh plain subprocess per check ({args.workers} at once): {plain:.1f} verifications/s, "
-          f"{sum(ok)}/{len(items)} passed")
+    print(
+        f"fresh plain subprocess per check ({args.workers} at once): {plain:.1f} verifications/s, "
+        f"{sum(ok)}/{len(items)} passed"
+    )
     print(f"ratio sandbox/plain: {sandboxed / plain:.2f}x")
     python = _interpreter()
     bare = launch_ms([python, "-I", "-S", "-c", "pass"])

@@ -26,8 +26,8 @@ import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy is imported (see the docstring)
 
-import touchstone.worlds.wing as wing  # noqa: E402
-from touchstone.worlds.wing import aero, solver  # noqa: E402
+import touchstone.worlds.wing as wing
+from touchstone.worlds.wing import aero, solver
 
 ROUNDS = 5
 
@@ -64,7 +64,7 @@ def main() -> None:
 
     records = pooled_world.render(random.Random(1), 2 * args.n + args.peer_n)
     solver.cache.clear()
-    sets = {"pooled": records[:args.n], "single": records[args.n:2 * args.n], "peer": records[2 * args.n:]}
+    sets = {"pooled": records[: args.n], "single": records[args.n : 2 * args.n], "peer": records[2 * args.n :]}
     check = {
         "pooled": lambda recs: pooled_world.verify_many(recs),
         "single": lambda recs: single_world.verify_many(recs),
@@ -74,7 +74,7 @@ def main() -> None:
     verdicts: dict[str, list] = {name: [] for name in sets}
     for k in range(ROUNDS):
         for name, recs in sets.items():
-            part = recs[k * len(recs) // ROUNDS:(k + 1) * len(recs) // ROUNDS]
+            part = recs[k * len(recs) // ROUNDS : (k + 1) * len(recs) // ROUNDS]
             t = time.perf_counter()
             verdicts[name] += check[name](part)
             seconds[name] += time.perf_counter() - t
@@ -86,16 +86,24 @@ def main() -> None:
     ok = sum(v.ok for vs in verdicts.values() for v in vs)
     designs = sum(len(wing.designs_of(r)) for r in records)
 
-    print(f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores); "
-          f"at end: {os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}")
-    print(f"records: {args.n} per verify_many measurement, {args.peer_n} for the peer; "
-          f"{sum('a' in r for r in records)} pairs and {sum('statement' in r for r in records)} claims, "
-          f"{designs} designs; {ok}/{len(records)} verdicts agree with their labels")
+    print(
+        f"load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} ({os.cpu_count()} cores); "
+        f"at end: {os.getloadavg()[0]:.2f}; OPENBLAS_NUM_THREADS={os.environ['OPENBLAS_NUM_THREADS']}"
+    )
+    print(
+        f"records: {args.n} per verify_many measurement, {args.peer_n} for the peer; "
+        f"{sum('a' in r for r in records)} pairs and {sum('statement' in r for r in records)} claims, "
+        f"{designs} designs; {ok}/{len(records)} verdicts agree with their labels"
+    )
     print(f"plain peer, fresh AeroBuildup per design, 1 process: {rate['peer']:7.1f} verdicts/s   1.00x")
-    print(f"verify_many, 1 process:                              {rate['single']:7.1f} verdicts/s "
-          f"{rate['single'] / rate['peer']:6.2f}x")
-    print(f"verify_many, {args.processes} processes:                            {rate['pooled']:7.1f} "
-          f"verdicts/s {rate['pooled'] / rate['peer']:6.2f}x  (pool start-up {startup:.1f} s, excluded)")
+    print(
+        f"verify_many, 1 process:                              {rate['single']:7.1f} verdicts/s "
+        f"{rate['single'] / rate['peer']:6.2f}x"
+    )
+    print(
+        f"verify_many, {args.processes} processes:                            {rate['pooled']:7.1f} "
+        f"verdicts/s {rate['pooled'] / rate['peer']:6.2f}x  (pool start-up {startup:.1f} s, excluded)"
+    )
     print(f"peer and verify_many give identical verdicts (figures included) on {agree}/{len(fast)} records")
 
 

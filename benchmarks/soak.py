@@ -56,8 +56,14 @@ def sample(pid: int, workspace: Path) -> dict:
                 procs += 1
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue  # a sandboxed run that ended between the listing and the look
-    return {"t": time.monotonic(), "rss_mb": rss / 2**20, "fds": fds, "threads": threads, "procs": procs,
-            "disk_mb": disk_usage(workspace) / 2**20}
+    return {
+        "t": time.monotonic(),
+        "rss_mb": rss / 2**20,
+        "fds": fds,
+        "threads": threads,
+        "procs": procs,
+        "disk_mb": disk_usage(workspace) / 2**20,
+    }
 
 
 def disk_usage(path: Path) -> int:
@@ -90,7 +96,7 @@ def verdict(rows: list[dict], gens: list[int], workspace: Path) -> tuple[list[st
     their allowance."""
     if len(rows) < 4:
         return ["too few samples to judge growth (run longer, or sample more often with --every)"], True
-    half = rows[len(rows) // 2:]
+    half = rows[len(rows) // 2 :]
     first, last = half[0], half[-1]
     lines, ok = [], True
 
@@ -99,9 +105,11 @@ def verdict(rows: list[dict], gens: list[int], workspace: Path) -> tuple[list[st
         grew = last[name] - first[name]
         fine = grew <= allowed
         ok &= fine
-        lines.append(f"{name:>8}: {first[name]:.1f} -> {last[name]:.1f} {unit} over the second half "
-                     f"(peak {max(r[name] for r in rows):.1f}); allowed +{allowed:.1f}: "
-                     f"{'flat' if fine else 'GROWING'}")
+        lines.append(
+            f"{name:>8}: {first[name]:.1f} -> {last[name]:.1f} {unit} over the second half "
+            f"(peak {max(r[name] for r in rows):.1f}); allowed +{allowed:.1f}: "
+            f"{'flat' if fine else 'GROWING'}"
+        )
 
     judge("rss_mb", "MB", RSS_SLACK * first["rss_mb"])
     judge("fds", "", FDS_SLACK)
@@ -121,9 +129,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workspace", required=True, help="a new or existing workspace (never the one you use)")
     ap.add_argument("--config", help="loop YAML for a new workspace (touchstone run --config)")
     ap.add_argument("--every", type=float, default=60.0, help="seconds between samples")
-    ap.add_argument("--grace", type=float, default=1800.0,
-                    help="seconds past --hours before the loop is stopped with SIGTERM (a generation in "
-                         "flight finishes first: --hours is checked between generations)")
+    ap.add_argument(
+        "--grace",
+        type=float,
+        default=1800.0,
+        help="seconds past --hours before the loop is stopped with SIGTERM (a generation in "
+        "flight finishes first: --hours is checked between generations)",
+    )
     ap.add_argument("--nice", type=int, default=0, help="niceness of the loop (19 on a shared machine)")
     args = ap.parse_args(argv)
     workspace = Path(args.workspace)
@@ -133,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     log = workspace.parent / f"{workspace.name}.soak.log"
     print(f"$ {' '.join(cmd)}   (output in {log})", flush=True)
     with open(log, "a") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                preexec_fn=(lambda: os.nice(args.nice)) if args.nice else None)
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, preexec_fn=(lambda: os.nice(args.nice)) if args.nice else None
+        )
     start, rows, gens = time.monotonic(), [], []
     deadline = start + args.hours * 3600 + args.grace
     print(f"{'min':>6} {'rss MB':>8} {'fds':>5} {'threads':>7} {'procs':>5} {'disk MB':>8} {'gens':>4}", flush=True)
@@ -143,8 +156,11 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(sample(proc.pid, workspace))
         gens.append(finished_generations(workspace))
         r = rows[-1]
-        print(f"{(r['t'] - start) / 60:>6.1f} {r['rss_mb']:>8.0f} {r['fds']:>5} {r['threads']:>7} {r['procs']:>5} "
-              f"{r['disk_mb']:>8.1f} {gens[-1]:>4}", flush=True)
+        print(
+            f"{(r['t'] - start) / 60:>6.1f} {r['rss_mb']:>8.0f} {r['fds']:>5} {r['threads']:>7} {r['procs']:>5} "
+            f"{r['disk_mb']:>8.1f} {gens[-1]:>4}",
+            flush=True,
+        )
         if time.monotonic() > deadline and not stopped:
             print("past --hours and the grace period: SIGTERM", flush=True)
             proc.send_signal(signal.SIGTERM)
@@ -154,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.TimeoutExpired:
             pass
     code = proc.returncode
-    print(f"\ntouchstone run exited with status {code} after {(time.monotonic() - start) / 60:.1f} minutes, "
-          f"{gens[-1] if gens else 0} generation(s) finished; workspace {disk_usage(workspace) / 2**20:.1f} MB "
-          f"(free disk {shutil.disk_usage(workspace).free / 2**30:.1f} GB)")
+    print(
+        f"\ntouchstone run exited with status {code} after {(time.monotonic() - start) / 60:.1f} minutes, "
+        f"{gens[-1] if gens else 0} generation(s) finished; workspace {disk_usage(workspace) / 2**20:.1f} MB "
+        f"(free disk {shutil.disk_usage(workspace).free / 2**30:.1f} GB)"
+    )
     lines, ok = verdict(rows, gens, workspace)
     print("\n".join(lines))
     print(f"verdict: {'no unbounded growth seen' if ok else 'GROWTH beyond the allowance'}")

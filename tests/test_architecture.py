@@ -50,9 +50,11 @@ def owner(name: str, known) -> str:
 
 
 def test_no_module_is_longer_than_the_limit():
-    too_long = {name: n for name, path in modules().items()
-                if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
-                and name not in ONE_FILE_BY_NECESSITY}
+    too_long = {
+        name: n
+        for name, path in modules().items()
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES and name not in ONE_FILE_BY_NECESSITY
+    }
     assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
 
 
@@ -68,8 +70,10 @@ def test_no_private_name_is_imported_from_another_module():
 
 def test_the_import_graph_has_no_cycle():
     known = modules()
-    edges = {here: {owner(m, known) for m, _ in imported(ast.parse(p.read_text(encoding="utf-8")), known, here)} - {here}
-             for here, p in known.items()}
+    edges = {
+        here: {owner(m, known) for m, _ in imported(ast.parse(p.read_text(encoding="utf-8")), known, here)} - {here}
+        for here, p in known.items()
+    }
     # A package's __init__ importing its own submodules is how a package re-exports; a submodule
     # importing its package's __init__ back is the cycle worth finding, so only the first is dropped.
     for here in edges:
@@ -82,7 +86,7 @@ def test_the_import_graph_has_no_cycle():
         stack.append(node)
         for nxt in sorted(edges[node]):
             if state.get(nxt) == "open":
-                cycles.append(stack[stack.index(nxt):] + [nxt])
+                cycles.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()

@@ -17,8 +17,10 @@ import pytest
 
 from touchstone import cli
 
-WORDS = ("the cat dog sat on a mat and ran to river under old green tree while small bird sang "
-         "over hill far away near town where people walk every day with bread milk").split()
+WORDS = (
+    "the cat dog sat on a mat and ran to river under old green tree while small bird sang "
+    "over hill far away near town where people walk every day with bread milk"
+).split()
 
 
 def tiny_data(root: Path) -> Path:
@@ -55,13 +57,14 @@ def unwritable(root: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
-    from touchstone.train.pretrain import PretrainConfig, pretrain
     from touchstone.records import claim_record, pair_record
+    from touchstone.train.pretrain import PretrainConfig, pretrain
 
     root = tmp_path_factory.mktemp("bad")
     data = tiny_data(root / "data")
-    cfg = PretrainConfig(size="nano", tokens=2 * 8 * 32, batch_size=8, seq_len=32, eval_every=2, compile=False,
-                         bf16=False, device="cpu")
+    cfg = PretrainConfig(
+        size="nano", tokens=2 * 8 * 32, batch_size=8, seq_len=32, eval_every=2, compile=False, bf16=False, device="cpu"
+    )
     model = pretrain(str(data), root / "model", cfg)
     p = {"root": root, "data": data, "model": model, "nope": root / "does-not-exist", "ro": unwritable(root)}
 
@@ -72,8 +75,10 @@ def env(tmp_path_factory):
         p[name.replace(".", "_").replace("/", "_")] = path
         return path
 
-    recs = [pair_record("What is 2 + 2?", "4", "5", "a", world="numbers", kind="sum", source="test"),
-            claim_record("2 plus 2 is 4.", True, world="numbers", kind="sum", source="test")]
+    recs = [
+        pair_record("What is 2 + 2?", "4", "5", "a", world="numbers", kind="sum", source="test"),
+        claim_record("2 plus 2 is 4.", True, world="numbers", kind="sum", source="test"),
+    ]
     put("records.jsonl", "".join(json.dumps(r) + "\n" for r in recs))
     put("text.txt", "A plain sentence of text.\n" * 20)
     put("binary.bin", bytes(range(256)) * 8)
@@ -85,14 +90,70 @@ def env(tmp_path_factory):
     put("unknown.yaml", "sise: nano\n")
     put("sources.yaml", "sources: 5\n")
     put("malformed.jsonl", '{"sentence_good": "A cat sleeps."}\n{not json\n')
-    put("design_a.json", json.dumps({"span": 10, "root_chord": 1.2, "taper": 0.5, "sweep": 0, "twist": -2,
-                                     "airfoil": "naca2412", "speed": 40, "altitude": 1000, "weight": 5000}))
-    put("design_str.json", json.dumps({"span": "ten", "root_chord": 1.2, "taper": 0.5, "sweep": 0, "twist": -2,
-                                       "airfoil": "naca2412", "speed": 40, "altitude": 1000, "weight": 5000}))
-    put("design_neg.json", json.dumps({"span": -3, "root_chord": 1.2, "taper": 0.5, "sweep": 0, "twist": -2,
-                                       "airfoil": "naca2412", "speed": 40, "altitude": 1000, "weight": 5000}))
-    put("design_foil.json", json.dumps({"span": 10, "root_chord": 1.2, "taper": 0.5, "sweep": 0, "twist": -2,
-                                        "airfoil": "../../etc", "speed": 40, "altitude": 1000, "weight": 5000}))
+    put(
+        "design_a.json",
+        json.dumps(
+            {
+                "span": 10,
+                "root_chord": 1.2,
+                "taper": 0.5,
+                "sweep": 0,
+                "twist": -2,
+                "airfoil": "naca2412",
+                "speed": 40,
+                "altitude": 1000,
+                "weight": 5000,
+            }
+        ),
+    )
+    put(
+        "design_str.json",
+        json.dumps(
+            {
+                "span": "ten",
+                "root_chord": 1.2,
+                "taper": 0.5,
+                "sweep": 0,
+                "twist": -2,
+                "airfoil": "naca2412",
+                "speed": 40,
+                "altitude": 1000,
+                "weight": 5000,
+            }
+        ),
+    )
+    put(
+        "design_neg.json",
+        json.dumps(
+            {
+                "span": -3,
+                "root_chord": 1.2,
+                "taper": 0.5,
+                "sweep": 0,
+                "twist": -2,
+                "airfoil": "naca2412",
+                "speed": 40,
+                "altitude": 1000,
+                "weight": 5000,
+            }
+        ),
+    )
+    put(
+        "design_foil.json",
+        json.dumps(
+            {
+                "span": 10,
+                "root_chord": 1.2,
+                "taper": 0.5,
+                "sweep": 0,
+                "twist": -2,
+                "airfoil": "../../etc",
+                "speed": 40,
+                "altitude": 1000,
+                "weight": 5000,
+            }
+        ),
+    )
     put("design_list.json", "[1, 2]")
     put("existing.jsonl", "keep me\n")
     put("pair_types.jsonl", json.dumps({"a": 1, "b": [2], "label": "a"}) + "\n")
@@ -103,9 +164,12 @@ def env(tmp_path_factory):
     (root / "emptydir").mkdir()
     p["emptydir"] = root / "emptydir"
     # Models whose MANIFEST.json is malformed.
-    for name, manifest in (("files_list", {"files": ["model.safetensors"]}),
-                           ("no_sha", {"files": {"model.safetensors": {"bytes": 1}}}),
-                           ("not_json", None), ("escapes", {"files": {"../records.jsonl": {"sha256": "0" * 64}}})):
+    for name, manifest in (
+        ("files_list", {"files": ["model.safetensors"]}),
+        ("no_sha", {"files": {"model.safetensors": {"bytes": 1}}}),
+        ("not_json", None),
+        ("escapes", {"files": {"../records.jsonl": {"sha256": "0" * 64}}}),
+    ):
         d = root / f"model_{name}"
         shutil.copytree(model, d)
         (d / "MANIFEST.json").write_text("{not json" if manifest is None else json.dumps(manifest))
@@ -124,8 +188,10 @@ def env(tmp_path_factory):
     from touchstone.loop.ledger import Ledger
 
     led = Ledger(root / "full.sqlite")
-    led.db.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       [(f"id{i}", 1, "numbers", "pair", "a", "ok " * 50, "test") for i in range(3000)])
+    led.db.executemany(
+        "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [(f"id{i}", 1, "numbers", "pair", "a", "ok " * 50, "test") for i in range(3000)],
+    )
     led.close()
     full = (root / "full.sqlite").read_bytes()
     (root / "full.sqlite").unlink()
@@ -139,7 +205,9 @@ def env(tmp_path_factory):
 
     put("corpus/a.txt", "\n\n".join(" ".join(WORDS[i:] + WORDS[:i]) for i in range(len(WORDS))))
     p["corpus"] = root / "corpus"
-    prepare([str(root / "corpus")], root / "prepared", PrepareConfig(min_chars=10, vocab_size=300, near_dup_threshold=1.0))
+    prepare(
+        [str(root / "corpus")], root / "prepared", PrepareConfig(min_chars=10, vocab_size=300, near_dup_threshold=1.0)
+    )
     p["prepared"] = root / "prepared"
     return p
 
@@ -173,8 +241,11 @@ CASES = [
     ("eval-out-exists", "eval {model} --task suite:numbers --json {existing_jsonl}", "existing.jsonl"),
     ("eval-report-file", "eval {model} --task suite:numbers --report {existing_jsonl}", "existing.jsonl"),
     ("debate-plot-dir", "debate {model} {design_a_json} {design_a_json} --plot {emptydir}", "emptydir"),
-    ("debate-plot-under-file", "debate {model} {design_a_json} {design_a_json} --plot {existing_jsonl}/p.png",
-     "existing.jsonl"),
+    (
+        "debate-plot-under-file",
+        "debate {model} {design_a_json} {design_a_json} --plot {existing_jsonl}/p.png",
+        "existing.jsonl",
+    ),
     ("debate-plot-unwritable", "debate {model} {design_a_json} {design_a_json} --plot {ro}/p.png", "{ro}/p.png"),
     ("lint-fix-file", "lint {records_jsonl} --no-verify --fix {existing_jsonl}", "existing.jsonl"),
     ("lint-fix-under-file", "lint {records_jsonl} --no-verify --fix {existing_jsonl}/d", "existing.jsonl"),
@@ -231,8 +302,11 @@ CASES = [
     ("verify-binary", "verify numbers {binary_bin}", "binary.bin"),
     ("verify-unknown-world", "verify astrology {records_jsonl}", "astrology"),
     ("finetune-data-binary", "finetune {model} --data {binary_bin} --out {root}/o", "binary.bin"),
-    ("finetune-text-data-file", "finetune {model} --data {records_jsonl} --text-data {text_txt} --out {root}/o",
-     "text.txt"),
+    (
+        "finetune-text-data-file",
+        "finetune {model} --data {records_jsonl} --text-data {text_txt} --out {root}/o",
+        "text.txt",
+    ),
     ("pretrain-data-file", "pretrain --data {text_txt} --out {root}/o", "text.txt"),
     ("prepare-binary-source", "data prepare {binary_bin} --out {root}/o", "binary.bin"),
     ("prepare-missing-source", "data prepare {nope} --out {root}/o", "does-not-exist"),

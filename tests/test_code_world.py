@@ -3,7 +3,6 @@
 import gzip
 import json
 import random
-from pathlib import Path
 
 import pytest
 
@@ -30,8 +29,12 @@ def _problems():
 def _broken(problem, kind):
     """A HumanEval reference solution with one simple mutation whose status is known."""
     body = problem["canonical_solution"]
-    return {"syntax_error": "    return (\n" + body, "runtime_error": "    1 / 0\n" + body,
-            "timeout": "    while True:\n        pass\n" + body, "wrong_answer": "    return object()\n"}[kind]
+    return {
+        "syntax_error": "    return (\n" + body,
+        "runtime_error": "    1 / 0\n" + body,
+        "timeout": "    while True:\n        pass\n" + body,
+        "wrong_answer": "    return object()\n",
+    }[kind]
 
 
 def test_template_items_pass_and_mutants_fail_with_their_status(world):
@@ -80,7 +83,9 @@ def test_humaneval_subset_passes_and_mutants_fail(world):
     for kind in ("syntax_error", "runtime_error", "wrong_answer"):
         verdicts = world.verify_many([humaneval_item(p, _broken(p, kind)) for p in problems])
         assert [v.reason for v in verdicts] == [kind] * len(problems), kind
-    v = CodeWorld(timeout=0.5, sandbox=world.sandbox).verify(humaneval_item(problems[0], _broken(problems[0], "timeout")))
+    v = CodeWorld(timeout=0.5, sandbox=world.sandbox).verify(
+        humaneval_item(problems[0], _broken(problems[0], "timeout"))
+    )
     assert v.reason == "timeout"
 
 
@@ -94,8 +99,9 @@ def test_all_humaneval_solutions_pass_and_mutants_fail(world):
         verdicts = world.verify_many([humaneval_item(p, _broken(p, kind)) for p in problems])
         assert [v.reason for v in verdicts] == [kind] * len(problems), kind
     quick = CodeWorld(timeout=0.5, sandbox=world.sandbox)
-    assert {v.reason for v in quick.verify_many([humaneval_item(p, _broken(p, "timeout")) for p in problems[::8]])} \
-        == {"timeout"}
+    assert {v.reason for v in quick.verify_many([humaneval_item(p, _broken(p, "timeout")) for p in problems[::8]])} == {
+        "timeout"
+    }
 
 
 def test_code_that_does_not_parse_has_no_mutation():

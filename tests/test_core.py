@@ -136,11 +136,13 @@ def test_flags_are_the_config_fields_with_their_help_and_ranges(capsys):
     help_text = " ".join(parser.format_help().split())
     assert "records per step (default: 16)" in help_text and "a share of 100% (default: 0.5)" in help_text
     assert "--no-fast" in help_text and "--tags" not in help_text
-    for argv, culprit in ((["--batch-size", "0"], "--batch-size: must be at least 1, got '0'"),
-                          (["--ratio", "2"], "--ratio: must be at most 1, got '2'"),
-                          (["--ratio", "nan"], "--ratio: must be at least 0, got 'nan'"),
-                          (["--batch-size", "x"], "--batch-size: expected an integer, got 'x'"),
-                          (["--mode", "c"], "--mode: invalid choice: 'c'")):
+    for argv, culprit in (
+        (["--batch-size", "0"], "--batch-size: must be at least 1, got '0'"),
+        (["--ratio", "2"], "--ratio: must be at most 1, got '2'"),
+        (["--ratio", "nan"], "--ratio: must be at least 0, got 'nan'"),
+        (["--batch-size", "x"], "--batch-size: expected an integer, got 'x'"),
+        (["--mode", "c"], "--mode: invalid choice: 'c'"),
+    ):
         with pytest.raises(SystemExit) as e:
             parser.parse_args(argv)
         assert e.value.code == 2 and culprit in capsys.readouterr().err
@@ -155,9 +157,17 @@ def _subcommand(parser: argparse.ArgumentParser, *names: str) -> argparse.Argume
     return parser
 
 
-@pytest.mark.parametrize("command,cls", [(("data", "prepare"), "PrepareConfig"), (("pretrain",), "PretrainConfig"),
-                                         (("finetune",), "FinetuneConfig"), (("study",), "FinetuneConfig"),
-                                         (("run",), "LoopConfig"), (("serve",), "ServeConfig")])
+@pytest.mark.parametrize(
+    "command,cls",
+    [
+        (("data", "prepare"), "PrepareConfig"),
+        (("pretrain",), "PretrainConfig"),
+        (("finetune",), "FinetuneConfig"),
+        (("study",), "FinetuneConfig"),
+        (("run",), "LoopConfig"),
+        (("serve",), "ServeConfig"),
+    ],
+)
 def test_every_setting_of_a_stage_is_a_flag_with_its_fields_help(command, cls):
     cls = getattr(cli, cls)
     parser = _subcommand(cli.build_parser(), *command)
@@ -177,8 +187,10 @@ def test_cli_user_error_is_one_line_and_exit_2(tmp_path, capsys):
 
 
 def test_help_is_instant_and_imports_no_torch():
-    code = "import sys, time; t=time.time(); from touchstone.cli import build_parser; build_parser().format_help(); " \
-           "print('torch' in sys.modules, round(time.time()-t, 3))"
+    code = (
+        "import sys, time; t=time.time(); from touchstone.cli import build_parser; build_parser().format_help(); "
+        "print('torch' in sys.modules, round(time.time()-t, 3))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == "False"
     assert float(out[1]) < 1.0

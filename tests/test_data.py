@@ -20,8 +20,10 @@ from touchstone.data.sources import read_source, read_text_file
 from touchstone.data.split import SPLITS
 from touchstone.files import MANIFEST, check_manifest, sha256_file
 
-WORDS = ("river stone light garden window morning silver quiet forest letter paper winter candle bridge "
-         "harbor meadow lantern orchard thunder velvet marble violet sparrow willow copper ember").split()
+WORDS = (
+    "river stone light garden window morning silver quiet forest letter paper winter candle bridge "
+    "harbor meadow lantern orchard thunder velvet marble violet sparrow willow copper ember"
+).split()
 
 
 def paragraph(rng: random.Random, n_words: int = 60) -> str:
@@ -95,8 +97,7 @@ def test_adding_documents_never_moves_a_document_to_another_split(tmp_path):
 
     def splits(rows, out):
         prepare([str(write_jsonl(tmp_path / f"{out}.jsonl", rows))], tmp_path / out, cfg)
-        return {r["text"]: name for name in SPLITS
-                for r in read_records(tmp_path / out / "text" / f"{name}.jsonl.gz")}
+        return {r["text"]: name for name in SPLITS for r in read_records(tmp_path / out / "text" / f"{name}.jsonl.gz")}
 
     small = splits([{"text": t} for t in texts], "small")
     large = splits([{"text": t} for t in distinct_texts(40, seed=9) + texts], "large")
@@ -211,12 +212,15 @@ def test_cleaning_repairs_unicode_and_whitespace():
     assert clean("Hello", lowercase=True) == "hello"
 
 
-@pytest.mark.parametrize("text, reason", [
-    ("short", "too_short"),
-    ("word " * 10 + "\0" * 3 + "word " * 20, "binary"),
-    ("the same line here\n" * 20, "repeated_lines"),
-    ("lorem ipsum " * 40, "repeated_ngrams"),
-])
+@pytest.mark.parametrize(
+    "text, reason",
+    [
+        ("short", "too_short"),
+        ("word " * 10 + "\0" * 3 + "word " * 20, "binary"),
+        ("the same line here\n" * 20, "repeated_lines"),
+        ("lorem ipsum " * 40, "repeated_ngrams"),
+    ],
+)
 def test_filters_drop_with_reason(text, reason):
     drops = Counter()
     assert list(filtered([(text, "s")], PrepareConfig(min_chars=20), drops)) == []
@@ -301,19 +305,22 @@ def test_workers_give_the_same_output_as_one_process(tmp_path):
     two = prepare([str(src)], tmp_path / "two", PrepareConfig(workers=2, **FAST))
     assert one["counts"] == two["counts"] and one["dropped"] == two["dropped"] == {"too_short": 1}
     for name in SPLITS:
-        assert ((tmp_path / "one" / "tokens" / f"{name}.bin").read_bytes() ==
-                (tmp_path / "two" / "tokens" / f"{name}.bin").read_bytes())
+        assert (tmp_path / "one" / "tokens" / f"{name}.bin").read_bytes() == (
+            tmp_path / "two" / "tokens" / f"{name}.bin"
+        ).read_bytes()
 
 
 def test_given_tokenizer_is_used_instead_of_training_one(prepared, tmp_path, capsys):
     out, _ = prepared
     src = write_jsonl(tmp_path / "in.jsonl", [{"text": t} for t in distinct_texts(20, seed=7)])
-    code = cli.main(["data", "prepare", str(src), "--out", str(tmp_path / "o"), "--tokenizer", str(out),
-                     "--min-chars", "20"])
+    code = cli.main(
+        ["data", "prepare", str(src), "--out", str(tmp_path / "o"), "--tokenizer", str(out), "--min-chars", "20"]
+    )
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["config"]["tokenizer"] == str(out)
-    assert (tmp_path / "o" / "tokenizer" / "tokenizer.json").read_bytes() == \
-        (out / "tokenizer" / "tokenizer.json").read_bytes()
+    assert (tmp_path / "o" / "tokenizer" / "tokenizer.json").read_bytes() == (
+        out / "tokenizer" / "tokenizer.json"
+    ).read_bytes()
 
 
 def test_text_files_are_streamed_in_blocks_cut_at_blank_lines(tmp_path):

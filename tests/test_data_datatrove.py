@@ -24,8 +24,8 @@ from touchstone.data.split import SPLITS
 from touchstone.files import MANIFEST, check_manifest, shared_data
 
 pytest.importorskip("datatrove")
-from touchstone.data.datatrove_blocks import Chunks, ReasonFilter  # noqa: E402
-from touchstone.data.datatrove_run import executors, stages  # noqa: E402
+from touchstone.data.datatrove_blocks import Chunks, ReasonFilter
+from touchstone.data.datatrove_run import executors, stages
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(vocab_size=300, val_fraction=0.02, test_fraction=0.02)
@@ -35,8 +35,7 @@ needs_english = pytest.mark.skipif(not all(p.exists() for p in ENGLISH), reason=
 
 
 def records_by_split(out: Path) -> dict[str, set]:
-    return {s: {(r["id"], r["source"]) for r in read_records(out / "text" / f"{s}.jsonl.gz")}
-            for s in SPLITS}
+    return {s: {(r["id"], r["source"]) for r in read_records(out / "text" / f"{s}.jsonl.gz")} for s in SPLITS}
 
 
 def assert_equivalent(plain: Path, scaled: Path, tolerance: float = 0.01) -> float:
@@ -56,8 +55,9 @@ def assert_equivalent(plain: Path, scaled: Path, tolerance: float = 0.01) -> flo
     reached = a["counts"]["chunks_kept"] + a["dropped"].get("near_duplicate", 0)
     assert differ <= tolerance * reached, (differ, reached)
     assert set(a["files"]) == set(b["files"])
-    assert {k: v for k, v in a.items() if k not in ("files", "counts", "dropped", "config")} == \
-           {k: v for k, v in b.items() if k not in ("files", "counts", "dropped", "config")}
+    assert {k: v for k, v in a.items() if k not in ("files", "counts", "dropped", "config")} == {
+        k: v for k, v in b.items() if k not in ("files", "counts", "dropped", "config")
+    }
     return differ / reached
 
 
@@ -65,15 +65,20 @@ def english_slice(root: Path) -> list[str]:
     """About 1 MB of the shared English corpus (the start of seven of its files), plus planted junk and
     duplicates across files."""
     root.mkdir()
-    for src in sorted((SHARED / "gutenberg").glob("*.txt"))[:5] + [SHARED / "tinyshakespeare" / "input.txt",
-                                                                     ENGLISH[1]]:
-        (root / f"{src.parent.name}-{src.name}").write_text(src.read_text(encoding="utf-8")[:150_000],
-                                                            encoding="utf-8")
+    for src in sorted((SHARED / "gutenberg").glob("*.txt"))[:5] + [
+        SHARED / "tinyshakespeare" / "input.txt",
+        ENGLISH[1],
+    ]:
+        (root / f"{src.parent.name}-{src.name}").write_text(src.read_text(encoding="utf-8")[:150_000], encoding="utf-8")
     rng = random.Random(0)
     # From past the slice, so that its near duplicate below has no third party in the slice.
     para = (SHARED / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")[500_000:503_000]
-    junk = ["too short", "\x01\x02\x03 binary-looking \x04\x05" * 20, "the same line\n" * 40,
-            " ".join(["spam eggs"] * 60)]
+    junk = [
+        "too short",
+        "\x01\x02\x03 binary-looking \x04\x05" * 20,
+        "the same line\n" * 40,
+        " ".join(["spam eggs"] * 60),
+    ]
     words = para.split()
     near = " ".join(w if rng.random() > 0.02 else "zzz" for w in words)
     for name in ("a.jsonl", "b.jsonl"):  # `para` twice in each file, and in two files (exact duplicates)
@@ -151,9 +156,15 @@ def test_every_reader_gives_the_plain_paths_records(tmp_path):
     words = "river stone light garden window morning silver quiet forest letter paper winter".split()
     texts = [" ".join(rng.choice(words) for _ in range(40)) for _ in range(60)]
     # RefinedWeb's schema, written in several row groups so that it is read batch by batch.
-    web = pa.table({"content": texts[:30], "url": [f"http://x/{i}" for i in range(30)],
-                    "timestamp": pa.array([1_700_000_000_000] * 30, pa.timestamp("ms")),
-                    "dump": ["CC-MAIN-2023-06"] * 30, "segment": ["1674764494974.22"] * 30})
+    web = pa.table(
+        {
+            "content": texts[:30],
+            "url": [f"http://x/{i}" for i in range(30)],
+            "timestamp": pa.array([1_700_000_000_000] * 30, pa.timestamp("ms")),
+            "dump": ["CC-MAIN-2023-06"] * 30,
+            "segment": ["1674764494974.22"] * 30,
+        }
+    )
     pq.write_table(web, tmp_path / "web.parquet", row_group_size=7)
     (tmp_path / "docs.jsonl").write_text("".join(json.dumps({"text": t}) + "\n" for t in texts[30:45]))
     (tmp_path / "ds").mkdir()
@@ -170,8 +181,13 @@ def test_filter_blocks_count_the_reasons_data_py_counts():
     from datatrove.data import Document
 
     cfg = PrepareConfig(min_chars=20)
-    texts = ["short", "a line\nlong enough to keep\n" * 12, "text \ufffd\ufffd\ufffd mangled " * 10,
-             "to be or not " * 30, "A sentence that says one thing, then another sentence that says another."]
+    texts = [
+        "short",
+        "a line\nlong enough to keep\n" * 12,
+        "text \ufffd\ufffd\ufffd mangled " * 10,
+        "to be or not " * 30,
+        "A sentence that says one thing, then another sentence that says another.",
+    ]
     drops: Counter = Counter()
     kept = [t for t, _ in filtered(cleaned([(t, "") for t in texts], cfg), cfg, drops)]
     docs = Chunks(cfg)(Document(text=t, id=str(i), metadata={}) for i, t in enumerate(texts))
@@ -179,8 +195,14 @@ def test_filter_blocks_count_the_reasons_data_py_counts():
     for block in blocks:
         docs = block(docs)
     assert [d.text for d in docs] == kept
-    counted = Counter({k.removeprefix("dropped_"): v.total for b in blocks for k, v in b.stats.stats.items()
-                       if k.startswith("dropped_")})
+    counted = Counter(
+        {
+            k.removeprefix("dropped_"): v.total
+            for b in blocks
+            for k, v in b.stats.stats.items()
+            if k.startswith("dropped_")
+        }
+    )
     assert counted == drops
     assert set(drops) == {"too_short", "repeated_lines", "binary", "repeated_ngrams"}
 
@@ -190,13 +212,28 @@ def test_killed_run_resumes_from_its_completed_tasks(english):
     tmp, sources = english
     out = tmp / "killed"
     work = tmp / ".killed.datatrove"
-    cmd = [sys.executable, "-m", "touchstone", "data", "prepare", *sources, "--out", str(out), "--executor", "local",
-           "--tasks", "4", "--workers", "1", "--vocab-size", "300"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "touchstone",
+        "data",
+        "prepare",
+        *sources,
+        "--out",
+        str(out),
+        "--executor",
+        "local",
+        "--tasks",
+        "4",
+        "--workers",
+        "1",
+        "--vocab-size",
+        "300",
+    ]
     cfg_file = tmp / "fractions.yaml"
     cfg_file.write_text("val_fraction: 0.02\ntest_fraction: 0.02\n")
     cmd += ["--config", str(cfg_file)]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     done = work / "logs" / "clean" / "completions"
     while proc.poll() is None and not (done.exists() and any(done.iterdir())):
         time.sleep(0.02)

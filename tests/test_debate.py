@@ -3,15 +3,25 @@
 import json
 
 import pytest
+from test_judge import tiny_model_dir
 
 from touchstone import cli
 from touchstone.debate import argue, debate
 from touchstone.errors import UserError
 
-from test_judge import tiny_model_dir
-
-A = {"span": 10.0, "root_chord": 1.2, "taper": 0.5, "sweep": 5, "twist": -2.0, "airfoil": "naca2412", "speed": 50,
-     "altitude": 2000, "weight": 4000, "alpha_limit": 10, "max_span": 14.0}
+A = {
+    "span": 10.0,
+    "root_chord": 1.2,
+    "taper": 0.5,
+    "sweep": 5,
+    "twist": -2.0,
+    "airfoil": "naca2412",
+    "speed": 50,
+    "altitude": 2000,
+    "weight": 4000,
+    "alpha_limit": 10,
+    "max_span": 14.0,
+}
 B = {"span": 7.0, "root_chord": 1.2, "taper": 0.5, "sweep": 5, "twist": -2.0, "airfoil": "naca0012"}
 
 

@@ -5,18 +5,21 @@ import json
 
 import pytest
 import torch
+from test_judge import tiny_model_dir
 
 from touchstone import cli
 from touchstone.errors import UserError
 from touchstone.evaluate import evaluate, parse_spec
+from touchstone.generate import load_model
 from touchstone.likelihood import score_minimal_pairs
 from touchstone.metrics import classification, wilson
-from touchstone.generate import load_model
 
-from test_judge import tiny_model_dir
-
-PAIRS = [("The cat sat on the mat.", "The cat sat on mat the."), ("The dogs run in the park.", "The dogs runs in the park."),
-         ("Paris is the capital of France.", "Paris are the capital of France."), ("Same.", "Same.")]
+PAIRS = [
+    ("The cat sat on the mat.", "The cat sat on mat the."),
+    ("The dogs run in the park.", "The dogs runs in the park."),
+    ("Paris is the capital of France.", "Paris are the capital of France."),
+    ("Same.", "Same."),
+]
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +52,9 @@ def test_minimal_pair_verdicts_equal_a_direct_log_prob_computation(model_dir):
     pairs = [{"sentence_good": g, "sentence_bad": b} for g, b in PAIRS[:3]] * 2
     pairs += [{"sentence_good": b, "sentence_bad": g} for g, b in PAIRS[:3]]
     got = score_minimal_pairs(model, tok, pairs, batch_size=4)
-    expect = [manual_logprob(model, tok, p["sentence_good"]) > manual_logprob(model, tok, p["sentence_bad"]) for p in pairs]
+    expect = [
+        manual_logprob(model, tok, p["sentence_good"]) > manual_logprob(model, tok, p["sentence_bad"]) for p in pairs
+    ]
     assert got == expect and any(got) and not all(got)
 
 
@@ -81,8 +86,12 @@ def test_metrics_on_a_hand_checked_confusion_matrix():
     # gold a a a b b, predicted a a b b a: tp(a)=2, fp(a)=1, fn(a)=1; tp(b)=1, fp(b)=1, fn(b)=1.
     m = classification(list("aaabb"), list("aabba"), ["a", "b"])
     assert m["accuracy"] == pytest.approx(3 / 5) and m["n"] == 5
-    assert m["per_label"]["a"]["precision"] == pytest.approx(2 / 3) and m["per_label"]["a"]["recall"] == pytest.approx(2 / 3)
-    assert m["per_label"]["b"]["precision"] == pytest.approx(1 / 2) and m["per_label"]["b"]["f1"] == pytest.approx(1 / 2)
+    assert m["per_label"]["a"]["precision"] == pytest.approx(2 / 3) and m["per_label"]["a"]["recall"] == pytest.approx(
+        2 / 3
+    )
+    assert m["per_label"]["b"]["precision"] == pytest.approx(1 / 2) and m["per_label"]["b"]["f1"] == pytest.approx(
+        1 / 2
+    )
     assert m["macro_f1"] == pytest.approx((2 / 3 + 1 / 2) / 2)
 
 
@@ -98,8 +107,21 @@ def test_results_json_has_provenance_and_a_report(model_dir, blimp_dir, tmp_path
     text = tmp_path / "t.txt"
     text.write_text("The cat sat on the mat. " * 10)
     out = tmp_path / "res" / "eval.json"
-    assert cli.main(["eval", str(model_dir), "--task", f"pairs:{pairs}", f"perplexity:{text}",
-                     f"minimal-pairs:{blimp_dir}", "--json", str(out)]) == 0
+    assert (
+        cli.main(
+            [
+                "eval",
+                str(model_dir),
+                "--task",
+                f"pairs:{pairs}",
+                f"perplexity:{text}",
+                f"minimal-pairs:{blimp_dir}",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     res = json.loads(out.read_text())
     prov = res["provenance"]
     assert len(prov["model_sha256"]) == 64 and prov["touchstone_version"]
@@ -141,8 +163,12 @@ def test_contrast_reads_code_claims_through_pairs_and_is_recorded(model_dir, tmp
     item = get_world("code").sample(random.Random(5))
     code_claim = CLAIM.format(code=item["completion"].rstrip("\n"), name=item["entry_point"], test=item["test"])
     f = tmp_path / "claims.jsonl"
-    f.write_text(json.dumps({"statement": code_claim, "label": True, "world": "code"}) + "\n"
-                 + json.dumps({"statement": "Paris is in France.", "label": True}) + "\n")
+    f.write_text(
+        json.dumps({"statement": code_claim, "label": True, "world": "code"})
+        + "\n"
+        + json.dumps({"statement": "Paris is in France.", "label": True})
+        + "\n"
+    )
     res = evaluate(model_dir, [f"claims:{f}"], contrast=2)
     assert res["tasks"][f"claims:{f}"]["claims_by_contrast"] == 1
     assert res["provenance"]["config"]["claim_contrast"] == 2
@@ -154,8 +180,9 @@ def test_contrast_reads_code_claims_through_pairs_and_is_recorded(model_dir, tmp
 def test_kinds_that_name_their_item_are_grouped_by_question_type(model_dir, tmp_path):
     f = tmp_path / "claims.jsonl"
     kinds = ["gcd:off_by_one", "fibonacci:off_by_one", "gcd:syntax_error"]
-    f.write_text("".join(json.dumps({"statement": f"Claim {i}.", "label": True, "kind": k}) + "\n"
-                         for i, k in enumerate(kinds)))
+    f.write_text(
+        "".join(json.dumps({"statement": f"Claim {i}.", "label": True, "kind": k}) + "\n" for i, k in enumerate(kinds))
+    )
     per_kind = evaluate(model_dir, [f"claims:{f}"])["tasks"][f"claims:{f}"]["per_kind"]
     assert {k: v["n"] for k, v in per_kind.items()} == {"off_by_one": 2, "syntax_error": 1}
 
@@ -202,8 +229,10 @@ def test_shared_prefix_rows_give_the_same_differences_as_separate_sentences(mode
 
     model, tok = load_model(model_dir)
     cases = [(g, b) for g, b in PAIRS[:3]] + [("The cat sat.", "The cat sat on the mat."), ("A dog.", "The dog.")]
-    ids = [(tok(" " + g, add_special_tokens=False)["input_ids"], tok(" " + b, add_special_tokens=False)["input_ids"])
-           for g, b in cases]
+    ids = [
+        (tok(" " + g, add_special_tokens=False)["input_ids"], tok(" " + b, add_special_tokens=False)["input_ids"])
+        for g, b in cases
+    ]
     got = pair_differences(model, tok.bos_token_id, ids).tolist()
     for d, (g, b) in zip(got, cases):
         assert d == pytest.approx(manual_logprob(model, tok, g) - manual_logprob(model, tok, b), abs=1e-4)

@@ -42,9 +42,8 @@ def test_overwrite_never_replaces_a_directory_touchstone_did_not_write(tmp_path)
         check_output(mine, overwrite=True, directory=True)
     ours = made(tmp_path / "ours")
     (ours / "added.txt").write_text("added by hand")  # ours, but someone put a file in it since
-    with pytest.raises(UserError, match="added.txt"):
-        with atomic_dir(ours, overwrite=True) as stage:
-            write_manifest(stage)
+    with pytest.raises(UserError, match="added.txt"), atomic_dir(ours, overwrite=True) as stage:
+        write_manifest(stage)
     assert (mine / "notes.txt").read_text() == "keep me" and (ours / "added.txt").exists()
 
 

@@ -3,14 +3,13 @@
 import random
 
 import pytest
+from test_judge import tiny_model_dir
 
 from touchstone.errors import UserError
 from touchstone.files import check_manifest, write_jsonl_atomic
+from touchstone.records import claim_record, pair_record
 from touchstone.train.finetune import FinetuneConfig, finetune, read_records
 from touchstone.train.objectives import judge_loss
-from touchstone.records import claim_record, pair_record
-
-from test_judge import tiny_model_dir
 
 
 def records(n: int = 24, seed: int = 0) -> list[dict]:
@@ -38,16 +37,15 @@ def setup(tmp_path_factory):
 def text_data(setup):
     """A prepared-data directory's token shards, made directly from the tiny tokenizer."""
     import numpy as np
-    from transformers import AutoTokenizer
-
     from test_judge import TEXT
+    from transformers import AutoTokenizer
 
     d, model = setup
     tok = AutoTokenizer.from_pretrained(str(model))
     ids = np.array(tok(TEXT)["input_ids"] * 3, dtype=np.uint16)
     (d / "text" / "tokens").mkdir(parents=True)
     ids[: len(ids) * 3 // 4].tofile(d / "text" / "tokens" / "train.bin")
-    ids[len(ids) * 3 // 4:].tofile(d / "text" / "tokens" / "val.bin")
+    ids[len(ids) * 3 // 4 :].tofile(d / "text" / "tokens" / "val.bin")
     return d / "text"
 
 
@@ -79,8 +77,12 @@ def test_a_time_budget_stops_early_with_a_complete_model(setup):
 
 def test_lm_loss_and_perplexity_before_and_after(setup, text_data):
     d, model = setup
-    r = finetune(model, [str(d / "train.jsonl")], d / "with-lm",
-                 FinetuneConfig(epochs=0.5, batch_size=8, text_data=str(text_data), lm_weight=1.0))
+    r = finetune(
+        model,
+        [str(d / "train.jsonl")],
+        d / "with-lm",
+        FinetuneConfig(epochs=0.5, batch_size=8, text_data=str(text_data), lm_weight=1.0),
+    )
     assert r["perplexity_before"] > 1 and r["perplexity_after"] > 1
     assert r["perplexity_after"] != r["perplexity_before"]
 
@@ -91,7 +93,7 @@ def test_every_objective_gives_a_finite_loss_with_gradients(setup, objective):
 
     from touchstone.generate import load_model
 
-    d, path = setup
+    _d, path = setup
     model, tok = load_model(path)
     loss = judge_loss(model, tok, records(4), objective, bf16=False)
     loss.backward()
@@ -101,15 +103,17 @@ def test_every_objective_gives_a_finite_loss_with_gradients(setup, objective):
 def test_pairwise_loss_is_bradley_terry_on_sequence_log_likelihoods(setup):
     import torch
 
+    from touchstone.generate import load_model
     from touchstone.likelihood import continuation_logprobs
     from touchstone.train.objectives import version_requests
-    from touchstone.generate import load_model
 
-    d, path = setup
+    _d, path = setup
     model, tok = load_model(path)
     pairs = [r for r in records(6) if "a" in r]
     s = continuation_logprobs(model, [q for r in pairs for q in version_requests(tok, r)])
-    expect = -sum(torch.nn.functional.logsigmoid(torch.tensor(s[2 * i] - s[2 * i + 1])) for i in range(len(pairs))) / len(pairs)
+    expect = -sum(
+        torch.nn.functional.logsigmoid(torch.tensor(s[2 * i] - s[2 * i + 1])) for i in range(len(pairs))
+    ) / len(pairs)
     with torch.no_grad():
         assert float(judge_loss(model, tok, pairs, "pairwise", bf16=False)) == pytest.approx(float(expect), abs=1e-4)
 
@@ -131,21 +135,32 @@ def test_grouping_by_length_gives_the_one_batch_loss(setup, objective):
     import torch
     import torch.nn.functional as F
 
-    from touchstone.likelihood import batch_logprobs
-    from touchstone.train.objectives import answer_examples, version_requests
+    from touchstone import prompts
     from touchstone.generate import load_model
     from touchstone.judge import encode, last_logits
-    from touchstone import prompts
+    from touchstone.likelihood import batch_logprobs
+    from touchstone.train.objectives import answer_examples, version_requests
 
-    d, path = setup
+    _d, path = setup
     model, tok = load_model(path)
-    batch = records(4) + [pair_record("Which animal sat? " + "It was a long day. " * 3, "the cat sat.",
-                                      "the dog sat.", "a", world="test", kind="animal")]
+    batch = records(4) + [
+        pair_record(
+            "Which animal sat? " + "It was a long day. " * 3,
+            "the cat sat.",
+            "the dog sat.",
+            "a",
+            world="test",
+            kind="animal",
+        )
+    ]
     with torch.no_grad():
         if objective == "answer":
             answers = [ex for r in batch for ex in answer_examples(r)]
             logits = last_logits(model, [encode(tok, q) for q, _ in answers], tok.pad_token_id)
-            ids = {a: tok.convert_tokens_to_ids(a) for a in (prompts.ANSWER_A, prompts.ANSWER_B, prompts.ANSWER_TRUE, prompts.ANSWER_FALSE)}
+            ids = {
+                a: tok.convert_tokens_to_ids(a)
+                for a in (prompts.ANSWER_A, prompts.ANSWER_B, prompts.ANSWER_TRUE, prompts.ANSWER_FALSE)
+            }
             pair = [ids[prompts.ANSWER_A], ids[prompts.ANSWER_B]]
             claim = [ids[prompts.ANSWER_TRUE], ids[prompts.ANSWER_FALSE]]
             choices = torch.tensor([pair if a in (prompts.ANSWER_A, prompts.ANSWER_B) else claim for _, a in answers])
@@ -198,6 +213,11 @@ def test_a_time_budget_trains_until_the_deadline_whatever_the_epochs(setup, monk
 def test_callback_sees_every_step(setup):
     d, model = setup
     seen = []
-    finetune(model, [str(d / "train.jsonl")], d / "called", FinetuneConfig(epochs=1, batch_size=4),
-             callback=lambda step, m, tok: seen.append((step, m.training)))
+    finetune(
+        model,
+        [str(d / "train.jsonl")],
+        d / "called",
+        FinetuneConfig(epochs=1, batch_size=4),
+        callback=lambda step, m, tok: seen.append((step, m.training)),
+    )
     assert [s for s, _ in seen] == list(range(5))  # 8 records x 2 / 4 per step: before, then after each of 4

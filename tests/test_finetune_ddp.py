@@ -32,7 +32,7 @@ def setup(tmp_path_factory):
     ids = np.array(tok(TEXT)["input_ids"] * 3, dtype=np.uint16)
     (d / "text" / "tokens").mkdir(parents=True)
     ids[: len(ids) * 3 // 4].tofile(d / "text" / "tokens" / "train.bin")
-    ids[len(ids) * 3 // 4:].tofile(d / "text" / "tokens" / "val.bin")
+    ids[len(ids) * 3 // 4 :].tofile(d / "text" / "tokens" / "val.bin")
     return d, model
 
 
@@ -43,13 +43,39 @@ def test_two_processes_equal_one_with_their_joint_batch(setup, tmp_path):
     data, text = str(d / "train.jsonl"), str(d / "text")
     two, config = tmp_path / "two", tmp_path / "fp32.yaml"
     config.write_text("bf16: false\n")  # bf16 rounds the shares and the whole batch too differently to compare
-    torchrun("-m", "touchstone", "finetune", str(model), "--data", data, "--out", str(two), "--epochs", str(EPOCHS),
-             "--batch-size", str(BATCH), "--lr", str(LR), "--objective", "mix", "--text-data", text,
-             "--lm-weight", "1.0", "--config", str(config))
+    torchrun(
+        "-m",
+        "touchstone",
+        "finetune",
+        str(model),
+        "--data",
+        data,
+        "--out",
+        str(two),
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        str(BATCH),
+        "--lr",
+        str(LR),
+        "--objective",
+        "mix",
+        "--text-data",
+        text,
+        "--lm-weight",
+        "1.0",
+        "--config",
+        str(config),
+    )
     manifest = check_manifest(two)
-    one = finetune(model, [data], tmp_path / "one", FinetuneConfig(epochs=EPOCHS, batch_size=2 * BATCH, lr=LR,
-                                                                   objective="mix", text_data=text, lm_weight=1.0,
-                                                                   bf16=False))
+    one = finetune(
+        model,
+        [data],
+        tmp_path / "one",
+        FinetuneConfig(
+            epochs=EPOCHS, batch_size=2 * BATCH, lr=LR, objective="mix", text_data=text, lm_weight=1.0, bf16=False
+        ),
+    )
     assert manifest["world_size"] == 2 and manifest["records_per_step"] == 2 * BATCH
     assert manifest["steps"] == one["steps"] == 3  # 12 records x 2 epochs / 8 a step
     assert manifest["loss_first"] == pytest.approx(one["loss_first"], rel=1e-5)  # the summed loss of the shares

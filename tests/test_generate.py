@@ -34,7 +34,7 @@ def test_perplexity_is_finite_and_bits_per_byte_consistent(model_dir, tmp_path):
     f = tmp_path / "t.txt"
     f.write_text(text, encoding="utf-8")
     r = perplexity(model_dir, f)
-    model, tok = load_model(model_dir)
+    _model, tok = load_model(model_dir)
     assert r["tokens"] == len(tok(text)["input_ids"]) > 64  # longer than the context: several windows
     assert r["bytes"] == len(text.encode("utf-8"))
     assert math.isfinite(r["perplexity"]) and r["perplexity"] > 1

@@ -86,8 +86,10 @@ def golden_hashes(root) -> dict[str, str]:
                     summary = {**summary, "recipe": flat(summary["recipe"])}
                 steps[f"{g['gen']}/{step}"] = None if step in UNHASHED_STEPS else summary
         # The rows the loop wrote besides generations and steps (no timestamps in them).
-        tables = {t: ledger.db.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall()
-                  for t in ("candidates", "records", "data_counts", "metrics")}
+        tables = {
+            t: ledger.db.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall()
+            for t in ("candidates", "records", "data_counts", "metrics")
+        }
     finally:
         ledger.close()
     return {
@@ -109,8 +111,24 @@ def test_one_generation_gives_the_golden_hashes(tmp_path):
     # keep_rejected: the generation's candidates and training draw stay on disk to be hashed.
     cfg = replace(tiny_config(), keep_rejected=True)
     assert cli(["data", "prepare", str(SHAKESPEARE), "--out", str(root / "data" / "orig"), "--seed", "0"]) == 0
-    assert cli(["pretrain", "--data", str(root / "data" / "orig"), "--out", str(root / "models" / "gen-0000"),
-                "--size", "nano", "--tokens", "200000", "--seed", "0"]) == 0
+    assert (
+        cli(
+            [
+                "pretrain",
+                "--data",
+                str(root / "data" / "orig"),
+                "--out",
+                str(root / "models" / "gen-0000"),
+                "--size",
+                "nano",
+                "--tokens",
+                "200000",
+                "--seed",
+                "0",
+            ]
+        )
+        == 0
+    )
     result = run(root, cfg, generations=1)
     assert result["finished"] == 1
     got = golden_hashes(root)

@@ -8,8 +8,10 @@ import pytest
 from touchstone import cli, prompts
 from touchstone.judge import AsyncJudge, Judge
 
-TEXT = ("The cat sat on the mat. The dogs run in the park. 17 + 25 = 42. Paris is the capital of France. "
-        "A wing with a long span has less induced drag. ") * 20
+TEXT = (
+    "The cat sat on the mat. The dogs run in the park. 17 + 25 = 42. Paris is the capital of France. "
+    "A wing with a long span has less induced drag. "
+) * 20
 
 
 def tiny_model_dir(path, seed: int = 0, n_positions: int = 128):
@@ -22,8 +24,9 @@ def tiny_model_dir(path, seed: int = 0, n_positions: int = 128):
     train_from_texts([TEXT], path / "tok", vocab_size=320)
     tok = AutoTokenizer.from_pretrained(str(path / "tok"))
     torch.manual_seed(seed)
-    cfg = GPT2Config(vocab_size=len(tok), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2,
-                     bos_token_id=0, eos_token_id=0)
+    cfg = GPT2Config(
+        vocab_size=len(tok), n_positions=n_positions, n_embd=32, n_layer=2, n_head=2, bos_token_id=0, eos_token_id=0
+    )
     out = path / "model"
     GPT2LMHeadModel(cfg).save_pretrained(out)
     tok.save_pretrained(out)
@@ -79,9 +82,11 @@ def test_claims_by_contrast_read_the_pair_answers_and_the_rest_directly(judge):
     code = get_world("code")
     item = code.sample(random.Random(3))
     statement = CLAIM.format(code=item["completion"].rstrip("\n"), name=item["entry_point"], test=item["test"])
-    records = [{"statement": statement, "label": True, "world": "code"},
-               {"statement": "Paris is the capital of France.", "label": True, "world": "facts"},
-               {"statement": "A statement of no world.", "label": False}]
+    records = [
+        {"statement": statement, "label": True, "world": "code"},
+        {"statement": "Paris is the capital of France.", "label": True, "world": "facts"},
+        {"statement": "A statement of no world.", "label": False},
+    ]
     asked = code.contrast(records[0], random.Random(0), 3)
     assert len(asked) == 3 and all(q["a"] == item["completion"] and q["b"] != q["a"] for q in asked)
     assert code.contrast(records[1], random.Random(0), 3) == []  # not a code claim: nothing to mutate
@@ -104,8 +109,12 @@ def test_foreign_model_gets_the_answer_tokens(tmp_path):
 
     raw = Tokenizer(models.BPE())
     raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    raw.train_from_iterator([TEXT], trainers.BpeTrainer(vocab_size=300, special_tokens=["<eos>"],
-                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    raw.train_from_iterator(
+        [TEXT],
+        trainers.BpeTrainer(
+            vocab_size=300, special_tokens=["<eos>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+        ),
+    )
     tok = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<eos>")
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=64, n_embd=16, n_layer=1, n_head=2))

@@ -29,8 +29,10 @@ def eval_set(tmp_path):
 
 def write(tmp_path, records, name="data.jsonl"):
     path = tmp_path / name
-    path.write_text("".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in records),
-                    encoding="utf-8")
+    path.write_text(
+        "".join((r if isinstance(r, str) else json.dumps(r, ensure_ascii=False)) + "\n" for r in records),
+        encoding="utf-8",
+    )
     return str(path)
 
 
@@ -136,8 +138,10 @@ def test_fix_writes_fixed_and_quarantined_and_leaves_input(tmp_path, eval_set):
     decomposed = unicodedata.normalize("NFD", "Café au lait is a drink.")
     fixable = {**claim_record(decomposed, True, world="facts-test", kind="k"), "id": "f" * 64}
     dup = claim("Rome is in Italy.")
-    path = write(tmp_path, [fixable, dup, dup, pair("the cats sleep on the warm mat", "cats sleeps"),
-                            text_record("plain text", "test")])
+    path = write(
+        tmp_path,
+        [fixable, dup, dup, pair("the cats sleep on the warm mat", "cats sleeps"), text_record("plain text", "test")],
+    )
     before = open(path, encoding="utf-8").read()
     assert lint_main([path], fix=str(tmp_path / "rework"), eval_sets=[eval_set], verify=False) == 0
     assert open(path, encoding="utf-8").read() == before

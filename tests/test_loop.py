@@ -30,8 +30,8 @@ needs_corpus = pytest.mark.skipif(not SHAKESPEARE.is_dir(), reason="shared tiny 
 
 # ------------------------------------------------------------------------------------------- gate
 def test_gate_sets_stay_full_when_earlier_gates_ban_a_small_worlds_items():
-    from touchstone.worlds.splits import split_world
     from touchstone.worlds import get_world
+    from touchstone.worlds.splits import split_world
 
     facts = get_world("facts")  # a few hundred countries: its popular items recur in every draw
     taken: set[str] = set()
@@ -42,7 +42,7 @@ def test_gate_sets_stay_full_when_earlier_gates_ban_a_small_worlds_items():
         assert len(ids) == len(set(ids)) and not set(ids) & taken and all(r["verdict"]["ok"] for r in gate)
         if gen == 1:  # nothing banned yet: the plain draw, each record once (facts repeats items), then more
             once = list(dict.fromkeys(r["id"] for r in plain))
-            assert len(once) < 200 and ids[:len(once)] == once
+            assert len(once) < 200 and ids[: len(once)] == once
         assert len(gate) >= 195  # a single draw alone would thin (about 140 by the sixth generation)
         taken |= set(ids)
     assert len(plain) < 180
@@ -53,7 +53,7 @@ def test_mcnemar_uses_only_discordant_records():
     challenger = [True] * 50 + [True] * 10 + [False] * 40  # 10 wins, no losses
     r = mcnemar(champion, challenger)
     assert (r["challenger_only"], r["champion_only"]) == (10, 0)
-    assert r["p_value"] == pytest.approx(0.5 ** 10)
+    assert r["p_value"] == pytest.approx(0.5**10)
     tie = mcnemar([True, False] * 20, [False, True] * 20)  # 20 wins, 20 losses
     assert tie["p_value"] > 0.5
     assert mcnemar([True] * 5, [True] * 5)["p_value"] == 1.0
@@ -64,8 +64,11 @@ def test_decide_needs_significance_and_no_significant_suite_regression():
     same = [True] * 80 + [False] * 20
     assert decide(win, {"numbers": same}, {"numbers": [True] * 78 + [False] * 22})[0]
     # code: 90% -> 80%, the champion alone right on 10 records: a material and significant drop
-    promote, reason = decide(win, {"numbers": same, "code": [True] * 90 + [False] * 10},
-                             {"numbers": same, "code": [True] * 80 + [False] * 20})
+    promote, reason = decide(
+        win,
+        {"numbers": same, "code": [True] * 90 + [False] * 10},
+        {"numbers": same, "code": [True] * 80 + [False] * 20},
+    )
     assert not promote and "code" in reason and "regression" in reason
     # near chance, a 6-point drop made of 28 losses and 22 wins is noise, not a regression
     noisy_champion = [True] * 28 + [False] * 22 + [True] * 25 + [False] * 25
@@ -86,15 +89,21 @@ def test_one_chance_drop_among_six_suites_does_not_count_as_a_regression():
     # p ~ 0.09 alone is not significant; code: 62 -> 54, 20 against 12, p ~ 0.11; with the others
     # unchanged, Holm over six suites flags neither, and a drop of 20 losses to 2 wins it does flag.
     same = [True] * 50 + [False] * 50
-    champ = {w: same for w in ("wing", "colour", "language", "facts")}
+    champ = dict.fromkeys(("wing", "colour", "language", "facts"), same)
     chall = dict(champ)
-    champ["numbers"], chall["numbers"] = [True] * 18 + [False] * 10 + [True] * 40 + [False] * 32, \
-        [False] * 18 + [True] * 10 + [True] * 40 + [False] * 32
-    champ["code"], chall["code"] = [True] * 20 + [False] * 12 + [True] * 42 + [False] * 26, \
-        [False] * 20 + [True] * 12 + [True] * 42 + [False] * 26
+    champ["numbers"], chall["numbers"] = (
+        [True] * 18 + [False] * 10 + [True] * 40 + [False] * 32,
+        [False] * 18 + [True] * 10 + [True] * 40 + [False] * 32,
+    )
+    champ["code"], chall["code"] = (
+        [True] * 20 + [False] * 12 + [True] * 42 + [False] * 26,
+        [False] * 20 + [True] * 12 + [True] * 42 + [False] * 26,
+    )
     assert regressed_suites(champ, chall) == {}
-    champ["code"], chall["code"] = [True] * 20 + [False] * 2 + [True] * 42 + [False] * 36, \
-        [False] * 20 + [True] * 2 + [True] * 42 + [False] * 36
+    champ["code"], chall["code"] = (
+        [True] * 20 + [False] * 2 + [True] * 42 + [False] * 36,
+        [False] * 20 + [True] * 2 + [True] * 42 + [False] * 36,
+    )
     assert set(regressed_suites(champ, chall)) == {"code"}
 
 
@@ -116,14 +125,19 @@ def test_mutation_changes_one_or_two_settings_within_bounds():
         changed = [n for n in names if getattr(new, n) != getattr(base, n)]
         assert 1 <= len(changes) <= 2 and len(changed) <= len(changes)
         trainer = new.finetune
-        assert 1e-5 <= trainer.lr <= 5e-4 and 0.5 <= trainer.epochs <= 3 and 500 <= new.train_records <= 2000 \
+        assert (
+            1e-5 <= trainer.lr <= 5e-4
+            and 0.5 <= trainer.epochs <= 3
+            and 500 <= new.train_records <= 2000
             and trainer.objective != "pairwise"
+        )
 
 
 def test_recipe_file_round_trips_and_rejects_unknown_keys(tmp_path):
     p = tmp_path / "r.yaml"
-    p.write_text(recipe_yaml(Recipe(finetune=replace(default_trainer(), lr=1e-3)), ["lr 3e-4 -> 1e-3"],
-                             {"touchstone": "x"}))
+    p.write_text(
+        recipe_yaml(Recipe(finetune=replace(default_trainer(), lr=1e-3)), ["lr 3e-4 -> 1e-3"], {"touchstone": "x"})
+    )
     assert load_recipe(p).finetune.lr == 1e-3
     p.write_text("lrr: 0.1\n")
     with pytest.raises(UserError, match="unknown key 'lrr'"):
@@ -141,8 +155,10 @@ def test_recipe_reads_trainer_settings_flat_or_under_finetune(tmp_path):
     assert flat == nested and flat.finetune.lr == 3e-4 and flat.finetune.epochs == 2.0
     assert flat.trainer(minutes=1.0).minutes == 1.0 and flat.trainer().lm_weight == Recipe().finetune.lm_weight
     old = tmp_path / "gen-0003.yaml"
-    old.write_text("lr: 0.0002\nepochs: 1.5\nbatch_size: 8\nobjective: answer\nlm_weight: 0.25\ntrain_records: 500\n"
-                   "new_fraction: 0.3\nhard_weight: 3\nmixture: {numbers: 1.0}\nchanges: [epochs 2 -> 1.5]\n")
+    old.write_text(
+        "lr: 0.0002\nepochs: 1.5\nbatch_size: 8\nobjective: answer\nlm_weight: 0.25\ntrain_records: 500\n"
+        "new_fraction: 0.3\nhard_weight: 3\nmixture: {numbers: 1.0}\nchanges: [epochs 2 -> 1.5]\n"
+    )
     r = load_recipe(old)
     assert (r.finetune.lr, r.finetune.epochs, r.finetune.batch_size, r.hard_weight) == (2e-4, 1.5, 8, 3)
     assert load_recipe(_written(tmp_path, recipe_yaml(r))) == r  # the nested file round-trips
@@ -164,10 +180,9 @@ def _written(tmp_path, text: str):
 def test_ledger_transaction_is_all_or_nothing(tmp_path):
     ledger = Ledger(tmp_path / "ledger.sqlite")
     ledger.start_generation(1, "gen-0000")
-    with pytest.raises(RuntimeError):
-        with ledger.transaction():
-            ledger.finish_step(1, "synthesize", 1.0, {})
-            raise RuntimeError("killed mid-step")
+    with pytest.raises(RuntimeError), ledger.transaction():
+        ledger.finish_step(1, "synthesize", 1.0, {})
+        raise RuntimeError("killed mid-step")
     assert ledger.done_steps(1) == {}
     with ledger.transaction():
         ledger.finish_step(1, "synthesize", 1.0, {"candidates": 3})
@@ -179,8 +194,12 @@ def test_ledger_transaction_is_all_or_nothing(tmp_path):
 def test_a_second_loop_on_the_same_workspace_refuses(tmp_path):
     ws = Workspace(tmp_path / "ws")
     with ws.lock():
-        r = subprocess.run([sys.executable, "-m", "touchstone", "run", "--workspace", str(ws.root)],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "touchstone", "run", "--workspace", str(ws.root)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     assert r.returncode == 2
     assert "in use by another loop" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
@@ -210,9 +229,19 @@ def test_training_continues_from_a_rejected_challenger_only_when_it_was_no_worse
 
 # ---------------------------------------------------------------------------------- a generation
 def tiny_config(**recipe) -> LoopConfig:
-    return LoopConfig(size="nano", pretrain_minutes=0.1, sources=[str(SHAKESPEARE)], worlds=["numbers", "facts"],
-                      records_per_world=60, own_samples=4, mutations=10, gate_per_world=40, reverify_sample=10,
-                      disagreement_sample=20, recipe={"train_records": 100, **recipe})
+    return LoopConfig(
+        size="nano",
+        pretrain_minutes=0.1,
+        sources=[str(SHAKESPEARE)],
+        worlds=["numbers", "facts"],
+        records_per_world=60,
+        own_samples=4,
+        mutations=10,
+        gate_per_world=40,
+        reverify_sample=10,
+        disagreement_sample=20,
+        recipe={"train_records": 100, **recipe},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -314,9 +343,24 @@ def test_sigterm_stops_a_step_at_once_and_the_next_run_resumes_it(tmp_path, caps
 
     root, cfg_path = tmp_path / "ws", tmp_path / "loop.yaml"
     cfg_path.write_text(yaml.safe_dump(to_dict(replace(tiny_config(), pretrain_minutes=0.5))))
-    proc = subprocess.Popen([sys.executable, "-m", "touchstone", "run", "--workspace", str(root), "--config",
-                             str(cfg_path), "--generations", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "touchstone",
+            "run",
+            "--workspace",
+            str(root),
+            "--config",
+            str(cfg_path),
+            "--generations",
+            "1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     try:
         for line in proc.stdout:
             if "generation 0: pretrain" in line:
@@ -361,15 +405,26 @@ def test_the_loop_survives_kill_9_at_random_instants(tmp_path):
     cfg_path.write_text(yaml.safe_dump(to_dict(tiny_config())))
 
     def command(generations: int) -> list[str]:
-        return [sys.executable, "-m", "touchstone", "run", "--workspace", str(root), "--config", str(cfg_path),
-                "--generations", str(generations)]
+        return [
+            sys.executable,
+            "-m",
+            "touchstone",
+            "run",
+            "--workspace",
+            str(root),
+            "--config",
+            str(cfg_path),
+            "--generations",
+            str(generations),
+        ]
 
     rng = random.Random(1)
     kills, target = 0, 2
     while kills < 24:
         assert target <= 30, f"only {kills} kills landed before 30 generations were done"
-        proc = subprocess.Popen(command(target), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            command(target), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+        )
         try:
             proc.wait(timeout=rng.uniform(2, 20))
             err = proc.stderr.read()

@@ -42,8 +42,16 @@ def data(tmp_path_factory):
 
 def nano(**kw):
     # The CPU, also where a GPU is visible: the exact-resume tests need its deterministic kernels.
-    base = dict(size="nano", tokens=4 * 16 * 64, eval_every=2, compile=False, bf16=False, seq_len=64, batch_size=16,
-                device="cpu")
+    base = dict(
+        size="nano",
+        tokens=4 * 16 * 64,
+        eval_every=2,
+        compile=False,
+        bf16=False,
+        seq_len=64,
+        batch_size=16,
+        device="cpu",
+    )
     return PretrainConfig(**{**base, **kw})
 
 
@@ -193,8 +201,9 @@ def test_corrupt_checkpoint_is_a_one_line_error(data, tmp_path, monkeypatch, cap
 def test_unknown_config_key_is_a_one_line_error(data, tmp_path, capsys):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text("size: nano\nlearning_rate: 0.1\n")
-    code, err = run_cli(["pretrain", "--data", str(data), "--out", str(tmp_path / "m"), "--config", str(recipe)],
-                        capsys)
+    code, err = run_cli(
+        ["pretrain", "--data", str(data), "--out", str(tmp_path / "m"), "--config", str(recipe)], capsys
+    )
     assert code == 2 and len(err.splitlines()) == 1 and "learning_rate" in err
     assert not (tmp_path / "m").exists()
 
@@ -238,7 +247,7 @@ def test_a_time_budget_trains_until_the_deadline_on_the_clock_s_schedule(data, t
     peak = resolve(nano()).lr
     assert max(rates) > 0.9 * peak  # a slow start spends the warmup's share of the time, not the peak
     assert rates[-1] == pytest.approx(peak / 10, rel=0.05)  # the last step is on the decayed rate
-    after_peak = rates[rates.index(max(rates)):]
+    after_peak = rates[rates.index(max(rates)) :]
     assert all(a >= b for a, b in itertools.pairwise(after_peak))
 
 

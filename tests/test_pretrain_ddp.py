@@ -14,8 +14,22 @@ from touchstone.train.pretrain import pretrain
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, SEQ, STEPS = 8, 64, 4  # per process; a step of two processes trains on 2 * BATCH windows
-FLAGS = ["--size", "nano", "--tokens", str(STEPS * 2 * BATCH * SEQ), "--batch-size", str(BATCH), "--seq-len",
-         str(SEQ), "--eval-every", "2", "--no-compile", "--no-bf16", "--device", "cpu"]
+FLAGS = [
+    "--size",
+    "nano",
+    "--tokens",
+    str(STEPS * 2 * BATCH * SEQ),
+    "--batch-size",
+    str(BATCH),
+    "--seq-len",
+    str(SEQ),
+    "--eval-every",
+    "2",
+    "--no-compile",
+    "--no-bf16",
+    "--device",
+    "cpu",
+]
 
 # Rank 0 dies right after writing its first checkpoint, like a killed job; torchrun then stops rank 1.
 CRASH = """
@@ -37,8 +51,20 @@ def torchrun(*args, check=True):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--master-addr", "127.0.0.1",
-           "--master-port", str(port), "--nproc_per_node", "2", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes",
+        "1",
+        "--master-addr",
+        "127.0.0.1",
+        "--master-port",
+        str(port),
+        "--nproc_per_node",
+        "2",
+        *args,
+    ]
     # The checkout under test first on the path: a script run by file name (CRASH) would otherwise import
     # whichever touchstone is installed.
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

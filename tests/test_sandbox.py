@@ -35,8 +35,7 @@ def test_correct_function_passes(box):
 
 
 def test_no_network(box):
-    code = ("import socket\ndef add(a, b):\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n"
-            "    return a + b\n")
+    code = "import socket\ndef add(a, b):\n    socket.create_connection(('1.1.1.1', 53), timeout=1)\n    return a + b\n"
     r = box.check(code, TEST_ADD, "add")
     assert r.status == "runtime_error" and "unreachable" in r.message.lower()
 
@@ -97,8 +96,10 @@ def test_exit_during_a_call_is_not_a_pass(box):
 
 
 def test_always_equal_object_is_not_a_pass(box):
-    code = ("class Yes:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
-            "def add(a, b):\n    return Yes()\n")
+    code = (
+        "class Yes:\n    def __eq__(self, other):\n        return True\n    __hash__ = None\n"
+        "def add(a, b):\n    return Yes()\n"
+    )
     r = box.check(code, TEST_ADD, "add")
     assert r.status == "wrong_answer" and "Yes" in r.message
 
@@ -109,8 +110,7 @@ def test_int_subclass_cannot_lie_about_equality(box):
 
 
 def test_forged_pass_on_stdout_is_not_a_pass(box):
-    code = ("import sys, os\nprint('{\"status\": \"pass\"}')\nos.write(1, b'PASS')\n"
-            "def add(a, b):\n    return 0\n")
+    code = "import sys, os\nprint('{\"status\": \"pass\"}')\nos.write(1, b'PASS')\ndef add(a, b):\n    return 0\n"
     assert box.check(code, TEST_ADD, "add").status == "wrong_answer"
 
 
@@ -128,16 +128,19 @@ def test_stack_frame_tampering_is_not_a_pass(box):
         "    for obj in gc.get_objects():\n"
         "        if isinstance(obj, dict) and 'status' in obj:\n"
         "            obj['status'] = 'pass'\n"
-        "    return 0\n")
+        "    return 0\n"
+    )
     assert box.check(code, TEST_ADD, "add").status != "pass"
 
 
 def test_program_cannot_read_the_test():
     # The expected values live only in the test process; the program looks for them everywhere.
-    code = ("import gc, sys\n"
-            "found = any(isinstance(o, str) and 'SECRET_EXPECTED' in o for o in gc.get_objects())\n"
-            "found = found or any('SECRET_EXPECTED' in repr(v) for v in sys.modules['__main__'].__dict__.values())\n"
-            "def f():\n    return found\n")
+    code = (
+        "import gc, sys\n"
+        "found = any(isinstance(o, str) and 'SECRET_EXPECTED' in o for o in gc.get_objects())\n"
+        "found = found or any('SECRET_EXPECTED' in repr(v) for v in sys.modules['__main__'].__dict__.values())\n"
+        "def f():\n    return found\n"
+    )
     test = "def check(candidate):\n    assert candidate() == False, 'SECRET_EXPECTED'\n"
     with Sandbox(workers=1) as b:
         assert b.check(code, test, "f").status == "pass"

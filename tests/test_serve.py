@@ -28,8 +28,19 @@ from touchstone.loop.workspace import Workspace, check_invariants
 from touchstone.serve import ServeConfig, create_app
 from touchstone.serve.app import check_config, make_server
 
-WING_A = {"span": 10.0, "root_chord": 1.2, "taper": 0.5, "sweep": 5, "twist": -2.0, "airfoil": "naca2412",
-          "speed": 50, "altitude": 2000, "weight": 4000, "alpha_limit": 10, "max_span": 14.0}
+WING_A = {
+    "span": 10.0,
+    "root_chord": 1.2,
+    "taper": 0.5,
+    "sweep": 5,
+    "twist": -2.0,
+    "airfoil": "naca2412",
+    "speed": 50,
+    "altitude": 2000,
+    "weight": 4000,
+    "alpha_limit": 10,
+    "max_span": 14.0,
+}
 WING_B = {"span": 7.0, "root_chord": 1.2, "taper": 0.5, "sweep": 5, "twist": -2.0, "airfoil": "naca0012"}
 
 
@@ -136,26 +147,39 @@ def test_the_tool_answers_each_worlds_own_question(client):
 
 
 def test_the_evidence_a_person_wants_to_see(client):
-    tool = client.post("/api/v1/judge/pair", json={"prompt": "What is 17 plus 25?", "a": "43", "b": "42"}).json()["verifier"]
+    tool = client.post("/api/v1/judge/pair", json={"prompt": "What is 17 plus 25?", "a": "43", "b": "42"}).json()[
+        "verifier"
+    ]
     assert tool == {"world": "numbers", "answer": "b", "reason": None, "evidence": {"actual": 42, "correct": "b"}}
-    tool = client.post("/api/v1/judge/pair", json={"prompt": "What is the name of the colour #ff0000?",
-                                                   "a": "red", "b": "blue"}).json()["verifier"]
+    tool = client.post(
+        "/api/v1/judge/pair", json={"prompt": "What is the name of the colour #ff0000?", "a": "red", "b": "blue"}
+    ).json()["verifier"]
     assert tool["answer"] == "a" and tool["evidence"]["a"]["nearest_reference"] == "#ff0000"
     assert tool["evidence"]["b"]["nearest_reference"].startswith("#")
     test = "def check(candidate):\n    assert candidate(2) == 4\n"
-    tool = client.post("/api/v1/judge/pair", json={
-        "prompt": f"Which version of `double` passes these tests?\n\n{test}",
-        "a": "def double(x):\n    return x * 2\n", "b": "def double(x):\n    return x / 0\n"}).json()["verifier"]
+    tool = client.post(
+        "/api/v1/judge/pair",
+        json={
+            "prompt": f"Which version of `double` passes these tests?\n\n{test}",
+            "a": "def double(x):\n    return x * 2\n",
+            "b": "def double(x):\n    return x / 0\n",
+        },
+    ).json()["verifier"]
     assert tool["world"] == "code" and tool["answer"] == "a"
-    assert tool["evidence"]["b"]["reason"] == "runtime_error" and "ZeroDivisionError" in tool["evidence"]["b"]["evidence"]["message"]
+    assert (
+        tool["evidence"]["b"]["reason"] == "runtime_error"
+        and "ZeroDivisionError" in tool["evidence"]["b"]["evidence"]["message"]
+    )
 
 
 def test_code_from_a_request_runs_in_the_sandbox_with_its_limits(client, tmp_path):
     marker = tmp_path / "escaped"
     test = "def check(candidate):\n    assert candidate() == 1\n"
-    body = {"prompt": f"Which version of `f` passes these tests?\n\n{test}",
-            "a": f"def f():\n    open({str(marker)!r}, 'w').write('x')\n    return 1\n",
-            "b": "def f():\n    while True:\n        pass\n"}
+    body = {
+        "prompt": f"Which version of `f` passes these tests?\n\n{test}",
+        "a": f"def f():\n    open({str(marker)!r}, 'w').write('x')\n    return 1\n",
+        "b": "def f():\n    while True:\n        pass\n",
+    }
     tool = client.post("/api/v1/judge/pair", json=body).json()["verifier"]
     assert tool["evidence"]["b"]["reason"] == "timeout"  # the sandbox's wall-clock limit
     from touchstone.sandbox import shared_sandbox
@@ -181,7 +205,9 @@ def test_text_over_the_cap_is_422_and_a_body_over_the_cap_413(client):
     r = client.post("/api/v1/judge/pair", json={"a": "x" * (MAX_CHARS + 1), "b": "y"})
     assert r.status_code == 422 and r.json()["detail"].startswith("body.a: String should have at most")
     big = json.dumps({"a": "x", "b": "y", "prompt": "z" * 300_000}).encode()
-    assert client.post("/api/v1/judge/pair", content=big, headers={"content-type": "application/json"}).status_code == 413
+    assert (
+        client.post("/api/v1/judge/pair", content=big, headers={"content-type": "application/json"}).status_code == 413
+    )
 
     def chunks():  # no Content-Length: the cap counts what arrives
         yield b'{"a": "x", "b": "y", "prompt": "'
@@ -246,8 +272,9 @@ def test_debate_returns_the_argument_figures_and_drawing(client):
 
 def test_debate_errors_name_the_design_and_key(client):
     r = client.post("/api/v1/debate", json={"a": WING_A, "b": {**WING_B, "speed": 60}})
-    assert r.status_code == 422 and r.json()["detail"] == ("design B: key 'speed' differs from design A: both designs "
-                                                           "must fly the same mission")
+    assert r.status_code == 422 and r.json()["detail"] == (
+        "design B: key 'speed' differs from design A: both designs must fly the same mission"
+    )
     r = client.post("/api/v1/debate", json={"a": {**WING_A, "taper": 0}, "b": WING_B})
     assert r.status_code == 422 and r.json()["detail"].startswith("body.a.taper:")
     a = {k: v for k, v in WING_A.items() if k != "weight"}
@@ -271,8 +298,12 @@ def test_a_token_is_needed_on_every_page_and_call(model_dir, tmp_path):
             assert c.get(path, headers={"Authorization": "Bearer wrong"}).status_code == 403, path
             assert c.get(path, headers={"Authorization": "Bearer s3cret-t0ken"}).status_code == 200, path
         assert c.post("/api/v1/judge/pair", json={"a": "x", "b": "y"}).status_code == 401
-        assert c.post("/api/v1/loop/retrain", json={"generations": 1},
-                      headers={"Authorization": "Bearer nope"}).status_code == 403
+        assert (
+            c.post(
+                "/api/v1/loop/retrain", json={"generations": 1}, headers={"Authorization": "Bearer nope"}
+            ).status_code
+            == 403
+        )
         r = c.get("/loop?token=s3cret-t0ken", follow_redirects=False)  # a browser's first visit
         assert r.status_code == 303 and r.headers["location"] == "/loop"
         assert "HttpOnly" in r.headers["set-cookie"] and "SameSite=Strict" in r.headers["set-cookie"]
@@ -357,8 +388,10 @@ def test_a_models_markdown_report_is_rendered_with_its_plots(model_dir, tmp_path
     png = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
     m = tmp_path / "judge-x"
     shutil.copytree(model_dir, m)
-    (m / "eval.md").write_text("# Evaluation\n\n| task | accuracy |\n|---|---|\n| suite:code | 65.7% |\n\n"
-                               "![eval-tasks.png](eval-tasks.png)\n\n<script>alert(1)</script>\n")
+    (m / "eval.md").write_text(
+        "# Evaluation\n\n| task | accuracy |\n|---|---|\n| suite:code | 65.7% |\n\n"
+        "![eval-tasks.png](eval-tasks.png)\n\n<script>alert(1)</script>\n"
+    )
     (m / "eval-tasks.png").write_bytes(png)
     (m / "loose.png").write_bytes(png)
     with TestClient(create_app(ServeConfig(workspace=str(tmp_path / "ws"), model=str(m)))) as c:
@@ -410,7 +443,9 @@ def test_retrain_runs_generations_and_streams_their_progress(bootstrapped, tmp_p
     steps = {d["step"] for name, d in seen if name == "progress"}
     assert {"train", "gate"} <= steps
     decisions = [d for name, d in seen if name == "decision"]
-    assert len(decisions) == 1 and decisions[0]["generation"] == 1 and decisions[0]["decision"] in ("promoted", "rejected")
+    assert (
+        len(decisions) == 1 and decisions[0]["generation"] == 1 and decisions[0]["decision"] in ("promoted", "rejected")
+    )
     assert decisions[0]["p_value"] is not None and set(decisions[0]["suites_challenger"]) == {"numbers", "facts"}
     assert any(name == "log" for name, _ in seen)
     assert check_invariants(root) == []
@@ -426,8 +461,12 @@ def test_a_server_killed_mid_generation_leaves_the_workspace_resumable(bootstrap
     shutil.copytree(bootstrapped, root)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    server = subprocess.Popen([sys.executable, "-m", "touchstone", "serve", "--workspace", str(root), "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "touchstone", "serve", "--workspace", str(root), "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):

@@ -17,8 +17,10 @@ from touchstone.serve import ServeConfig
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM and DRIVER), reason="Debian's chromium and chromium-driver are not "
-                                "installed (apt-get install chromium chromium-driver)")
+pytestmark = pytest.mark.skipif(
+    not (CHROMIUM and DRIVER),
+    reason="Debian's chromium and chromium-driver are not installed (apt-get install chromium chromium-driver)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +32,13 @@ def browser():
     options = Options()
     options.binary_location = CHROMIUM
     # --no-sandbox: chromium's own sandbox cannot start as root (CI runs as root).
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"):
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+    ):
         options.add_argument(arg)
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))
     driver.set_page_load_timeout(60)
@@ -98,9 +106,14 @@ def test_debate_page_argues_with_the_figures(browser, model_dir, tmp_path):
         wait(browser, lambda d: d.execute_script("return document.getElementById('drawing').naturalWidth") > 0)
         span_b = browser.find_element(By.NAME, "b.span").get_attribute("value")
         browser.find_element(By.ID, "random-b").click()
-        wait(browser, lambda d: d.find_element(By.NAME, "b.span").get_attribute("value") != span_b
-             or d.find_element(By.NAME, "b.airfoil").get_attribute("value") != "naca0012"
-             or d.find_element(By.NAME, "b.sweep").get_attribute("value") != "5")
+        wait(
+            browser,
+            lambda d: (
+                d.find_element(By.NAME, "b.span").get_attribute("value") != span_b
+                or d.find_element(By.NAME, "b.airfoil").get_attribute("value") != "naca0012"
+                or d.find_element(By.NAME, "b.sweep").get_attribute("value") != "5"
+            ),
+        )
         shoot(browser, tmp_path / "debate.png")
 
 
@@ -132,4 +145,3 @@ def test_loop_page_retrain_moves_the_progress_bar_to_a_decision(browser, bootstr
         browser.get(url + "/models/gen-0001")
         assert "Fine-tuning report" in browser.find_element(By.TAG_NAME, "main").text
         shoot(browser, tmp_path / "models.png")
-

@@ -2,19 +2,38 @@
 
 import json
 
+from test_judge import tiny_model_dir
+
 from touchstone import cli
 from touchstone.files import write_jsonl_atomic
 from touchstone.synth import synth
-
-from test_judge import tiny_model_dir
 
 
 def test_a_study_scores_the_suites_every_n_steps_and_after_the_last(tmp_path, capsys):
     model = tiny_model_dir(tmp_path)
     synth("numbers", 10, tmp_path / "numbers.jsonl", seed=1)
     out = tmp_path / "study"
-    assert cli.main(["study", str(model), "--data", str(tmp_path / "numbers.jsonl"), "--out", str(out),
-                     "--every", "2", "--epochs", "1", "--batch-size", "2", "--limit", "6"]) == 0
+    assert (
+        cli.main(
+            [
+                "study",
+                str(model),
+                "--data",
+                str(tmp_path / "numbers.jsonl"),
+                "--out",
+                str(out),
+                "--every",
+                "2",
+                "--epochs",
+                "1",
+                "--batch-size",
+                "2",
+                "--limit",
+                "6",
+            ]
+        )
+        == 0
+    )
     curve = json.loads((out / "curve.json").read_text())
     assert [p["step"] for p in curve["points"]] == [0, 2, 4, 5]  # 10 records / 2 a step: 5 steps
     first, last = curve["points"][0], curve["points"][-1]
@@ -28,6 +47,19 @@ def test_a_study_scores_the_suites_every_n_steps_and_after_the_last(tmp_path, ca
 def test_a_study_refuses_an_unknown_world(tmp_path, capsys):
     model = tiny_model_dir(tmp_path)
     write_jsonl_atomic(tmp_path / "r.jsonl", [{"statement": "x", "label": True}])
-    assert cli.main(["study", str(model), "--data", str(tmp_path / "r.jsonl"), "--out", str(tmp_path / "s"),
-                     "--worlds", "nowhere"]) == 2
+    assert (
+        cli.main(
+            [
+                "study",
+                str(model),
+                "--data",
+                str(tmp_path / "r.jsonl"),
+                "--out",
+                str(tmp_path / "s"),
+                "--worlds",
+                "nowhere",
+            ]
+        )
+        == 2
+    )
     assert "unknown world 'nowhere'" in capsys.readouterr().err

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 
@@ -39,7 +38,7 @@ def test_heldout_suite_is_disjoint_from_training_records(name):
     _, suite = S.heldout_suite(name)
     train = get_world(name).render(random.Random(11), 2000)
     assert not {r["id"] for r in suite} & {r["id"] for r in train}
-    texts = lambda recs: {r.get("statement") or (r["prompt"], r["a"], r["b"]) for r in recs}  # noqa: E731
+    texts = lambda recs: {r.get("statement") or (r["prompt"], r["a"], r["b"]) for r in recs}
     assert not texts(suite) & texts(train)
 
 
@@ -49,11 +48,10 @@ def test_gate_items_are_disjoint_from_training_and_heldout_items(name):
     gate = split_world(world, "gate").render(random.Random(5), 150)
     train = world.render(random.Random(5), 1500)
     _, suite = S.heldout_suite(name)
-    texts = lambda recs: {r.get("statement") or (r["prompt"], r["a"], r["b"]) for r in recs}  # noqa: E731
+    texts = lambda recs: {r.get("statement") or (r["prompt"], r["a"], r["b"]) for r in recs}
     assert len(gate) >= 100 and not texts(gate) & texts(train) and not texts(gate) & texts(suite)
     if name == "facts":  # a true fact used in training, as a pair or as a claim, never reaches a gate
-        truths = lambda recs: {r[r["label"]] if is_pair(r) else r["statement"] for r in recs  # noqa: E731
-                               if r["label"] is not False}
+        truths = lambda recs: {r[r["label"]] if is_pair(r) else r["statement"] for r in recs if r["label"] is not False}
         assert truths(gate) and not truths(gate) & truths(train)
 
 
@@ -76,12 +74,15 @@ def test_verify_file_gives_one_verdict_per_item_and_record(tmp_path):
     assert [v["ok"] for v in verdicts] == [True] * 5 + [False]
 
 
-@pytest.mark.parametrize("content,needle", [
-    ('{"op": "sum", "x": 1\n', ":1: malformed JSON"),
-    ('{"op": "sum", "x": 1, "y": 2, "claimed": 3}\n{"op": "sum", "x": 1}\n', ":2: missing key 'y'"),
-    ('{"a": "1", "b": "2", "label": "c", "prompt": "Which number is larger?"}\n', ":1: key 'label'"),
-    ('{"statement": "1 is larger than 2."}\n', ":1: missing key 'label'"),
-])
+@pytest.mark.parametrize(
+    "content,needle",
+    [
+        ('{"op": "sum", "x": 1\n', ":1: malformed JSON"),
+        ('{"op": "sum", "x": 1, "y": 2, "claimed": 3}\n{"op": "sum", "x": 1}\n', ":2: missing key 'y'"),
+        ('{"a": "1", "b": "2", "label": "c", "prompt": "Which number is larger?"}\n', ":1: key 'label'"),
+        ('{"statement": "1 is larger than 2."}\n', ":1: missing key 'label'"),
+    ],
+)
 def test_verify_cli_refuses_malformed_input_in_one_line(tmp_path, capsys, content, needle):
     path = tmp_path / "bad.jsonl"
     path.write_text(content, encoding="utf-8")
@@ -97,8 +98,14 @@ def test_synth_keeps_only_the_form_asked_for(tmp_path, form, kind):
     assert all(record_type(obj) == kind for _, obj in read_jsonl(out))
 
 
-@pytest.mark.parametrize("argv", [["synth", "numbers", "--n", "0"], ["synth", "nosuchworld", "--n", "3"],
-                                  ["synth", "numbers", "--n", "3", "--seed", str(S.HELDOUT_SEED)]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["synth", "numbers", "--n", "0"],
+        ["synth", "nosuchworld", "--n", "3"],
+        ["synth", "numbers", "--n", "3", "--seed", str(S.HELDOUT_SEED)],
+    ],
+)
 def test_synth_cli_refuses_bad_arguments_in_one_line(tmp_path, capsys, argv):
     assert main(argv + ["--out", str(tmp_path / "x.jsonl")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

@@ -59,8 +59,12 @@ def test_cli_missing_data_and_bad_vocab_size(tmp_path, capsys):
     assert cli.main(["tokenizer", "train", str(tmp_path / "nope"), "--out", str(tmp_path / "t")]) == 2
     assert "nope: no such file or directory" in capsys.readouterr().err
     (tmp_path / "a.txt").write_text("\n\n".join(corpus_texts(20)))
-    assert cli.main(["tokenizer", "train", str(tmp_path / "a.txt"), "--out", str(tmp_path / "t"),
-                     "--vocab-size", "100000"]) == 2
+    assert (
+        cli.main(
+            ["tokenizer", "train", str(tmp_path / "a.txt"), "--out", str(tmp_path / "t"), "--vocab-size", "100000"]
+        )
+        == 2
+    )
     assert "vocab size 100000" in capsys.readouterr().err
     assert not (tmp_path / "t").exists()
 
@@ -74,7 +78,8 @@ def fake_stdlib(root):
         '"""A module docstring long enough to keep, about stones and rivers."""\n'
         'open("SIDE_EFFECT", "w")\n'
         'class Stone:\n    """A stone that tells gold from fake, by the streak it leaves."""\n'
-        '    def f(self):\n        """Short."""\n')
+        '    def f(self):\n        """Short."""\n'
+    )
     (root / "test" / "test_mod.py").write_text('"""Tests repeat the library and are skipped entirely."""\n')
     (root / "broken.py").write_text("def (:\n")
 
@@ -105,8 +110,9 @@ def test_default_sources_is_built_once_and_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(corpus, "build_corpus", counting)
     first = default_sources(tmp_path / "cache")
     assert default_sources(tmp_path / "cache") == first and len(calls) == 1
-    assert (tmp_path / "cache" / "corpus").is_dir() and any(p.suffix == ".txt" for p in
-                                                              (tmp_path / "cache" / "corpus").rglob("*"))
+    assert (tmp_path / "cache" / "corpus").is_dir() and any(
+        p.suffix == ".txt" for p in (tmp_path / "cache" / "corpus").rglob("*")
+    )
 
 
 @pytest.mark.slow
@@ -122,8 +128,10 @@ def test_default_corpus_is_megabytes_of_prose(tmp_path):
 def numbers_texts(n=300, seed=3):
     """Prose full of numbers, so that a tokenizer free to merge digits would merge the frequent ones."""
     rng = random.Random(seed)
-    return [" ".join(f"{rng.choice(WORDS)} {rng.choice([19, 20, 131, 1999, 2023, 87576])}" for _ in range(15))
-            for _ in range(n)]
+    return [
+        " ".join(f"{rng.choice(WORDS)} {rng.choice([19, 20, 131, 1999, 2023, 87576])}" for _ in range(15))
+        for _ in range(n)
+    ]
 
 
 def test_a_digit_is_the_same_token_whatever_the_number(tmp_path):

@@ -7,7 +7,6 @@ import gzip
 import json
 import random
 import re
-from pathlib import Path
 
 import pytest
 
@@ -108,8 +107,11 @@ def test_colour_records_show_shades_never_the_reference_colours():
 
     world = get_world("colour")
     refs = {ref for _, ref in world.palette["flat"]}
-    shown = [to_hex(c) for r in world.render(random.Random(8), 300)
-             for c in re.findall(COLOUR_RE, " ".join(str(r.get(k, "")) for k in ("prompt", "a", "b", "statement")))]
+    shown = [
+        to_hex(c)
+        for r in world.render(random.Random(8), 300)
+        for c in re.findall(COLOUR_RE, " ".join(str(r.get(k, "")) for k in ("prompt", "a", "b", "statement")))
+    ]
     assert len(shown) >= 300
     assert sum(c in refs for c in shown) / len(shown) < 0.03
 
@@ -164,8 +166,9 @@ def test_language_irregular_corruption_exchanges_past_and_participle():
 def test_language_number_corruption_breaks_agreement_only_where_a_neighbour_fixes_it():
     from touchstone.worlds.corruptions import corrupt, number_table
 
-    table = number_table(["He read a book there.", "They sold these books cheaply.",
-                          "She had a good time.", "The dogs barked loudly."])
+    table = number_table(
+        ["He read a book there.", "They sold these books cheaply.", "She had a good time.", "The dogs barked loudly."]
+    )
     assert table == {"book": ("books", False), "books": ("book", True)}  # "good": no "these goods" seen
     rng = random.Random(0)
     assert corrupt("These books are old and worn.", "number", rng, nouns=table) == "These book are old and worn."
@@ -180,8 +183,10 @@ def test_language_verb_corruption_breaks_subject_verb_agreement():
     verbs = verb_table(["Then she walks home.", "Then they walk home.", "He always smiles.", "They always smile."])
     assert verbs == {"walks": ("walk", False), "walk": ("walks", True)}  # "alway" is never seen after "they"
     rng = random.Random(0)
-    assert corrupt("Every morning she walks to the river.", "verb", rng, verbs=verbs) == \
-        "Every morning she walk to the river."
+    assert (
+        corrupt("Every morning she walks to the river.", "verb", rng, verbs=verbs)
+        == "Every morning she walk to the river."
+    )
     assert corrupt("At dawn they walk to the river.", "verb", rng, verbs=verbs) == "At dawn they walks to the river."
     assert corrupt("The fox will walk to the river.", "verb", rng, verbs=verbs) is None
 
@@ -191,8 +196,11 @@ def test_language_npi_corruption_only_where_nothing_licenses_ever():
 
     rng = random.Random(0)
     assert corrupt("She has really tried to help him.", "npi", rng) == "She has ever tried to help him."
-    for licensed in ("She has not really tried to help him.", "If she has really tried, she will win.",
-                     "She has really tried the hardest of all."):
+    for licensed in (
+        "She has not really tried to help him.",
+        "If she has really tried, she will win.",
+        "She has really tried the hardest of all.",
+    ):
         assert corrupt(licensed, "npi", rng) is None, licensed
     assert corrupt("He was really kind to her.", "npi", rng) is None  # "He was ever kind" is old but good
 
@@ -251,10 +259,20 @@ def test_grammar_pairs_differ_where_their_phenomenon_says():
             else:  # the NPI phenomena: "ever" stays, its licensor moves or goes
                 assert "ever" in g_words and "ever" in b_words
                 assert ("not" in b_words) <= ("not" in g_words) or phenomenon == "npi_scope"
-    assert grammar.build({"phenomenon": "question_npi", "subject": "the boys", "subject_plural": True,
-                          "other": "Tom", "other_plural": False, "object": "the box", "verb": 0, "verb2": 0,
-                          "variant": 1, "aux": "do"}) == ("Do the boys ever bring the box?",
-                                                           "The boys do ever bring the box.")
+    assert grammar.build(
+        {
+            "phenomenon": "question_npi",
+            "subject": "the boys",
+            "subject_plural": True,
+            "other": "Tom",
+            "other_plural": False,
+            "object": "the box",
+            "verb": 0,
+            "verb2": 0,
+            "variant": 1,
+            "aux": "do",
+        }
+    ) == ("Do the boys ever bring the box?", "The boys do ever bring the box.")
 
 
 def test_language_grammar_records_are_checked_by_rebuilding_them():
@@ -282,8 +300,19 @@ def test_language_record_with_an_edited_side_fails():
 def test_wing_figures_are_consistent():
     from touchstone.worlds.wing import analyze
 
-    design = {"span": 10.0, "root_chord": 1.2, "taper": 0.5, "sweep": 5, "twist": -2.0, "airfoil": "naca2412",
-              "speed": 50, "altitude": 1000, "weight": 4000, "alpha_limit": 10, "max_span": 12.0}
+    design = {
+        "span": 10.0,
+        "root_chord": 1.2,
+        "taper": 0.5,
+        "sweep": 5,
+        "twist": -2.0,
+        "airfoil": "naca2412",
+        "speed": 50,
+        "altitude": 1000,
+        "weight": 4000,
+        "alpha_limit": 10,
+        "max_span": 12.0,
+    }
     f = analyze(design)
     assert f["feasible"], f
     assert f["L_over_D"] == pytest.approx(f["CL"] / f["CD"], rel=1e-3)
@@ -320,8 +349,11 @@ def test_facts_suite_asks_taught_facts_in_phrasings_training_never_uses():
 
     def true_facts(records):
         """The true fact of each pair (its right version) and of each true claim, as items."""
-        return [pair_items(r)["ab".index(r["label"])] if is_pair(r) else parse_statement(r["statement"])
-                for r in records if r["label"] is not False]
+        return [
+            pair_items(r)["ab".index(r["label"])] if is_pair(r) else parse_statement(r["statement"])
+            for r in records
+            if r["label"] is not False
+        ]
 
     train = world.render(random.Random(3), 1500)
     taught = {bucket(world, item) for item in true_facts(train)}

@@ -15,7 +15,6 @@ import os
 import sys
 
 from touchstone.config import add_arguments, number_type, overrides_from_args
-from touchstone.loop.command import add_command as add_loop_command
 from touchstone.data.config import PrepareConfig
 from touchstone.data.prepare import prepare
 from touchstone.debate import debate
@@ -25,6 +24,7 @@ from touchstone.files import check_output
 from touchstone.generate import generate, perplexity
 from touchstone.judge import Judge
 from touchstone.lint import lint_main
+from touchstone.loop.command import add_command as add_loop_command
 from touchstone.loop.config import LoopConfig
 from touchstone.loop.history import history, status
 from touchstone.loop.run import run
@@ -83,13 +83,28 @@ def _finetune(args):
 
 def _study(args):
     cfg = FinetuneConfig.load(args.config, overrides_from_args(args, FinetuneConfig))
-    study(args.model, args.data, args.out, cfg, every=args.every,
-          worlds=args.worlds.split(",") if args.worlds else None, limit=args.limit)
+    study(
+        args.model,
+        args.data,
+        args.out,
+        cfg,
+        every=args.every,
+        worlds=args.worlds.split(",") if args.worlds else None,
+        limit=args.limit,
+    )
 
 
 def _generate(args):
-    for text in generate(args.model, args.prompt, max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                         top_k=args.top_k, top_p=args.top_p, n=args.n, seed=args.seed):
+    for text in generate(
+        args.model,
+        args.prompt,
+        max_new_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        n=args.n,
+        seed=args.seed,
+    ):
         print(args.prompt + text)
 
 
@@ -114,10 +129,25 @@ def _judge(args):
 
 
 def _eval(args):
-    results = evaluate(args.model, args.task, json_out=args.json, report_dir=args.report, batch_size=args.batch_size,
-                       limit=args.limit, contrast=args.contrast, overwrite=args.overwrite)
-    print(json.dumps({name: {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
-                      for name, r in results["tasks"].items()}, indent=2))
+    results = evaluate(
+        args.model,
+        args.task,
+        json_out=args.json,
+        report_dir=args.report,
+        batch_size=args.batch_size,
+        limit=args.limit,
+        contrast=args.contrast,
+        overwrite=args.overwrite,
+    )
+    print(
+        json.dumps(
+            {
+                name: {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
+                for name, r in results["tasks"].items()
+            },
+            indent=2,
+        )
+    )
 
 
 def _debate(args):
@@ -145,8 +175,9 @@ def _synth(args):
 def _lint(args):
     if args.overwrite and not args.fix:
         raise UserError("lint: --overwrite is for --fix DIR (lint never writes its inputs)")
-    return lint_main(args.files, fix=args.fix, eval_sets=args.eval_set, verify=not args.no_verify,
-                     overwrite=args.overwrite)
+    return lint_main(
+        args.files, fix=args.fix, eval_sets=args.eval_set, verify=not args.no_verify, overwrite=args.overwrite
+    )
 
 
 # ----------------------------------------------------------------------------------------------- loop
@@ -172,14 +203,19 @@ def _serve(args):
     serve(ServeConfig(**overrides_from_args(args, ServeConfig)))
 
 
-OVERWRITE_DIR = ("replace an existing output directory (only one Touchstone wrote: its MANIFEST.json lists every "
-                 "file in it); without this an existing one is an error")
+OVERWRITE_DIR = (
+    "replace an existing output directory (only one Touchstone wrote: its MANIFEST.json lists every "
+    "file in it); without this an existing one is an error"
+)
 OVERWRITE_FILE = "replace existing output files; without this an existing one is an error"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = Parser(prog="touchstone", description="A small language model that tells two versions "
-                                "apart, checks claims with tools and retrains itself.")
+    p = Parser(
+        prog="touchstone",
+        description="A small language model that tells two versions "
+        "apart, checks claims with tools and retrains itself.",
+    )
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, func, help, parent=sub):
@@ -196,19 +232,28 @@ def build_parser() -> argparse.ArgumentParser:
     s = command("run", _run, "the main job: prepare, pretrain, then improve generation after generation")
     s.add_argument("--workspace", default="workspace", help=ws_help)
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--generations", type=positive_int, help="stop once the workspace has N finished generations "
-                   "(default 5; a restarted run finishes what is left)")
+    g.add_argument(
+        "--generations",
+        type=positive_int,
+        help="stop once the workspace has N finished generations (default 5; a restarted run finishes what is left)",
+    )
     g.add_argument("--hours", type=positive_float, help="stop after H hours")
     g.add_argument("--forever", action="store_true", help="run until interrupted")
-    s.add_argument("--config", help="loop settings YAML overlaying the defaults (a new workspace only: an existing "
-                                    "one keeps its own)")
+    s.add_argument(
+        "--config",
+        help="loop settings YAML overlaying the defaults (a new workspace only: an existing one keeps its own)",
+    )
     add_arguments(s, LoopConfig)
 
     d = command("data", None, "data preparation")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     s = command("prepare", _data_prepare, "ingest, normalize, filter, dedup, split and tokenize sources", dsub)
-    s.add_argument("sources", nargs="+", metavar="SRC",
-                   help="folder of .txt/.md, .jsonl(.gz), .parquet, or hf:NAME[:CONFIG][@SPLIT] for a HF dataset")
+    s.add_argument(
+        "sources",
+        nargs="+",
+        metavar="SRC",
+        help="folder of .txt/.md, .jsonl(.gz), .parquet, or hf:NAME[:CONFIG][@SPLIT] for a HF dataset",
+    )
     output(s)
     s.add_argument("--config", help="YAML overlaying the defaults")
     add_arguments(s, PrepareConfig)
@@ -275,17 +320,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n", type=positive_int, default=100)
     output(s, "output JSONL file (.gz allowed)", OVERWRITE_FILE)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--source", help="language world: the corpus its sentences come from (a prepared data "
-                                    "directory, folder or text file; default: the embedded corpus)")
-    s.add_argument("--form", choices=("both", "pairs", "claims"), default="both",
-                   help="which records to keep: pairs (two versions), claims (one statement), or both")
+    s.add_argument(
+        "--source",
+        help="language world: the corpus its sentences come from (a prepared data "
+        "directory, folder or text file; default: the embedded corpus)",
+    )
+    s.add_argument(
+        "--form",
+        choices=("both", "pairs", "claims"),
+        default="both",
+        help="which records to keep: pairs (two versions), claims (one statement), or both",
+    )
 
     s = command("lint", _lint, "the training-data compiler: check records, optionally --fix into a rework dir")
     s.add_argument("files", nargs="+", metavar="FILE")
     s.add_argument("--fix", metavar="DIR", help="write corrected and quarantined records here")
     s.add_argument("--overwrite", action="store_true", help=OVERWRITE_DIR)
-    s.add_argument("--eval-set", action="append", default=[], metavar="PATH",
-                   help="evaluation data to check overlap against (repeatable; default: the shared sets found)")
+    s.add_argument(
+        "--eval-set",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="evaluation data to check overlap against (repeatable; default: the shared sets found)",
+    )
     s.add_argument("--no-verify", action="store_true", help="skip re-verification with the worlds' tools")
 
     s = command("eval", _eval, "evaluate a model on task specs (minimal-pairs:, pairs:, claims:, perplexity:, ...)")
@@ -296,9 +353,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help=OVERWRITE_FILE)
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--limit", type=positive_int, help="at most N items per task (for quick looks)")
-    s.add_argument("--contrast", type=nonneg_int, default=0, metavar="K",
-                   help="judge claims against K mutants of themselves where their world can make them without "
-                        "knowing the truth (code); 0 (default) reads every claim directly")
+    s.add_argument(
+        "--contrast",
+        type=nonneg_int,
+        default=0,
+        metavar="K",
+        help="judge claims against K mutants of themselves where their world can make them without "
+        "knowing the truth (code); 0 (default) reads every claim directly",
+    )
 
     s = command("debate", _debate, "argue a choice between two wing designs with the simulator's figures")
     s.add_argument("model")
@@ -307,8 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--plot", help="PNG drawing of both wings")
     s.add_argument("--overwrite", action="store_true", help=OVERWRITE_FILE)
 
-    for name, func, help in (("status", _status, "where the loop stands"),
-                             ("history", _history, "every generation's decision and scores")):
+    for name, func, help in (
+        ("status", _status, "where the loop stands"),
+        ("history", _history, "every generation's decision and scores"),
+    ):
         s = command(name, func, help)
         s.add_argument("--workspace", default="workspace", help=ws_help)
 

@@ -23,8 +23,16 @@ from touchstone.files import read_text
 T = TypeVar("T")
 
 
-def field(default: Any = dataclasses.MISSING, help: str = "", *, min: float | None = None, above: float | None = None,
-          max: float | None = None, choices: tuple | None = None, **kw) -> Any:
+def field(
+    default: Any = dataclasses.MISSING,
+    help: str = "",
+    *,
+    min: float | None = None,
+    above: float | None = None,
+    max: float | None = None,
+    choices: tuple | None = None,
+    **kw,
+) -> Any:
     """A dataclass field with help text and its allowed values, checked wherever a config is built
     (YAML or command line): at least `min`, more than `above`, at most `max`, one of `choices`.
     Mutable defaults go through default_factory."""
@@ -68,8 +76,9 @@ def number_type(kind: type, min=None, above=None, max=None):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
-                                             f"got {text!r}") from None
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}"
+            ) from None
         problem = range_problem(value, min, above, max)
         if problem:
             raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
@@ -137,8 +146,14 @@ def from_dict(cls: type[T], data: dict, where: str = "config", flags: tuple[str,
             kwargs[key] = from_dict(sub, value, f"{where}: {key}")
         else:
             meta = fields[key].metadata
-            kwargs[key] = check_range(_coerce(value, hints[key], at), at, meta.get("min"), meta.get("above"),
-                                      meta.get("max"), meta.get("choices"))
+            kwargs[key] = check_range(
+                _coerce(value, hints[key], at),
+                at,
+                meta.get("min"),
+                meta.get("above"),
+                meta.get("max"),
+                meta.get("choices"),
+            )
     return cls(**kwargs)
 
 
@@ -176,8 +191,11 @@ def cli_fields(cls, only: tuple[str, ...] | None = None) -> list:
     """The fields of `cls` (or those named in `only`) that are command-line flags: the scalars; lists and
     mappings are set in a YAML file."""
     hints = typing.get_type_hints(cls)
-    return [f for f in dataclasses.fields(cls) if (only is None or f.name in only)
-            and _base_type(hints[f.name]) in (bool, int, float, str)]
+    return [
+        f
+        for f in dataclasses.fields(cls)
+        if (only is None or f.name in only) and _base_type(hints[f.name]) in (bool, int, float, str)
+    ]
 
 
 def add_arguments(parser, cls, only: tuple[str, ...] | None = None) -> None:

@@ -27,7 +27,7 @@ def normalize(text: str) -> str:
 
 def _ngrams(norm: str) -> set[int]:
     words = norm.split()
-    return {hash(" ".join(words[i:i + NGRAM])) for i in range(len(words) - NGRAM + 1)}
+    return {hash(" ".join(words[i : i + NGRAM])) for i in range(len(words) - NGRAM + 1)}
 
 
 def _pieces(text: str) -> list[str]:
@@ -58,8 +58,11 @@ class EvalIndex:
         for path in paths:
             if not path.exists():
                 raise UserError(f"{path}: no such evaluation set")
-            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
-                                                         and not p.name.lower().startswith("readme"))
+            files = (
+                [path]
+                if path.is_file()
+                else sorted(p for p in path.rglob("*") if p.is_file() and not p.name.lower().startswith("readme"))
+            )
             for f in files:
                 for text, prose in _eval_texts(f):
                     if prose:  # code lines ("return total") are too common to match one by one
@@ -85,14 +88,27 @@ def _eval_texts(path: Path):
     UserError, since skipping it would quietly leave the records unchecked against that set."""
     name = path.name[:-3] if path.suffix == ".gz" else path.name
     found = 0
-    if name.endswith(".jsonl") or name.endswith(".json"):
+    if name.endswith((".jsonl", ".json")):
         for lineno, obj in read_jsonl(path):
-            texts = [(obj[key], key not in ("prompt", "canonical_solution"))
-                     for key in ("sentence_good", "sentence_bad", "text", "statement", "prompt", "canonical_solution",
-                                 "a", "b") if isinstance(obj.get(key), str)]
+            texts = [
+                (obj[key], key not in ("prompt", "canonical_solution"))
+                for key in (
+                    "sentence_good",
+                    "sentence_bad",
+                    "text",
+                    "statement",
+                    "prompt",
+                    "canonical_solution",
+                    "a",
+                    "b",
+                )
+                if isinstance(obj.get(key), str)
+            ]
             if not texts:
-                raise UserError(f"{path}:{lineno}: evaluation record with none of the keys sentence_good, "
-                                "sentence_bad, text, statement, prompt, canonical_solution, a, b")
+                raise UserError(
+                    f"{path}:{lineno}: evaluation record with none of the keys sentence_good, "
+                    "sentence_bad, text, statement, prompt, canonical_solution, a, b"
+                )
             found += len(texts)
             yield from texts
     else:

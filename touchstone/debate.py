@@ -20,8 +20,18 @@ from pathlib import Path
 from touchstone.errors import UserError
 from touchstone.files import check_output, json_object, read_text
 from touchstone.judge import Judge
-from touchstone.worlds.wing import (AIRFOILS, DEFAULTS, DESIGN_KEYS, MISSION_KEYS, analyze, compare, describe, mission,
-                                    plot_wings, round_design)
+from touchstone.worlds.wing import (
+    AIRFOILS,
+    DEFAULTS,
+    DESIGN_KEYS,
+    MISSION_KEYS,
+    analyze,
+    compare,
+    describe,
+    mission,
+    plot_wings,
+    round_design,
+)
 
 REASONS = {
     "cannot_lift": "cannot make the lift at all (it needs CL {CL_required:.2f}, its maximum is {CL_max:.2f})",
@@ -41,9 +51,18 @@ def read_design(path_or_json: str) -> dict:
 
 
 # What the simulator can analyse: a wing that exists, flying a mission in the atmosphere's range.
-LIMITS = {"span": (0, 1000), "root_chord": (0, 100), "taper": (0, 1), "sweep": (-75, 75), "twist": (-30, 30),
-          "speed": (0, 400), "altitude": (-500, 20000), "weight": (0, 1e8), "alpha_limit": (0, 30),
-          "max_span": (0, 1e9)}
+LIMITS = {
+    "span": (0, 1000),
+    "root_chord": (0, 100),
+    "taper": (0, 1),
+    "sweep": (-75, 75),
+    "twist": (-30, 30),
+    "speed": (0, 400),
+    "altitude": (-500, 20000),
+    "weight": (0, 1e8),
+    "alpha_limit": (0, 30),
+    "max_span": (0, 1e9),
+}
 
 
 def check_design(design: dict, where: str) -> dict:
@@ -62,7 +81,9 @@ def check_design(design: dict, where: str) -> dict:
         low, high = LIMITS[key]
         open_low = key in ("span", "root_chord", "taper", "speed", "weight", "max_span")
         if not (low < value <= high if open_low else low <= value <= high):
-            raise UserError(f"{where}: key '{key}' must be in {'(' if open_low else '['}{low:g}, {high:g}], got {value!r}")
+            raise UserError(
+                f"{where}: key '{key}' must be in {'(' if open_low else '['}{low:g}, {high:g}], got {value!r}"
+            )
     return design
 
 
@@ -92,11 +113,15 @@ def question(a: dict, b: dict) -> dict:
 
 def _figures(name: str, d: dict, f: dict) -> str:
     if f["L_over_D"] is None:
-        return (f"{name}: cannot fly the mission ({f['reason'].replace('_', ' ')}); needs CL {f['CL_required']:.3f}, "
-                f"CL max {f['CL_max']:.3f}, wing loading {f['wing_loading']:.0f} N/m^2.")
-    return (f"{name}: L/D {f['L_over_D']:.1f}, CL {f['CL']:.3f}, CD {f['CD']:.4f}, required angle of attack "
-            f"{f['alpha_required']:.1f} deg (limit {d['alpha_limit']}), wing loading {f['wing_loading']:.0f} N/m^2, "
-            f"stall margin {100 * f['stall_margin']:.0f}%, {'feasible' if f['feasible'] else 'NOT feasible'}.")
+        return (
+            f"{name}: cannot fly the mission ({f['reason'].replace('_', ' ')}); needs CL {f['CL_required']:.3f}, "
+            f"CL max {f['CL_max']:.3f}, wing loading {f['wing_loading']:.0f} N/m^2."
+        )
+    return (
+        f"{name}: L/D {f['L_over_D']:.1f}, CL {f['CL']:.3f}, CD {f['CD']:.4f}, required angle of attack "
+        f"{f['alpha_required']:.1f} deg (limit {d['alpha_limit']}), wing loading {f['wing_loading']:.0f} N/m^2, "
+        f"stall margin {100 * f['stall_margin']:.0f}%, {'feasible' if f['feasible'] else 'NOT feasible'}."
+    )
 
 
 def _why_not(d: dict, f: dict) -> str:
@@ -108,17 +133,38 @@ def _advantages(x: dict, fx: dict, fy: dict) -> list[tuple[float, str]]:
     out = []
     if fx["L_over_D"] and fy["L_over_D"] and fx["L_over_D"] > fy["L_over_D"]:
         gain = fx["L_over_D"] / fy["L_over_D"] - 1
-        out.append((gain, f"a higher L/D ({fx['L_over_D']:.1f} against {fy['L_over_D']:.1f}), so it needs about "
-                          f"{100 * (1 - fy['L_over_D'] / fx['L_over_D']):.0f}% less thrust to cruise (drag = weight / (L/D))"))
+        out.append(
+            (
+                gain,
+                f"a higher L/D ({fx['L_over_D']:.1f} against {fy['L_over_D']:.1f}), so it needs about "
+                f"{100 * (1 - fy['L_over_D'] / fx['L_over_D']):.0f}% less thrust to cruise (drag = weight / (L/D))",
+            )
+        )
     if fx["stall_margin"] > fy["stall_margin"]:
-        out.append(((fx["stall_margin"] - fy["stall_margin"]) / max(0.05, abs(fy["stall_margin"])),
-                    f"more stall margin ({100 * fx['stall_margin']:.0f}% against {100 * fy['stall_margin']:.0f}%)"))
-    if fx["alpha_required"] is not None and fy["alpha_required"] is not None and fx["alpha_required"] < fy["alpha_required"]:
-        out.append(((fy["alpha_required"] - fx["alpha_required"]) / max(1.0, abs(fy["alpha_required"])),
-                    f"a lower required angle of attack ({fx['alpha_required']:.1f} deg against {fy['alpha_required']:.1f})"))
+        out.append(
+            (
+                (fx["stall_margin"] - fy["stall_margin"]) / max(0.05, abs(fy["stall_margin"])),
+                f"more stall margin ({100 * fx['stall_margin']:.0f}% against {100 * fy['stall_margin']:.0f}%)",
+            )
+        )
+    if (
+        fx["alpha_required"] is not None
+        and fy["alpha_required"] is not None
+        and fx["alpha_required"] < fy["alpha_required"]
+    ):
+        out.append(
+            (
+                (fy["alpha_required"] - fx["alpha_required"]) / max(1.0, abs(fy["alpha_required"])),
+                f"a lower required angle of attack ({fx['alpha_required']:.1f} deg against {fy['alpha_required']:.1f})",
+            )
+        )
     if fx["wing_loading"] < fy["wing_loading"]:
-        out.append((fy["wing_loading"] / fx["wing_loading"] - 1,
-                    f"a lower wing loading ({fx['wing_loading']:.0f} against {fy['wing_loading']:.0f} N/m^2)"))
+        out.append(
+            (
+                fy["wing_loading"] / fx["wing_loading"] - 1,
+                f"a lower wing loading ({fx['wing_loading']:.0f} against {fy['wing_loading']:.0f} N/m^2)",
+            )
+        )
     # L/D decides between two feasible wings, so it leads whenever a design has it.
     return sorted(out, key=lambda t: (t[1].startswith("a higher L/D"), t[0]), reverse=True)
 
@@ -143,8 +189,13 @@ def argue(choice: str, confidence: float, a: dict, b: dict) -> str:
     d = {"a": a, "b": b}
     f = {"a": fa, "b": fb}
     x, y = names[choice], names[other]
-    lines = [f"The model chooses design {x} (confidence {100 * confidence:.0f}%).", "",
-             _figures("A", a, fa), _figures("B", b, fb), ""]
+    lines = [
+        f"The model chooses design {x} (confidence {100 * confidence:.0f}%).",
+        "",
+        _figures("A", a, fa),
+        _figures("B", b, fb),
+        "",
+    ]
     fx, fy = f[choice], f[other]
     if fx["feasible"] and not fy["feasible"]:
         case = f"Only {x} can do the job: {y} {_why_not(d[other], fy)}."
@@ -160,7 +211,9 @@ def argue(choice: str, confidence: float, a: dict, b: dict) -> str:
     lines.append("The case for " + x + ": " + case)
     theirs = _advantages(d[other], fy, fx)
     if not fy["feasible"] and fx["feasible"]:
-        lose = f"but {y} {_why_not(d[other], fy)}, and a wing that cannot fly the mission loses whatever its other figures"
+        lose = (
+            f"but {y} {_why_not(d[other], fy)}, and a wing that cannot fly the mission loses whatever its other figures"
+        )
     elif verdict.ok and verdict.evidence["better"] == choice:
         lose = f"but the mission is decided by feasibility first and then by L/D, where {x} is ahead"
     elif verdict.ok:
@@ -174,15 +227,17 @@ def argue(choice: str, confidence: float, a: dict, b: dict) -> str:
     if not verdict.ok:
         lines.append(f"The simulator finds no clear winner ({verdict.reason.replace('_', ' ')}).")
     elif verdict.evidence["better"] != choice:
-        lines.append(f"The simulator disagrees with the model: it rates design {y} better "
-                     f"({_verdict_reason(verdict.reason)}).")
+        lines.append(
+            f"The simulator disagrees with the model: it rates design {y} better ({_verdict_reason(verdict.reason)})."
+        )
     else:
         lines.append(f"The simulator agrees: design {x} is better ({_verdict_reason(verdict.reason)}).")
     return "\n".join(lines)
 
 
-def debate(model_dir: str | Path, a_json: str, b_json: str, plot: str | Path | None = None,
-           overwrite: bool = False) -> str:
+def debate(
+    model_dir: str | Path, a_json: str, b_json: str, plot: str | Path | None = None, overwrite: bool = False
+) -> str:
     """The model's choice between two wing designs, argued with the simulator's figures (see module docstring)."""
     a, b = check_designs(read_design(a_json), read_design(b_json), a_json, b_json)
     if plot is not None:

@@ -45,10 +45,10 @@ from touchstone.generate import WEIGHTS, load_model, perplexity_of, sample
 from touchstone.judge import Judge, progress_bar
 from touchstone.likelihood import NEAR_TIE, score_minimal_pairs
 from touchstone.metrics import classification, wilson
-from touchstone.train.common import default_bf16, default_device, git_commit
 from touchstone.records import is_pair, jsonl_files, read_claims, read_minimal_pairs, read_pairs
 from touchstone.report import report_files, write_report
 from touchstone.synth import EXTRA_SUITES, heldout_suite
+from touchstone.train.common import default_bf16, default_device, git_commit
 from touchstone.worlds import WORLDS, get_world
 
 KINDS = ("minimal-pairs", "pairs", "claims", "perplexity", "bleu", "suite")
@@ -95,8 +95,13 @@ def _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16) -> dict:
         if term:
             groups["per_term"][term].append(v)
     correct = sum(ok)
-    result = {"accuracy": correct / len(ok), "ci95": wilson(correct, len(ok)), "n": len(ok), "correct": correct,
-              "skipped_identical": skipped}
+    result = {
+        "accuracy": correct / len(ok),
+        "ci95": wilson(correct, len(ok)),
+        "n": len(ok),
+        "correct": correct,
+        "skipped_identical": skipped,
+    }
     for name, g in groups.items():
         if g:
             result[name] = {k: {"accuracy": sum(v) / len(v), "n": len(v)} for k, v in sorted(g.items())}
@@ -200,9 +205,18 @@ def _task_version(kind: str, arg: str, suite_versions: dict) -> str:
     return "sha256:" + hashlib.sha256("".join(sha256_file(f) for f in _files(kind, arg)).encode()).hexdigest()[:16]
 
 
-def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | None = None,
-             report_dir: str | Path | None = None, batch_size: int = 64, limit: int | None = None,
-             bf16: bool | None = None, compile: bool = False, contrast: int = 0, overwrite: bool = False) -> dict:
+def evaluate(
+    model_dir: str | Path,
+    specs: list[str],
+    json_out: str | Path | None = None,
+    report_dir: str | Path | None = None,
+    batch_size: int = 64,
+    limit: int | None = None,
+    bf16: bool | None = None,
+    compile: bool = False,
+    contrast: int = 0,
+    overwrite: bool = False,
+) -> dict:
     """Run every task spec on the model; write the results JSON and a report if asked; return the results.
     `contrast` > 0 judges claims against that many mutants of themselves where their world can make them
     (see `Judge.claims`); the default reads every claim directly."""
@@ -256,13 +270,21 @@ def evaluate(model_dir: str | Path, specs: list[str], json_out: str | Path | Non
         "model": str(model_dir),
         "tasks": tasks,
         "provenance": {
-            "task_versions": {spec: _task_version(kind, arg, {k: v[0] for k, v in suites.items()})
-                              for spec, kind, arg in parsed},
+            "task_versions": {
+                spec: _task_version(kind, arg, {k: v[0] for k, v in suites.items()}) for spec, kind, arg in parsed
+            },
             "model_sha256": weights_sha256(model_dir),
             "git_commit": git_commit(),
-            "config": {"batch_size": batch_size, "limit": limit, "bf16": bf16, "compile": compile, "device": device,
-                       "claim_contrast": contrast,
-                       "near_tie_nats": NEAR_TIE, "minimal_pairs_prefix": "BOS (else EOS), continuation ' ' + sentence"},
+            "config": {
+                "batch_size": batch_size,
+                "limit": limit,
+                "bf16": bf16,
+                "compile": compile,
+                "device": device,
+                "claim_contrast": contrast,
+                "near_tie_nats": NEAR_TIE,
+                "minimal_pairs_prefix": "BOS (else EOS), continuation ' ' + sentence",
+            },
             "touchstone_version": __version__,
         },
     }

@@ -25,8 +25,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from touchstone.errors import UserError
 from touchstone.staging import clean_leftovers, fsync_dir, moved_aside_name, staging_prefix
@@ -74,7 +75,7 @@ def read_text(path: str | os.PathLike, what: str = "text file") -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = raw[:e.start].count(b"\n") + 1
+        line = raw[: e.start].count(b"\n") + 1
         raise UserError(f"{path}:{line}: invalid UTF-8 ({e.reason} at byte {e.start})") from None
 
 
@@ -158,8 +159,9 @@ def _writable(path: Path, what: str) -> None:
         raise UserError(f"{path}: cannot write the {what} there ({e.strerror or e})") from None
 
 
-def check_output(path: str | os.PathLike, overwrite: bool = False, directory: bool = False,
-                 kind: str | None = None) -> Path:
+def check_output(
+    path: str | os.PathLike, overwrite: bool = False, directory: bool = False, kind: str | None = None
+) -> Path:
     """Check, before any work, that `path` can receive an output without losing anything.
 
     A file output may replace an existing file only with `overwrite`. A directory output may be an
@@ -203,8 +205,9 @@ def own_directory(path: str | os.PathLike, kind: str | None = None) -> dict:
     listed = set(manifest["files"]) | {MANIFEST, "eval.json"}
     for p in sorted(path.rglob("*")):
         if (p.is_file() or p.is_symlink()) and str(p.relative_to(path)) not in listed:
-            raise UserError(f"{p}: not listed in {path / MANIFEST} (added since Touchstone wrote it); "
-                            f"refusing to replace {path}")
+            raise UserError(
+                f"{p}: not listed in {path / MANIFEST} (added since Touchstone wrote it); refusing to replace {path}"
+            )
     return manifest
 
 
@@ -342,7 +345,7 @@ def read_manifest(directory: str | os.PathLike, refuse: str = "") -> dict:
         raise UserError(f"{mpath}: corrupt manifest ({str(e).splitlines()[0][:120]}){tail}") from None
     files = manifest.get("files") if isinstance(manifest, dict) else None
     if not isinstance(files, dict):
-        raise UserError(f"{mpath}: corrupt manifest (expected an object with a \"files\" mapping){tail}")
+        raise UserError(f'{mpath}: corrupt manifest (expected an object with a "files" mapping){tail}')
     for name, meta in files.items():
         parts = Path(name).parts
         if not name or Path(name).is_absolute() or ".." in parts:

@@ -55,8 +55,17 @@ def load_model(model_dir: str | Path):
     return model, tokenizer
 
 
-def sample(model, tokenizer, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8, top_k: int = 50,
-           top_p: float = 0.95, n: int = 1, seed: int = 0) -> list[str]:
+def sample(
+    model,
+    tokenizer,
+    prompt: str,
+    max_new_tokens: int = 100,
+    temperature: float = 0.8,
+    top_k: int = 50,
+    top_p: float = 0.95,
+    n: int = 1,
+    seed: int = 0,
+) -> list[str]:
     """`n` continuations of `prompt` (the prompt itself not included) from a loaded model."""
     import torch
 
@@ -78,13 +87,27 @@ def sample(model, tokenizer, prompt: str, max_new_tokens: int = 100, temperature
     options = {} if greedy else {"temperature": temperature, "top_k": top_k or None, "top_p": top_p}
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
-        y = model.generate(x, attention_mask=torch.ones_like(x), max_new_tokens=max_new_tokens, do_sample=not greedy,
-                           pad_token_id=eos if eos is not None else tokenizer.pad_token_id, **options)
-    return [tokenizer.decode(row[len(ids):], skip_special_tokens=True) for row in y]
+        y = model.generate(
+            x,
+            attention_mask=torch.ones_like(x),
+            max_new_tokens=max_new_tokens,
+            do_sample=not greedy,
+            pad_token_id=eos if eos is not None else tokenizer.pad_token_id,
+            **options,
+        )
+    return [tokenizer.decode(row[len(ids) :], skip_special_tokens=True) for row in y]
 
 
-def generate(model_dir: str | Path, prompt: str, max_new_tokens: int = 100, temperature: float = 0.8, top_k: int = 50,
-             top_p: float = 0.95, n: int = 1, seed: int = 0) -> list[str]:
+def generate(
+    model_dir: str | Path,
+    prompt: str,
+    max_new_tokens: int = 100,
+    temperature: float = 0.8,
+    top_k: int = 50,
+    top_p: float = 0.95,
+    n: int = 1,
+    seed: int = 0,
+) -> list[str]:
     """Sample `n` continuations of `prompt` from the model in `model_dir` (prompt not included)."""
     model, tokenizer = load_model(model_dir)
     return sample(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, n, seed)
@@ -121,12 +144,16 @@ def perplexity_of(model, tokenizer, text: str, batch_size: int = 8) -> dict:
     nll = 0.0
     with torch.no_grad():
         for i in range(0, len(spans), batch_size):
-            group = spans[i: i + batch_size]
-            x = torch.stack([ids[s: s + width] for s, _, _ in group])
+            group = spans[i : i + batch_size]
+            x = torch.stack([ids[s : s + width] for s, _, _ in group])
             logp = F.log_softmax(model(input_ids=x).logits.float(), dim=-1)
             for row, (s, a, e) in enumerate(group):
                 positions = torch.arange(a - s, e - s, device=ids.device)  # position p predicts ids[s + p + 1]
-                nll -= float(logp[row, positions, ids[a + 1: e + 1]].sum())
+                nll -= float(logp[row, positions, ids[a + 1 : e + 1]].sum())
     n_bytes = len(text.encode("utf-8"))
-    return {"perplexity": math.exp(nll / n_targets), "bits_per_byte": nll / math.log(2) / n_bytes,
-            "tokens": n_targets, "bytes": n_bytes}
+    return {
+        "perplexity": math.exp(nll / n_targets),
+        "bits_per_byte": nll / math.log(2) / n_bytes,
+        "tokens": n_targets,
+        "bytes": n_bytes,
+    }

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import random
 
-from touchstone.worlds import World, get_world
+from touchstone.worlds import World
 from touchstone.worlds.base import LATER
 
 
@@ -28,8 +28,10 @@ def _complete(model, tokenizer, prompts: list[str], max_new_tokens: int, seed: i
         sample,  # imports torch: only when the champion writes
     )
 
-    return [sample(model, tokenizer, p, max_new_tokens=max_new_tokens, temperature=0.8, n=1, seed=seed + i)[0]
-            for i, p in enumerate(prompts)]
+    return [
+        sample(model, tokenizer, p, max_new_tokens=max_new_tokens, temperature=0.8, n=1, seed=seed + i)[0]
+        for i, p in enumerate(prompts)
+    ]
 
 
 def own_samples(world: World, model, tokenizer, rng: random.Random, n: int, source: str) -> tuple[list[dict], int]:

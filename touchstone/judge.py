@@ -70,7 +70,7 @@ def last_logits(model, seqs: list[list[int]], pad_id: int):
     width = max(len(s) for s in seqs)
     x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
-        x[i, :len(s)] = torch.tensor(s)
+        x[i, : len(s)] = torch.tensor(s)
     device = next(model.parameters()).device
     last = torch.tensor([len(s) - 1 for s in seqs], device=device)
     hidden = model.base_model(input_ids=x.to(device)).last_hidden_state
@@ -91,7 +91,7 @@ class Judge:
         self.max_len = context_length(model)
 
     @classmethod
-    def load(cls, model_dir: str | Path, batch_size: int = 32) -> "Judge":
+    def load(cls, model_dir: str | Path, batch_size: int = 32) -> Judge:
         model, tokenizer = load_model(model_dir)
         return cls(model, tokenizer, batch_size)
 
@@ -99,13 +99,13 @@ class Judge:
         """log p(answers[0]) - log p(answers[1]) after each text, in length-sorted batches."""
         import torch
 
-        seqs = [encode(self.tokenizer, t)[-self.max_len:] for t in texts]
+        seqs = [encode(self.tokenizer, t)[-self.max_len :] for t in texts]
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
         out = [0.0] * len(seqs)
         bar = progress_bar(len(seqs), "judge", progress)
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
-                chunk = order[start:start + self.batch_size]
+                chunk = order[start : start + self.batch_size]
                 logits = last_logits(self.model, [seqs[i] for i in chunk], self.tokenizer.pad_token_id)
                 logp = torch.log_softmax(logits, dim=-1)[:, answers]
                 for i, lo in zip(chunk, (logp[:, 0] - logp[:, 1]).tolist()):
@@ -156,8 +156,7 @@ class Judge:
             wins.setdefault(i, []).append(v["p_a"])
         for i, ps in wins.items():
             p = sum(ps) / len(ps)
-            out[i] = {"choice": p >= 0.5, "p_true": p, "p_false": 1 - p, "method": "contrast",
-                      "contrasts": len(ps)}
+            out[i] = {"choice": p >= 0.5, "p_true": p, "p_false": 1 - p, "method": "contrast", "contrasts": len(ps)}
         return out
 
     def pair(self, a: str, b: str, prompt: str = "", kind: str | None = None) -> dict:
@@ -223,8 +222,8 @@ class AsyncJudge:
                     self._full.clear()
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._full.wait(), self.max_wait)
-                batch = [(r, f) for r, f in self._pending[:self.max_batch] if not f.done()]
-                del self._pending[:self.max_batch]
+                batch = [(r, f) for r, f in self._pending[: self.max_batch] if not f.done()]
+                del self._pending[: self.max_batch]
                 if not batch:
                     continue
                 try:

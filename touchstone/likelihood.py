@@ -36,7 +36,7 @@ def batch_logprobs(model, requests: list[tuple[list[int], list[int]]], bf16: boo
     for row, ((_, cont), s) in enumerate(zip(requests, seqs)):
         t = len(s) - 1
         x[row, :t], y[row, :t] = torch.tensor(s[:-1]), torch.tensor(s[1:])
-        mask[row, t - min(len(cont), t):t] = True  # positions whose next token is a continuation token
+        mask[row, t - min(len(cont), t) : t] = True  # positions whose next token is a continuation token
     x, y, mask = x.to(device), y.to(device), mask.to(device)
     # Right padding needs no attention mask under causal attention; only continuation positions go
     # through the output layer, which is a large part of a small model's work.
@@ -49,8 +49,9 @@ def batch_logprobs(model, requests: list[tuple[list[int], list[int]]], bf16: boo
     return torch.zeros(len(seqs), device=device).index_add(0, rows, token_logp)
 
 
-def continuation_logprobs(model, requests: list[tuple[list[int], list[int]]], batch_size: int = 64,
-                          bf16: bool = False, progress: bool = False) -> list[float]:
+def continuation_logprobs(
+    model, requests: list[tuple[list[int], list[int]]], batch_size: int = 64, bf16: bool = False, progress: bool = False
+) -> list[float]:
     """`batch_logprobs` over many requests: longest first, so padding is small and memory peaks early."""
     import torch
 
@@ -59,7 +60,7 @@ def continuation_logprobs(model, requests: list[tuple[list[int], list[int]]], ba
     bar = progress_bar(len(requests), "log-likelihood", progress)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             for i, v in zip(chunk, batch_logprobs(model, [requests[i] for i in chunk], bf16).tolist()):
                 out[i] = v
             bar.update(len(chunk))
@@ -118,21 +119,23 @@ def pair_differences(model, prefix_id: int, pairs: list[tuple[list[int], list[in
     pos = torch.zeros((len(rows), width), dtype=torch.long)
     allow = torch.tril(torch.ones(width, width, dtype=torch.bool)).repeat(len(rows), 1, 1)
     for r, (tokens, positions, n_good, k) in enumerate(rows):
-        x[r, :len(tokens)], pos[r, :len(tokens)] = torch.tensor(tokens), torch.tensor(positions)
-        allow[r, 1 + n_good:, 1 + k:1 + n_good] = False  # the bad branch does not see good's own tokens
+        x[r, : len(tokens)], pos[r, : len(tokens)] = torch.tensor(tokens), torch.tensor(positions)
+        allow[r, 1 + n_good :, 1 + k : 1 + n_good] = False  # the bad branch does not see good's own tokens
     r_idx, p_idx, tok, sign = (torch.tensor(v, device=device) for v in zip(*targets)) if targets else ([],) * 4
     diffs = torch.zeros(len(rows), device=device)
     if not targets:
         return diffs
-    hidden = model.base_model(input_ids=x.to(device), position_ids=pos.to(device),
-                              attention_mask=allow[:, None].to(device)).last_hidden_state
+    hidden = model.base_model(
+        input_ids=x.to(device), position_ids=pos.to(device), attention_mask=allow[:, None].to(device)
+    ).last_hidden_state
     logits = model.get_output_embeddings()(hidden[r_idx, p_idx]).float()
     logp = logits.gather(1, tok[:, None])[:, 0] - torch.logsumexp(logits, dim=-1)
     return diffs.index_add(0, r_idx, sign * logp)
 
 
-def score_minimal_pairs(model, tokenizer, pairs: list[dict], batch_size: int = 64, bf16: bool = False,
-                        progress: bool = False) -> list[bool]:
+def score_minimal_pairs(
+    model, tokenizer, pairs: list[dict], batch_size: int = 64, bf16: bool = False, progress: bool = False
+) -> list[bool]:
     """For each {sentence_good, sentence_bad}: does good get the higher summed log-probability?
     A tie counts as wrong. Scored with `pair_differences` (shared prefix once, length-sorted batches);
     differences within `EXACT_TIE` nats (or `NEAR_TIE` with bf16) are rescored with `continuation_logprobs`
@@ -151,7 +154,7 @@ def score_minimal_pairs(model, tokenizer, pairs: list[dict], batch_size: int = 6
     bar = progress_bar(len(pairs), "minimal pairs", progress)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             for i, d in zip(chunk, pair_differences(scorer, prefix, [tokens[i] for i in chunk]).tolist()):
                 diffs[i] = d
             bar.update(len(chunk))

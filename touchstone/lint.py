@@ -92,7 +92,7 @@ class Entry:
         return any(d.error and d.code != "E004" for d in self.diags)
 
     def reasons(self, errors_only: bool = True) -> list[str]:
-        """"CODE: message" of each error (or of every diagnostic)."""
+        """ "CODE: message" of each error (or of every diagnostic)."""
         return [f"{d.code}: {d.message}" for d in self.diags if d.error or not errors_only]
 
     def rework_note(self, reasons: list[str]) -> dict:
@@ -246,8 +246,9 @@ def _verify(entries: list[Entry]) -> None:
                 e.add("E014", f"the {name} verifier says {v.reason}: {detail}")
 
 
-def lint_files(files: list[str], eval_sets: list[str] | None = None,
-               verify: bool = True) -> tuple[list[Entry], list[Diagnostic]]:
+def lint_files(
+    files: list[str], eval_sets: list[str] | None = None, verify: bool = True
+) -> tuple[list[Entry], list[Diagnostic]]:
     """(an `Entry` per record, diagnostics of the lines that are no record: E001, E002). `verify`: ask each
     record's world (E014, W115, W116); the other checks always run."""
     entries, diags = [], []
@@ -291,8 +292,13 @@ def write_fixes(entries: list[Entry], out: str | Path, overwrite: bool = False) 
     return len(fixed), len(quarantined)
 
 
-def lint_main(files: list[str], fix: str | None = None, eval_sets: list[str] | None = None,
-              verify: bool = True, overwrite: bool = False) -> int:
+def lint_main(
+    files: list[str],
+    fix: str | None = None,
+    eval_sets: list[str] | None = None,
+    verify: bool = True,
+    overwrite: bool = False,
+) -> int:
     """Print diagnostics and a summary; the exit status (0 clean, 1 errors remain; UserError -> 2)."""
     if fix:
         check_output(fix, overwrite=overwrite, directory=True, kind="rework")  # before the work, not after
@@ -307,8 +313,10 @@ def lint_main(files: list[str], fix: str | None = None, eval_sets: list[str] | N
     if fix:
         n_fixed, n_quarantined = write_fixes(entries, fix, overwrite)
         unreadable = sum(1 for d in diags if d.code in ("E001", "E002"))
-        print(f"{line}; wrote {n_fixed} records and quarantined {n_quarantined} in {fix}"
-              + (f" ({unreadable} unreadable line(s) skipped)" if unreadable else ""))
+        print(
+            f"{line}; wrote {n_fixed} records and quarantined {n_quarantined} in {fix}"
+            + (f" ({unreadable} unreadable line(s) skipped)" if unreadable else "")
+        )
         return 0
     print(line)
     return 1 if errors else 0

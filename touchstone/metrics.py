@@ -27,7 +27,14 @@ def classification(gold: list, pred: list, labels: list) -> dict:
         recall = tp / n_gold if n_gold else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_label[str(lab)] = {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
-    macro = {f"macro_{m}": sum(v[m] for v in per_label.values()) / max(1, len(labels))
-             for m in ("precision", "recall", "f1")}
-    return {"accuracy": correct / n if n else None, "ci95": wilson(correct, n), "n": n, "correct": correct,
-            **macro, "per_label": per_label}
+    macro = {
+        f"macro_{m}": sum(v[m] for v in per_label.values()) / max(1, len(labels)) for m in ("precision", "recall", "f1")
+    }
+    return {
+        "accuracy": correct / n if n else None,
+        "ci95": wilson(correct, n),
+        "n": n,
+        "correct": correct,
+        **macro,
+        "per_label": per_label,
+    }

@@ -2,8 +2,8 @@
 
 A size names a depth; width, heads, context, batch and learning rate are derived from it, so a user
 picks one word and the rest is consistent at any scale. What training, generation and judging ask of
-any loaded model's shape (its context length, its parameter count) is answered here too. The model itself is Hugging Face's
-`GPT2LMHeadModel`, configured with GPT-2's own field names (`n_layer`, `n_embd`, `n_head`,
+any loaded model's shape (its context length, its parameter count) is answered here too. The model
+itself is Hugging Face's `GPT2LMHeadModel`, configured with GPT-2's own field names (`n_layer`, `n_embd`, `n_head`,
 `n_positions`), so every saved model is a plain transformers model.
 
 Parameter counts with an 8192-token vocabulary (embeddings tied with the output layer):

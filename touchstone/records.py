@@ -71,19 +71,57 @@ def text_record(text: str, source: str) -> dict:
     return {"id": content_id("text", text=text), "text": text, "source": source}
 
 
-def pair_record(prompt: str, a: str, b: str, label: str, *, world: str, kind: str, verdict=None,
-                source: str = "", parent: str | None = None, generation: int | None = None) -> dict:
+def pair_record(
+    prompt: str,
+    a: str,
+    b: str,
+    label: str,
+    *,
+    world: str,
+    kind: str,
+    verdict=None,
+    source: str = "",
+    parent: str | None = None,
+    generation: int | None = None,
+) -> dict:
     assert label in ("a", "b"), label
-    return {"id": content_id("pair", prompt=prompt, a=a, b=b, label=label), "kind": kind, "prompt": prompt,
-            "a": a, "b": b, "label": label, "world": world, "verdict": verdict, "source": source,
-            "parent": parent, "generation": generation}
+    return {
+        "id": content_id("pair", prompt=prompt, a=a, b=b, label=label),
+        "kind": kind,
+        "prompt": prompt,
+        "a": a,
+        "b": b,
+        "label": label,
+        "world": world,
+        "verdict": verdict,
+        "source": source,
+        "parent": parent,
+        "generation": generation,
+    }
 
 
-def claim_record(statement: str, label: bool, *, world: str, kind: str, verdict=None, source: str = "",
-                 parent: str | None = None, generation: int | None = None) -> dict:
-    return {"id": content_id("claim", statement=statement, label=bool(label)), "kind": kind,
-            "statement": statement, "label": bool(label), "world": world, "verdict": verdict,
-            "source": source, "parent": parent, "generation": generation}
+def claim_record(
+    statement: str,
+    label: bool,
+    *,
+    world: str,
+    kind: str,
+    verdict=None,
+    source: str = "",
+    parent: str | None = None,
+    generation: int | None = None,
+) -> dict:
+    return {
+        "id": content_id("claim", statement=statement, label=bool(label)),
+        "kind": kind,
+        "statement": statement,
+        "label": bool(label),
+        "world": world,
+        "verdict": verdict,
+        "source": source,
+        "parent": parent,
+        "generation": generation,
+    }
 
 
 def schema_errors(rec: dict) -> list[str]:
@@ -99,7 +137,7 @@ def schema_errors(rec: dict) -> list[str]:
         elif not isinstance(rec[key], typ):
             errors.append(f"key '{key}' should be {typ.__name__}, got {type(rec[key]).__name__}")
     if kind == "pair" and rec.get("label") not in ("a", "b"):
-        errors.append(f"key 'label' should be \"a\" or \"b\", got {rec.get('label')!r}")
+        errors.append(f'key \'label\' should be "a" or "b", got {rec.get("label")!r}')
     if not errors:
         expect = content_id(kind, **rec)
         if rec["id"] != expect:
@@ -131,7 +169,7 @@ def parse_record(obj: dict, where: str, expect: str | None = None, text_sides: b
             if key not in obj:
                 raise UserError(f"{where}: missing key '{key}'")
         if obj["label"] not in ("a", "b"):
-            raise UserError(f"{where}: key 'label' must be \"a\" or \"b\", got {obj['label']!r}")
+            raise UserError(f'{where}: key \'label\' must be "a" or "b", got {obj["label"]!r}')
         _strings(obj, ("a", "b", "prompt") if text_sides else ("prompt",), where)
         rec = {"prompt": "", **obj}
         rec["prompt"] = rec["prompt"] or ""
@@ -155,8 +193,12 @@ def read_claims(path: str | Path) -> Iterator[dict]:
             if not reader.fieldnames or not {"statement", "label"} <= set(reader.fieldnames):
                 raise UserError(f"{path}:1: CSV header must have 'statement' and 'label' columns")
             for lineno, row in enumerate(reader, 2):
-                yield {"statement": row["statement"], "label": parse_label(row["label"], f"{path}:{lineno}"),
-                       "world": row.get("world") or "external", "id": row.get("id")}
+                yield {
+                    "statement": row["statement"],
+                    "label": parse_label(row["label"], f"{path}:{lineno}"),
+                    "world": row.get("world") or "external",
+                    "id": row.get("id"),
+                }
         return
     for lineno, obj in read_jsonl(path):
         yield parse_record(obj, f"{path}:{lineno}", expect="claim")

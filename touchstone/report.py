@@ -55,7 +55,10 @@ def plot_tasks(results: dict, path: Path) -> bool:
         return False
     fig, ax = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.2))
     acc = [100 * r["accuracy"] for _, r in rows]
-    err = [[100 * (r["accuracy"] - r["ci95"][0]) for _, r in rows], [100 * (r["ci95"][1] - r["accuracy"]) for _, r in rows]]
+    err = [
+        [100 * (r["accuracy"] - r["ci95"][0]) for _, r in rows],
+        [100 * (r["ci95"][1] - r["accuracy"]) for _, r in rows],
+    ]
     ax.barh([n for n, _ in rows], acc, xerr=err, color="tab:blue", capsize=3)
     ax.set_xlim(0, 100)
     ax.set_xlabel("accuracy (%), with 95% Wilson interval")
@@ -87,34 +90,57 @@ def write_report(results: dict, directory: str | Path, name: str = "eval") -> Pa
     """Write NAME.md and its plots into `directory`; returns the Markdown path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    lines = [f"# Evaluation of `{results['model']}`", "", "| task | accuracy | 95% CI | n | other |", "|---|---|---|---|---|"]
+    lines = [
+        f"# Evaluation of `{results['model']}`",
+        "",
+        "| task | accuracy | 95% CI | n | other |",
+        "|---|---|---|---|---|",
+    ]
     for spec, r in results["tasks"].items():
         acc = f"{100 * r['accuracy']:.2f}%" if r.get("accuracy") is not None else "-"
         ci = f"{100 * r['ci95'][0]:.1f}-{100 * r['ci95'][1]:.1f}" if r.get("ci95") else "-"
-        other = ", ".join(f"{k} {_fmt(v)}" for k, v in r.items()
-                          if k not in ("accuracy", "ci95", "n", "correct", "signature") and not isinstance(v, (dict, list)))
+        other = ", ".join(
+            f"{k} {_fmt(v)}"
+            for k, v in r.items()
+            if k not in ("accuracy", "ci95", "n", "correct", "signature") and not isinstance(v, (dict, list))
+        )
         lines.append(f"| `{spec}` | {acc} | {ci} | {r.get('n')} | {other} |")
     for spec, r in results["tasks"].items():
         for kind in ("", "pairs", "claims"):
             m = r.get(kind) if kind else r
             if not isinstance(m, dict) or "per_label" not in m or not m["per_label"]:
                 continue
-            lines += ["", f"### `{spec}` {kind}".rstrip(), "", "| label | precision | recall | F1 | support |",
-                      "|---|---|---|---|---|"]
-            lines += [f"| {lab} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
-                      for lab, v in m["per_label"].items()]
+            lines += [
+                "",
+                f"### `{spec}` {kind}".rstrip(),
+                "",
+                "| label | precision | recall | F1 | support |",
+                "|---|---|---|---|---|",
+            ]
+            lines += [
+                f"| {lab} | {v['precision']:.3f} | {v['recall']:.3f} | {v['f1']:.3f} | {v['support']} |"
+                for lab, v in m["per_label"].items()
+            ]
             lines.append(f"| macro | {m['macro_precision']:.3f} | {m['macro_recall']:.3f} | {m['macro_f1']:.3f} | |")
     for spec, r in results["tasks"].items():
         if r.get("per_kind"):
             lines += ["", f"### `{spec}` by kind", "", "| kind | accuracy | 95% CI | n |", "|---|---|---|---|"]
-            lines += [f"| {k} | {100 * v['accuracy']:.1f}% | {100 * v['ci95'][0]:.1f}-{100 * v['ci95'][1]:.1f} | {v['n']} |"
-                      for k, v in r["per_kind"].items()]
+            lines += [
+                f"| {k} | {100 * v['accuracy']:.1f}% | {100 * v['ci95'][0]:.1f}-{100 * v['ci95'][1]:.1f} | {v['n']} |"
+                for k, v in r["per_kind"].items()
+            ]
     plots = list(zip(report_files(name)[1:], (plot_tasks, plot_paradigms)))
     drawn = [fname for fname, draw in plots if draw(results, directory / fname)]
     lines += [""] + [f"![{f}]({f})" for f in drawn]
     p = results["provenance"]
-    lines += ["", "## Provenance", "", f"- model sha256: `{p['model_sha256']}`", f"- git commit: `{p['git_commit']}`",
-              f"- touchstone {p['touchstone_version']}; settings: {p['config']}"]
+    lines += [
+        "",
+        "## Provenance",
+        "",
+        f"- model sha256: `{p['model_sha256']}`",
+        f"- git commit: `{p['git_commit']}`",
+        f"- touchstone {p['touchstone_version']}; settings: {p['config']}",
+    ]
     lines += [f"- `{spec}` version {v}" for spec, v in p["task_versions"].items()]
     path = directory / f"{name}.md"
     write_text_atomic(path, "\n".join(lines) + "\n")

@@ -99,7 +99,7 @@ def _send(fd: int, obj) -> None:
     data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
     data = struct.pack(">I", len(data)) + data
     while data:
-        data = data[os.write(fd, data):]
+        data = data[os.write(fd, data) :]
 
 
 def _recv_exact(fd: int, n: int) -> bytes | None:
@@ -156,7 +156,7 @@ def decode(obj):
     if type(obj) is list:
         return [decode(v) for v in obj]
     if type(obj) is dict and len(obj) == 1:
-        (tag, body), = obj.items()
+        ((tag, body),) = obj.items()
         if tag == "f":
             return float(body)
         if tag == "t":
@@ -212,9 +212,14 @@ def _limits(memory_mb: int, cpu_s: float, uid: int | None) -> None:
     _drop_capabilities()  # where the uid stays (the root of a user namespace), drop them explicitly
     _not_dumpable()
     cpu = int(cpu_s) + 1
-    for res, value in ((resource.RLIMIT_CPU, cpu), (resource.RLIMIT_AS, memory_mb << 20),
-                       (resource.RLIMIT_NPROC, NPROC), (resource.RLIMIT_FSIZE, FSIZE),
-                       (resource.RLIMIT_NOFILE, NOFILE), (resource.RLIMIT_CORE, 0)):
+    for res, value in (
+        (resource.RLIMIT_CPU, cpu),
+        (resource.RLIMIT_AS, memory_mb << 20),
+        (resource.RLIMIT_NPROC, NPROC),
+        (resource.RLIMIT_FSIZE, FSIZE),
+        (resource.RLIMIT_NOFILE, NOFILE),
+        (resource.RLIMIT_CORE, 0),
+    ):
         resource.setrlimit(res, (value, value))
 
 
@@ -339,7 +344,6 @@ class _Candidate:
         self.rfd, self.wfd = rfd, wfd
         self.last = "nothing"  # repr of the latest answer, for the evidence
 
-
     def __call__(self, *args, **kwargs):
         try:
             _send(self.wfd, {"args": encode(list(args)), "kwargs": {k: encode(v) for k, v in kwargs.items()}})
@@ -393,8 +397,10 @@ def _test_main(job: dict) -> dict:
         return {"status": e.reason, "message": str(e)}
     except BaseException as e:  # noqa: BLE001 - AssertionError, or e.g. comparing None with a number
         what = "failed" if isinstance(e, AssertionError) else f"raised {type(e).__name__}: {e}"
-        return {"status": "wrong_answer", "message": f"{_test_line(e, job['test'])} {what}; "
-                                                     f"the last call returned {candidate.last}"[:2000]}
+        return {
+            "status": "wrong_answer",
+            "message": f"{_test_line(e, job['test'])} {what}; the last call returned {candidate.last}"[:2000],
+        }
     try:
         return {"status": "pass", "value": encode(value)}
     except Unsupported:
@@ -446,8 +452,16 @@ class _Worker:
         try:
             program = os.fork()
             if program == 0:
-                self._enter_job(workdir, in_path, out_path, err_path, {3: to_prog_r, 4: from_prog_w},
-                                memory_mb, timeout, PROGRAM_UID)
+                self._enter_job(
+                    workdir,
+                    in_path,
+                    out_path,
+                    err_path,
+                    {3: to_prog_r, 4: from_prog_w},
+                    memory_mb,
+                    timeout,
+                    PROGRAM_UID,
+                )
                 _program_main(job, mode)
             pids.append(program)
             if mode == "check":
@@ -455,9 +469,16 @@ class _Worker:
                 result_r, result_w = os.pipe()
                 tester = os.fork()
                 if tester == 0:
-                    self._enter_job(workdir, "/dev/null", "/dev/null", "/dev/null",
-                                    {3: from_prog_r, 4: to_prog_w, 5: result_w}, max(memory_mb, 256), timeout,
-                                    TEST_UID)
+                    self._enter_job(
+                        workdir,
+                        "/dev/null",
+                        "/dev/null",
+                        "/dev/null",
+                        {3: from_prog_r, 4: to_prog_w, 5: result_w},
+                        max(memory_mb, 256),
+                        timeout,
+                        TEST_UID,
+                    )
                     try:
                         report = _test_main(test_job)
                     except BaseException as e:  # noqa: BLE001
@@ -474,9 +495,15 @@ class _Worker:
             if mode == "check":
                 report = _recv(result_r) if finished else None
                 os.close(result_r)
-                result.update(report or {"status": "timeout" if not finished else "test_error",
-                                         "message": f"no result within the time limit of {timeout:g} s"
-                                         if not finished else "the test process died"})
+                result.update(
+                    report
+                    or {
+                        "status": "timeout" if not finished else "test_error",
+                        "message": f"no result within the time limit of {timeout:g} s"
+                        if not finished
+                        else "the test process died",
+                    }
+                )
             statuses = self._kill_all(pids)
             code = statuses.get(program)
             result["returncode"] = code
@@ -610,8 +637,12 @@ def _build_root(new_root: str, layout: list[list[str]]) -> None:
     for name in DEVICES:
         open(inside(f"/dev/{name}"), "w").close()
         bind(f"/dev/{name}", inside(f"/dev/{name}"), read_only=False)
-    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
-                         ("stderr", "/proc/self/fd/2")):
+    for name, target in (
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ):
         os.symlink(target, inside(f"/dev/{name}"))
     for scratch, size in (("/tmp", TMPFS_BYTES), ("/dev/shm", SHM_BYTES)):
         os.mkdir(inside(scratch), 0o755)
@@ -661,9 +692,21 @@ def _bwrap_argv(bwrap: str, python: str) -> list[str]:
     # --as-pid-1: the worker is the namespace's init. Bubblewrap's own init would be a process of the
     # jobs' uid (when not root) that is dumpable and holds the pipes to the parent: a job could write a
     # verdict into them through /proc/1/fd.
-    argv = [bwrap, "--die-with-parent", "--new-session", "--clearenv", "--setenv", "LANG", "C.UTF-8",
-            "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-            "--as-pid-1"]
+    argv = [
+        bwrap,
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+        "--unshare-ipc",
+        "--unshare-pid",
+        "--unshare-net",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+        "--as-pid-1",
+    ]
     if os.getuid() == 0:
         # Privileged mode: no user namespace, so the job processes can become a real unprivileged uid
         # (rlimits such as RLIMIT_NPROC do not bind root). The worker keeps only what it needs.
@@ -673,12 +716,36 @@ def _bwrap_argv(bwrap: str, python: str) -> list[str]:
     else:
         argv += ["--unshare-user"]
     for kind, path, *target in _layout(python):
-        argv += {"ro-bind": ["--ro-bind", path, path], "symlink": ["--symlink", *target, path],
-                 "dir": ["--perms", "0755", "--dir", path]}[kind]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
-             "--perms", "0755", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
-             "--ro-bind", os.path.abspath(__file__), f"{SANDBOX_DIR}/worker.py", "--chdir", "/tmp",
-             python, "-I", "-S", f"{SANDBOX_DIR}/worker.py"]
+        argv += {
+            "ro-bind": ["--ro-bind", path, path],
+            "symlink": ["--symlink", *target, path],
+            "dir": ["--perms", "0755", "--dir", path],
+        }[kind]
+    argv += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(SHM_BYTES),
+        "--tmpfs",
+        "/dev/shm",
+        "--perms",
+        "0755",
+        "--size",
+        str(TMPFS_BYTES),
+        "--tmpfs",
+        "/tmp",
+        "--ro-bind",
+        os.path.abspath(__file__),
+        f"{SANDBOX_DIR}/worker.py",
+        "--chdir",
+        "/tmp",
+        python,
+        "-I",
+        "-S",
+        f"{SANDBOX_DIR}/worker.py",
+    ]
     return argv
 
 
@@ -688,8 +755,16 @@ def _namespaces_argv(unshare: str, python: str, new_root: str) -> list[str]:
     argv = [unshare, "--fork", "--kill-child", "--pid", "--mount", "--net", "--ipc", "--uts"]
     if os.getuid() != 0:
         argv += ["--user", "--map-root-user"]
-    return argv + [python, "-I", "-S", os.path.abspath(__file__),
-                   "--new-root", new_root, "--layout", json.dumps(_layout(python))]
+    return argv + [
+        python,
+        "-I",
+        "-S",
+        os.path.abspath(__file__),
+        "--new-root",
+        new_root,
+        "--layout",
+        json.dumps(_layout(python)),
+    ]
 
 
 def _worker_argv(isolation: str, python: str, new_root: str | None) -> list[str]:
@@ -701,15 +776,19 @@ def _worker_argv(isolation: str, python: str, new_root: str | None) -> list[str]
     return argv + ["--tmp", "/tmp"] + (["--switch-uid"] if os.getuid() == 0 else [])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def usable(isolation: str) -> bool:
     """Can this isolation start a worker here, with every limit it promises? Asked once per process:
     a worker builds its root, forks one job process through `_limits`, and exits."""
     new_root = tempfile.mkdtemp(prefix="touchstone-sandbox-")
     try:
         argv = _worker_argv(isolation, _interpreter(), new_root) + ["--probe"]
-        return subprocess.run(argv, capture_output=True, timeout=30, cwd="/",
-                              env={"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"}).returncode == 0
+        return (
+            subprocess.run(
+                argv, capture_output=True, timeout=30, cwd="/", env={"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"}
+            ).returncode
+            == 0
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     finally:
@@ -732,9 +811,11 @@ def choose_isolation(requested: str | None = None) -> str:
         if wanted in ("auto", isolation) and usable(isolation):
             return isolation
     what = "no isolation" if wanted == "auto" else f"{wanted} isolation"
-    raise UserError(f"the code sandbox has {what} on this machine, so untrusted code cannot run: install "
-                    "bubblewrap (apt-get install bubblewrap) or allow user namespaces "
-                    "(sysctl kernel.unprivileged_userns_clone=1)")
+    raise UserError(
+        f"the code sandbox has {what} on this machine, so untrusted code cannot run: install "
+        "bubblewrap (apt-get install bubblewrap) or allow user namespaces "
+        "(sysctl kernel.unprivileged_userns_clone=1)"
+    )
 
 
 class _WorkerProcess:
@@ -749,9 +830,16 @@ class _WorkerProcess:
         if self.isolation == "namespaces":
             self.new_root = tempfile.mkdtemp(prefix="touchstone-sandbox-")
         argv = _worker_argv(self.isolation, _interpreter(), self.new_root)
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                                     cwd="/", env={"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"},
-                                     start_new_session=True, bufsize=0)
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd="/",
+            env={"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"},
+            start_new_session=True,
+            bufsize=0,
+        )
 
     def request(self, messages: list[dict], timeout: float) -> dict | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -812,9 +900,22 @@ class Sandbox:
     @property
     def guarantees(self) -> tuple[str, ...]:
         """What holds for every job; the same in both isolations (the module docstring says how)."""
-        g = ["separate_processes", "new_session", "rlimits", "wall_timeout", "output_cap", "scrubbed_env",
-             "no_network", "read_only_fs", "private_tmp", "disk_cap", "pid_namespace", "kill_all_job_processes",
-             "no_capabilities", "not_dumpable"]
+        g = [
+            "separate_processes",
+            "new_session",
+            "rlimits",
+            "wall_timeout",
+            "output_cap",
+            "scrubbed_env",
+            "no_network",
+            "read_only_fs",
+            "private_tmp",
+            "disk_cap",
+            "pid_namespace",
+            "kill_all_job_processes",
+            "no_capabilities",
+            "not_dumpable",
+        ]
         if os.getuid() == 0:
             g.append("unprivileged_uid")
         return tuple(g)
@@ -825,7 +926,9 @@ class Sandbox:
             r = worker.request(messages, timeout)
             if r is None:  # the worker itself died or hung (infrastructure, not the job): once more
                 r = worker.request(messages, timeout) or {
-                    "status": "error", "message": "the sandbox worker died or hung twice on this job"}
+                    "status": "error",
+                    "message": "the sandbox worker died or hung twice on this job",
+                }
         finally:
             self._idle.put(worker)
         value = None
@@ -834,25 +937,69 @@ class Sandbox:
                 value = decode(r["value"])
             except (ValueError, TypeError):
                 value = None
-        return SandboxResult(status=r.get("status", "error"), message=r.get("message", ""),
-                             stdout=r.get("stdout", ""), stderr=r.get("stderr", ""),
-                             returncode=r.get("returncode"), duration=r.get("duration", 0.0),
-                             truncated=r.get("truncated", False), value=value, guarantees=self.guarantees)
+        return SandboxResult(
+            status=r.get("status", "error"),
+            message=r.get("message", ""),
+            stdout=r.get("stdout", ""),
+            stderr=r.get("stderr", ""),
+            returncode=r.get("returncode"),
+            duration=r.get("duration", 0.0),
+            truncated=r.get("truncated", False),
+            value=value,
+            guarantees=self.guarantees,
+        )
 
-    def run(self, code: str, *, inputs: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-            memory_mb: int = DEFAULT_MEMORY_MB, max_output: int = DEFAULT_MAX_OUTPUT) -> SandboxResult:
+    def run(
+        self,
+        code: str,
+        *,
+        inputs: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        memory_mb: int = DEFAULT_MEMORY_MB,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> SandboxResult:
         """Run `code` as a script with `inputs` on stdin; status ok | error | timeout."""
-        return self._job([{"mode": "run", "program": code, "stdin": inputs, "timeout": timeout,
-                           "memory_mb": memory_mb, "max_output": max_output}], timeout)
+        return self._job(
+            [
+                {
+                    "mode": "run",
+                    "program": code,
+                    "stdin": inputs,
+                    "timeout": timeout,
+                    "memory_mb": memory_mb,
+                    "max_output": max_output,
+                }
+            ],
+            timeout,
+        )
 
-    def check(self, program: str, test: str, entry_point: str, *, prompt: str = "",
-              timeout: float = DEFAULT_TIMEOUT, memory_mb: int = DEFAULT_MEMORY_MB,
-              max_output: int = DEFAULT_MAX_OUTPUT) -> SandboxResult:
+    def check(
+        self,
+        program: str,
+        test: str,
+        entry_point: str,
+        *,
+        prompt: str = "",
+        timeout: float = DEFAULT_TIMEOUT,
+        memory_mb: int = DEFAULT_MEMORY_MB,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> SandboxResult:
         """Run `program`, then the trusted `test` (which defines `check(candidate)`) against its function
         `entry_point`. `prompt` is trusted code the test may use (HumanEval's helper functions)."""
-        return self._job([{"mode": "check", "program": program, "entry_point": entry_point, "timeout": timeout,
-                           "memory_mb": memory_mb, "max_output": max_output},
-                          {"test": test, "prompt": prompt, "entry_point": entry_point}], timeout)
+        return self._job(
+            [
+                {
+                    "mode": "check",
+                    "program": program,
+                    "entry_point": entry_point,
+                    "timeout": timeout,
+                    "memory_mb": memory_mb,
+                    "max_output": max_output,
+                },
+                {"test": test, "prompt": prompt, "entry_point": entry_point},
+            ],
+            timeout,
+        )
 
     def check_many(self, jobs: list[dict]) -> list[SandboxResult]:
         """`check(**job)` for each job, spread over the workers."""
@@ -890,8 +1037,14 @@ def shared_sandbox(workers: int | None = None) -> Sandbox:
         return _shared
 
 
-def run_python(code: str, *, inputs: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-               memory_mb: int = DEFAULT_MEMORY_MB, max_output: int = DEFAULT_MAX_OUTPUT) -> SandboxResult:
+def run_python(
+    code: str,
+    *,
+    inputs: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    memory_mb: int = DEFAULT_MEMORY_MB,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+) -> SandboxResult:
     """Run `code` once in a fresh sandbox; see `Sandbox.run`."""
     with Sandbox(workers=1) as box:
         return box.run(code, inputs=inputs, timeout=timeout, memory_mb=memory_mb, max_output=max_output)
@@ -910,7 +1063,8 @@ def _probe(switch_uid: bool) -> None:
 
 
 if __name__ == "__main__":  # the worker, started by _WorkerProcess inside the sandbox
-    import ctypes, resource, traceback  # noqa: E401,F401 - imported once here, not in every job process
+    import ctypes, resource, traceback  # noqa: E401,F401,I001 - imported once here, not in every job process
+
     _args = sys.argv[1:]
     _not_dumpable()  # the worker holds each job's test: nothing may read its memory or its pipes
     if "--new-root" in _args:

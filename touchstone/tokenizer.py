@@ -26,8 +26,8 @@ from __future__ import annotations
 import functools
 import itertools
 import random
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from touchstone.data.config import PrepareConfig
 from touchstone.data.shards import read_texts
@@ -79,21 +79,34 @@ def train_from_texts(texts: Iterable[str], out: str | Path, vocab_size: int = 81
         raise UserError(f"vocab size {vocab_size}: must be between {len(SPECIAL_TOKENS) + 256} and {MAX_VOCAB}")
     tok = Tokenizer(models.BPE())
     # Digits first, one per piece, so that no merge can join them; then GPT-2's byte-level split.
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True),
-                                                 pre_tokenizers.ByteLevel(add_prefix_space=False)])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS), min_frequency=2,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(SPECIAL_TOKENS),
+        min_frequency=2,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     # Peek so that an empty corpus is a clear error rather than a tokenizer with no merges.
     texts = iter(texts)
     first = next(texts, None)
     if first is None:
         raise UserError("tokenizer: no training text (the data is empty after filtering)")
     tok.train_from_iterator(itertools.chain([first], texts), trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=EOS, eos_token=EOS, unk_token=EOS,
-                                   pad_token=PAD, additional_special_tokens=SPECIAL_TOKENS[2:],
-                                   model_max_length=1 << 20, clean_up_tokenization_spaces=False)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=EOS,
+        eos_token=EOS,
+        unk_token=EOS,
+        pad_token=PAD,
+        additional_special_tokens=SPECIAL_TOKENS[2:],
+        model_max_length=1 << 20,
+        clean_up_tokenization_spaces=False,
+    )
     with atomic_dir(out, overwrite=overwrite) as staging:
         fast.save_pretrained(staging)
         write_manifest(staging, {"kind": "tokenizer", "vocab_size": len(fast)})

@@ -27,8 +27,9 @@ def _fix(text: str) -> str:
 
     if not _NEEDS_FTFY.search(text):
         return text
-    return "\n\n".join(ftfy.fix_text(p, normalization="NFC") if _NEEDS_FTFY.search(p) else p
-                        for p in text.split("\n\n"))
+    return "\n\n".join(
+        ftfy.fix_text(p, normalization="NFC") if _NEEDS_FTFY.search(p) else p for p in text.split("\n\n")
+    )
 
 
 def clean(text: str, lowercase: bool = False) -> str:
@@ -59,8 +60,11 @@ def chunks(text: str, size: int) -> Iterator[str]:
     if len(text) <= size:
         yield text
         return
-    pieces = (piece for para in text.split("\n\n")
-              for piece in ([para] if len(para) <= size else _pack(para.split("\n"), size, "\n")))
+    pieces = (
+        piece
+        for para in text.split("\n\n")
+        for piece in ([para] if len(para) <= size else _pack(para.split("\n"), size, "\n"))
+    )
     yield from _pack(pieces, size, "\n\n")
 
 

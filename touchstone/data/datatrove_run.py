@@ -119,10 +119,16 @@ def readers(sources: list[str], cfg: PrepareConfig, work: Path) -> list[Pipeline
             next(read_hf(src, cfg.text_field), None)  # a dataset that does not load: one line, here
             name, config, split = hf_spec(src)
             on_disk = saved_to_disk(name)
-            steps.append(HuggingFaceDatasetReader(
-                name, None if on_disk else {"name": config or None, "split": split}, streaming=not on_disk,
-                load_from_disk=on_disk, adapter=SourceAdapter(cfg.text_field, {}),
-                default_metadata={"source": src, "order": order}))
+            steps.append(
+                HuggingFaceDatasetReader(
+                    name,
+                    None if on_disk else {"name": config or None, "split": split},
+                    streaming=not on_disk,
+                    load_from_disk=on_disk,
+                    adapter=SourceAdapter(cfg.text_field, {}),
+                    default_metadata={"source": src, "order": order},
+                )
+            )
             order += 1
             continue
         for path in source_files(src):
@@ -139,7 +145,9 @@ def readers(sources: list[str], cfg: PrepareConfig, work: Path) -> list[Pipeline
         if rels:
             paths_file = work / "inputs" / f"{kind}.txt"
             paths_file.write_text("".join(r + "\n" for r in rels), encoding="utf-8")
-            steps.append(classes[kind](os.sep, paths_file=str(paths_file), adapter=SourceAdapter(cfg.text_field, origins)))
+            steps.append(
+                classes[kind](os.sep, paths_file=str(paths_file), adapter=SourceAdapter(cfg.text_field, origins))
+            )
     return steps
 
 
@@ -149,17 +157,26 @@ def lsh_bands(cfg: PrepareConfig) -> tuple[int, int]:
     return lsh.b, lsh.r
 
 
-def stages(sources: list[str], out: Path, cfg: PrepareConfig, work: Path,
-           overwrite: bool = False) -> list[tuple[str, list, int]]:
+def stages(
+    sources: list[str], out: Path, cfg: PrepareConfig, work: Path, overwrite: bool = False
+) -> list[tuple[str, list, int]]:
     """The pipelines, in order: (name, blocks, tasks)."""
     n = cfg.tasks
     w = str(work)
     exact = ExactDedupConfig(content_getter=exact_content, document_priority=first_file_first)
     near = cfg.near_dup_threshold < 1
     plan = [
-        ("clean", [*readers(sources, cfg, work), Chunks(cfg), *(ReasonFilter(f, cfg) for f in FILTERS),
-                   JsonlWriter(f"{w}/chunks", "${rank}.jsonl", compression=None),
-                   ExactDedupSignature(f"{w}/exact/sigs", exact, finder_workers=n)], n),
+        (
+            "clean",
+            [
+                *readers(sources, cfg, work),
+                Chunks(cfg),
+                *(ReasonFilter(f, cfg) for f in FILTERS),
+                JsonlWriter(f"{w}/chunks", "${rank}.jsonl", compression=None),
+                ExactDedupSignature(f"{w}/exact/sigs", exact, finder_workers=n),
+            ],
+            n,
+        ),
         ("exact-find", [ExactFindDedups(f"{w}/exact/sigs", f"{w}/exact/dups", exact)], n),
     ]
     unique = [RankReader(f"{w}/chunks"), ExactDedupFilter(f"{w}/exact/dups", exact)]
@@ -167,29 +184,60 @@ def stages(sources: list[str], out: Path, cfg: PrepareConfig, work: Path,
         bands, rows = lsh_bands(cfg)
         # dedup.shingles lowercases and keeps \w+ runs; datatrove's defaults would also fold digits and accents.
         # sha1: datatrove hashes shingles as str, which the installed xxhash (4.x) refuses.
-        minhash = MinhashConfig(n_grams=5, num_buckets=bands, hashes_per_bucket=rows, seed=1,
-                                norm_config=TextNormConfig(norm_numbers=False, norm_unicode_diacritics=False),
-                                hash_config=HashConfig(hash_fc="sha1"))
+        minhash = MinhashConfig(
+            n_grams=5,
+            num_buckets=bands,
+            hashes_per_bucket=rows,
+            seed=1,
+            norm_config=TextNormConfig(norm_numbers=False, norm_unicode_diacritics=False),
+            hash_config=HashConfig(hash_fc="sha1"),
+        )
         plan += [
-            ("minhash-signatures", [*unique, JsonlWriter(f"{w}/unique", "${rank}.jsonl", compression=None),
-                                    MinhashDedupSignature(f"{w}/minhash/sigs", minhash, language=Words())], n),
-            ("minhash-buckets", [MinhashDedupBuckets(f"{w}/minhash/sigs", f"{w}/minhash/buckets", config=minhash)],
-             bands),
-            ("minhash-clusters", [MinhashDedupCluster(f"{w}/minhash/buckets", f"{w}/minhash/clusters",
-                                                      config=minhash)], 1),
+            (
+                "minhash-signatures",
+                [
+                    *unique,
+                    JsonlWriter(f"{w}/unique", "${rank}.jsonl", compression=None),
+                    MinhashDedupSignature(f"{w}/minhash/sigs", minhash, language=Words()),
+                ],
+                n,
+            ),
+            (
+                "minhash-buckets",
+                [MinhashDedupBuckets(f"{w}/minhash/sigs", f"{w}/minhash/buckets", config=minhash)],
+                bands,
+            ),
+            (
+                "minhash-clusters",
+                [MinhashDedupCluster(f"{w}/minhash/buckets", f"{w}/minhash/clusters", config=minhash)],
+                1,
+            ),
         ]
         unique = [RankReader(f"{w}/unique"), MinhashDedupFilter(f"{w}/minhash/clusters")]
-    plan.append(("split", [*unique, Split(cfg), JsonlWriter(f"{w}/text", "${split}/${rank}.jsonl.gz",
-                                                            adapter=text_record_of)], n))
+    plan.append(
+        (
+            "split",
+            [*unique, Split(cfg), JsonlWriter(f"{w}/text", "${split}/${rank}.jsonl.gz", adapter=text_record_of)],
+            n,
+        )
+    )
     plan.append(("tokenizer", [TrainTokenizer(sources, cfg, work)], 1))
     tokenize = []
     # Batches of shards.write_shard's size: datatrove's default (10,000 documents) holds all their Encodings at once.
     for split in SPLITS:
         (work / "text" / split).mkdir(parents=True, exist_ok=True)
-        tokenize += [JsonlReader(f"{w}/text/{split}", glob_pattern="*.jsonl.gz"),
-                     DocumentTokenizer(f"{w}/tokens/{split}", tokenizer_name_or_path=f"{w}/tokenizer/tokenizer.json",
-                                       eos_token=eos_token(cfg), save_filename=split, shuffle_documents=False,
-                                       save_final_metadata=False, batch_size=512)]
+        tokenize += [
+            JsonlReader(f"{w}/text/{split}", glob_pattern="*.jsonl.gz"),
+            DocumentTokenizer(
+                f"{w}/tokens/{split}",
+                tokenizer_name_or_path=f"{w}/tokenizer/tokenizer.json",
+                eos_token=eos_token(cfg),
+                save_filename=split,
+                shuffle_documents=False,
+                save_final_metadata=False,
+                batch_size=512,
+            ),
+        ]
     plan.append(("tokenize", tokenize, n))
     plan.append(("assemble", [Assemble(sources, out, cfg, work, overwrite)], 1))
     return plan
@@ -208,8 +256,12 @@ def executors(plan, cfg: PrepareConfig, work: Path) -> list:
     after the other by `run`, which checks each stage finished before the next starts."""
     execs = []
     for name, pipeline, tasks in plan:
-        common = {"pipeline": pipeline, "tasks": tasks, "workers": min(cfg.workers, tasks),
-                  "logging_dir": str(work / "logs" / name)}
+        common = {
+            "pipeline": pipeline,
+            "tasks": tasks,
+            "workers": min(cfg.workers, tasks),
+            "logging_dir": str(work / "logs" / name),
+        }
         if cfg.executor == "local":
             from datatrove.executor import LocalPipelineExecutor
 
@@ -224,9 +276,16 @@ def executors(plan, cfg: PrepareConfig, work: Path) -> list:
             if not cfg.slurm_partition:
                 raise UserError("config: key 'slurm_partition' is required with --executor slurm")
             venv = sys.prefix if sys.prefix != sys.base_prefix else None
-            execs.append(SlurmPipelineExecutor(**common, time=cfg.slurm_time, partition=cfg.slurm_partition,
-                                               job_name=f"touchstone-{name}", venv_path=venv,
-                                               depends=execs[-1] if execs else None))
+            execs.append(
+                SlurmPipelineExecutor(
+                    **common,
+                    time=cfg.slurm_time,
+                    partition=cfg.slurm_partition,
+                    job_name=f"touchstone-{name}",
+                    venv_path=venv,
+                    depends=execs[-1] if execs else None,
+                )
+            )
     return execs
 
 
@@ -234,8 +293,10 @@ def run(execs) -> None:
     for ex in execs:
         ex.run()
         if missing := ex.get_incomplete_ranks():
-            raise UserError(f"{ex.logging_dir.path}: {len(missing)} of {ex.world_size} tasks did not finish "
-                            "(their logs are in logs/ there); run the same command again to resume")
+            raise UserError(
+                f"{ex.logging_dir.path}: {len(missing)} of {ex.world_size} tasks did not finish "
+                "(their logs are in logs/ there); run the same command again to resume"
+            )
 
 
 def _job(sources: list[str], cfg: PrepareConfig) -> dict:
@@ -269,8 +330,9 @@ def prepare_datatrove(sources: list[str], out: str | Path, cfg: PrepareConfig, o
     marker = work / "job.json"
     if work.exists():
         if not marker.exists():
-            raise UserError(f"{work}: exists and is not a datatrove work directory of ours; remove it or choose "
-                            "another --out")
+            raise UserError(
+                f"{work}: exists and is not a datatrove work directory of ours; remove it or choose another --out"
+            )
         if json.loads(marker.read_text(encoding="utf-8")) != job:
             print(f"{work}: left by a run of other sources or settings; starting afresh", file=sys.stderr)
             shutil.rmtree(work)
@@ -288,4 +350,3 @@ def prepare_datatrove(sources: list[str], out: str | Path, cfg: PrepareConfig, o
     manifest = json.loads((out / "MANIFEST.json").read_text(encoding="utf-8"))
     shutil.rmtree(work)
     return {k: v for k, v in manifest.items() if k != "files"}
-

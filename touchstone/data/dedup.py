@@ -28,7 +28,7 @@ def shingles(text: str, n: int = 5) -> set[bytes]:
     words = WORD.findall(text.lower())
     if len(words) < n:
         return {" ".join(words).encode("utf-8")}
-    return {" ".join(words[i:i + n]).encode("utf-8") for i in range(len(words) - n + 1)}
+    return {" ".join(words[i : i + n]).encode("utf-8") for i in range(len(words) - n + 1)}
 
 
 def near_dedup(docs: Iterable[Doc], cfg: PrepareConfig, drops: Counter) -> Iterator[Doc]:
@@ -43,8 +43,13 @@ def near_dedup(docs: Iterable[Doc], cfg: PrepareConfig, drops: Counter) -> Itera
     # xxhash: faster than datasketch's default sha1, and stable across runs.
     template = MinHash(num_perm=cfg.num_perm, seed=1, hashfunc=xxhash.xxh32_intdigest)  # permutations made once
     for i, (text, source) in enumerate(docs):
-        m = MinHash(num_perm=cfg.num_perm, seed=1, hashfunc=xxhash.xxh32_intdigest,
-                    permutations=template.permutations, scheme=template.scheme)
+        m = MinHash(
+            num_perm=cfg.num_perm,
+            seed=1,
+            hashfunc=xxhash.xxh32_intdigest,
+            permutations=template.permutations,
+            scheme=template.scheme,
+        )
         m.update_batch(list(shingles(text)))
         if lsh.query(m):
             drops["near_duplicate"] += 1

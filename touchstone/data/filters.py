@@ -6,6 +6,7 @@ by its reason; datatrove_blocks.ReasonFilter runs the same checks as datatrove b
 from __future__ import annotations
 
 import functools
+import itertools
 import multiprocessing
 import re
 from collections import Counter
@@ -19,6 +20,7 @@ from touchstone.data.sources import Doc, batches
 def length_filter(cfg):
     def check(text: str) -> str | None:
         return "too_short" if len(text) < cfg.min_chars else "too_long" if len(text) > cfg.max_chars else None
+
     return check
 
 
@@ -33,11 +35,13 @@ def binary_filter(cfg):
             return "binary"
         non_text = len(text) - len(_NON_TEXT.sub("", text))
         return "binary" if non_text > (1 - cfg.min_printable) * len(text) else None
+
     return check
 
 
 def repetition_filter(cfg):
     """Gopher-style: many repeated lines, or one word 2-gram covering much of the text."""
+
     def check(text: str) -> str | None:
         # Characters, not lines, so that dialogue's repeated short speaker names do not count much.
         seen: set[str] = set()
@@ -51,10 +55,11 @@ def repetition_filter(cfg):
             return "repeated_lines"
         words = WORD.findall(text.lower())
         if len(words) >= 20:
-            top, count = Counter(zip(words, words[1:])).most_common(1)[0]
+            top, count = Counter(itertools.pairwise(words)).most_common(1)[0]
             if count > 1 and count * (len(top[0]) + len(top[1])) > cfg.max_top_ngram * len(text):
                 return "repeated_ngrams"
         return None
+
     return check
 
 

@@ -40,6 +40,13 @@ def no_text_left(sources: list[str], drops: Counter) -> UserError:
 
 def summary_of(sources: list[str], counts: Counter, drops: Counter, vocab_size: int, cfg: PrepareConfig) -> dict:
     """What MANIFEST.json says beside its file list."""
-    return {"kind": "prepared-data", "touchstone": __version__, "sources": list(sources),
-            "counts": dict(counts), "dropped": dict(sorted(drops.items())),
-            "vocab_size": vocab_size, "dtype": "uint16", "config": to_dict(cfg)}
+    return {
+        "kind": "prepared-data",
+        "touchstone": __version__,
+        "sources": list(sources),
+        "counts": dict(counts),
+        "dropped": dict(sorted(drops.items())),
+        "vocab_size": vocab_size,
+        "dtype": "uint16",
+        "config": to_dict(cfg),
+    }

@@ -97,7 +97,9 @@ def prepare(sources: list[str], out: str | Path, cfg: PrepareConfig | None = Non
         save_tokenizer(texts, stage / "tokenizer", cfg)
         tok = load_tokenizer(stage / "tokenizer")
         for name in SPLITS:
-            counts[f"tokens_{name}"] = write_shard(stage / "text" / f"{name}.jsonl.gz", tok, stage / "tokens" / f"{name}.bin")
+            counts[f"tokens_{name}"] = write_shard(
+                stage / "text" / f"{name}.jsonl.gz", tok, stage / "tokens" / f"{name}.bin"
+            )
         summary = summary_of(sources, counts, drops, len(tok), cfg)
         write_manifest(stage, summary)
     return summary

@@ -17,7 +17,7 @@ class GzJsonlWriter:
     itself: `prepare` writes inside a staging directory."""
 
     def __init__(self, path: Path, level: int = 6):
-        self.raw = open(path, "wb")
+        self.raw = open(path, "wb")  # noqa: SIM115 - the writer owns it until close()
         self.gz = gzip.GzipFile(fileobj=self.raw, mode="wb", compresslevel=level, mtime=0)
 
     def write(self, rec: dict) -> None:
@@ -43,7 +43,7 @@ def read_texts(path: str | Path) -> Iterator[str]:
 def eos_id(tokenizer) -> int:
     """The id that ends every document in a shard: <|endoftext|>, else the tokenizer's eos token."""
     eos = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    if eos is None or eos == tokenizer.unk_token_id and tokenizer.unk_token != "<|endoftext|>":
+    if eos is None or (eos == tokenizer.unk_token_id and tokenizer.unk_token != "<|endoftext|>"):
         eos = tokenizer.eos_token_id
     if eos is None:
         raise UserError(f"{tokenizer.name_or_path}: tokenizer has no <|endoftext|> or eos token")

@@ -120,7 +120,7 @@ def read_hf(spec: str, text_field: str) -> Iterator[Doc]:
         else:
             ds = datasets.load_dataset(name, config or None, split=split, streaming=True)
         first = next(iter(ds), None)
-    except Exception as e:  # datasets raises many types (not found, offline, bad config, bad split)
+    except Exception as e:  # noqa: BLE001 - datasets raises many types (not found, offline, bad config, bad split)
         raise UserError(f"{spec}: cannot load dataset ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if first is None:
         return
@@ -154,8 +154,13 @@ def source_files(src: str) -> list[Path]:
         raise UserError(f"{path}: no such file or directory")
     if path.is_file():
         return [path]
-    files = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(FOLDER_SUFFIXES)
-                   and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file()
+        and p.name.lower().endswith(FOLDER_SUFFIXES)
+        and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    )
     if not files:
         raise UserError(f"{path}: no .txt, .md, .jsonl, .jsonl.gz or .parquet files in this folder")
     return files

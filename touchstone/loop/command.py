@@ -41,12 +41,16 @@ def run_one_step(workspace: str, step: str) -> dict:
             at = STEPS.index(step)
             missing = [s for s in STEPS[:at] if s not in done]
             if missing:
-                raise UserError(f"generation {gen}: step {step} needs {missing[0]} first "
-                                f"(`touchstone loop {missing[0]} --workspace {ws.root}`)")
-            later = [s for s in STEPS[at + 1:] if s in done]
+                raise UserError(
+                    f"generation {gen}: step {step} needs {missing[0]} first "
+                    f"(`touchstone loop {missing[0]} --workspace {ws.root}`)"
+                )
+            later = [s for s in STEPS[at + 1 :] if s in done]
             if later:
-                raise UserError(f"generation {gen}: {later[0]} is done, so {step} cannot run again; a step can "
-                                f"rerun only before the steps after it")
+                raise UserError(
+                    f"generation {gen}: {later[0]} is done, so {step} cannot run again; a step can "
+                    f"rerun only before the steps after it"
+                )
             return run_step(ws, cfg, open_generation(ws, cfg, ledger, gen), step)
         finally:
             ledger.close()
@@ -62,10 +66,13 @@ def main(args) -> int:
 
 def add_command(subparsers) -> None:
     """Add `loop` to the `touchstone` command's subparsers."""
-    p = subparsers.add_parser("loop", help="run one step of the current generation alone (for debugging)",
-                              description="Run one step of the current generation alone and print its summary. "
-                              "The steps before it must be done and the steps after it not yet; `touchstone run` "
-                              "carries on from there.")
+    p = subparsers.add_parser(
+        "loop",
+        help="run one step of the current generation alone (for debugging)",
+        description="Run one step of the current generation alone and print its summary. "
+        "The steps before it must be done and the steps after it not yet; `touchstone run` "
+        "carries on from there.",
+    )
     p.set_defaults(func=main)
     p.add_argument("step", choices=STEPS, metavar="STEP", help=f"one of {', '.join(STEPS)}")
     p.add_argument("--workspace", default="workspace", help="workspace directory (default: ./workspace)")

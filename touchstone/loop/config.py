@@ -17,20 +17,31 @@ class LoopConfig(Config):
     sources: list = field([], help="what data/orig is prepared from (default: the embedded corpus)")
     worlds: list = field(list(WORLD_NAMES), help="the worlds the loop synthesizes from and is gated on")
     records_per_world: int = field(300, help="candidates from each world's generator per generation", min=0)
-    own_samples: int = field(32, help="champion samples per generation for each world that has them (numbers, code)", min=0)
+    own_samples: int = field(
+        32, help="champion samples per generation for each world that has them (numbers, code)", min=0
+    )
     mutations: int = field(100, help="candidates made by mutating existing records, per generation", min=0)
     # 200 per world: near chance two judges disagree on about half the records, so McNemar's test at
     # one-sided 0.05 with 80% power needs a gain of about 2.5 * sqrt(0.5 / n), 5.1 points on 1,200
     # records against 7.2 on 600 (README: the loop's measured runs).
     gate_per_world: int = field(200, help="fresh gate records per world per generation", min=1)
     reverify_sample: int = field(200, help="older records re-verified per generation (a rolling audit)", min=0)
-    disagreement_sample: int = field(300, help="this generation's records the champion judges, to find disagreements", min=0)
+    disagreement_sample: int = field(
+        300, help="this generation's records the champion judges, to find disagreements", min=0
+    )
     alpha: float = field(0.05, help="gate significance level (one-sided McNemar exact test)", above=0, max=1)
-    tolerance: float = field(0.05, help="largest accuracy drop on any held-out suite a promotion may cause", min=0, max=1)
+    tolerance: float = field(
+        0.05, help="largest accuracy drop on any held-out suite a promotion may cause", min=0, max=1
+    )
     # 5: five generations besides training, plus generation 0, must fit in an hour.
-    train_minutes: float = field(5.0, help="time budget of a challenger's training (keeps a generation under 10 minutes)", above=0)
-    keep_rejected: bool = field(False, help="keep rejected challengers' weights and training draws (default: "
-                                "only their eval.json, recipe.yaml and report.md)")
+    train_minutes: float = field(
+        5.0, help="time budget of a challenger's training (keeps a generation under 10 minutes)", above=0
+    )
+    keep_rejected: bool = field(
+        False,
+        help="keep rejected challengers' weights and training draws (default: "
+        "only their eval.json, recipe.yaml and report.md)",
+    )
     seed: int = field(0, help="seed of everything the loop draws")
     recipe: dict = field({}, help="settings overlaying the default recipe of generation 1")
 

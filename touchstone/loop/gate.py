@@ -48,9 +48,15 @@ def mcnemar(champion: list[bool], challenger: list[bool]) -> dict:
     c = sum(1 for x, y in zip(champion, challenger) if x and not y)
     p = binomtest(b, b + c, 0.5, alternative="greater").pvalue if b + c else 1.0
     n = len(champion)
-    return {"test": "mcnemar_exact_one_sided", "n": n, "challenger_only": b, "champion_only": c,
-            "champion_accuracy": sum(champion) / n if n else None,
-            "challenger_accuracy": sum(challenger) / n if n else None, "p_value": p}
+    return {
+        "test": "mcnemar_exact_one_sided",
+        "n": n,
+        "challenger_only": b,
+        "champion_only": c,
+        "champion_accuracy": sum(champion) / n if n else None,
+        "challenger_accuracy": sum(challenger) / n if n else None,
+        "p_value": p,
+    }
 
 
 def paired_difference(before: list[bool], after: list[bool], z: float = 1.96) -> dict:
@@ -63,8 +69,13 @@ def paired_difference(before: list[bool], after: list[bool], z: float = 1.96) ->
     mean = sum(d) / n
     var = sum((x - mean) ** 2 for x in d) / max(1, n - 1)
     half = z * math.sqrt(var / n)
-    return {"n": n, "before": sum(before) / n, "after": sum(after) / n, "difference": mean,
-            "ci95": [mean - half, mean + half]}
+    return {
+        "n": n,
+        "before": sum(before) / n,
+        "after": sum(after) / n,
+        "difference": mean,
+        "ci95": [mean - half, mean + half],
+    }
 
 
 def suite_drop(champion: list[bool], challenger: list[bool]) -> dict:
@@ -85,8 +96,12 @@ def holm(p_values: dict[str, float], alpha: float = ALPHA) -> set[str]:
     return rejected
 
 
-def regressed_suites(suites_champion: dict[str, list[bool]], suites_challenger: dict[str, list[bool]],
-                     alpha: float = ALPHA, tolerance: float = TOLERANCE) -> dict[str, dict]:
+def regressed_suites(
+    suites_champion: dict[str, list[bool]],
+    suites_challenger: dict[str, list[bool]],
+    alpha: float = ALPHA,
+    tolerance: float = TOLERANCE,
+) -> dict[str, dict]:
     """The suites on which the challenger regressed: a drop above `tolerance` that is significant after
     Holm's correction over all the suites (see the module docstring), with their checks."""
     checks = {name: suite_drop(suites_champion[name], suites_challenger[name]) for name in suites_champion}
@@ -94,21 +109,32 @@ def regressed_suites(suites_champion: dict[str, list[bool]], suites_challenger: 
     return {name: c for name, c in checks.items() if c["drop"] > tolerance and name in significant}
 
 
-def decide(gate: dict, suites_champion: dict[str, list[bool]], suites_challenger: dict[str, list[bool]],
-           alpha: float = ALPHA, tolerance: float = TOLERANCE) -> tuple[bool, str]:
+def decide(
+    gate: dict,
+    suites_champion: dict[str, list[bool]],
+    suites_challenger: dict[str, list[bool]],
+    alpha: float = ALPHA,
+    tolerance: float = TOLERANCE,
+) -> tuple[bool, str]:
     """(promote?, reason in one line) from the gate test and both models' per-record suite results."""
     drops = regressed_suites(suites_champion, suites_challenger, alpha, tolerance)
     if gate["p_value"] >= alpha:
-        return False, (f"not significant: challenger {gate['challenger_accuracy']:.3f} vs champion "
-                       f"{gate['champion_accuracy']:.3f} on {gate['n']} gate records, McNemar p = "
-                       f"{gate['p_value']:.3g} >= {alpha}")
+        return False, (
+            f"not significant: challenger {gate['challenger_accuracy']:.3f} vs champion "
+            f"{gate['champion_accuracy']:.3f} on {gate['n']} gate records, McNemar p = "
+            f"{gate['p_value']:.3g} >= {alpha}"
+        )
     if drops:
         worst = max(drops, key=lambda name: drops[name]["drop"])
-        return False, (f"regression: suite {worst} dropped {drops[worst]['drop']:.3f} (> {tolerance}, paired p = "
-                       f"{drops[worst]['p_value']:.3g}) although the gate passed (p = {gate['p_value']:.3g})")
-    return True, (f"promoted: challenger {gate['challenger_accuracy']:.3f} vs champion {gate['champion_accuracy']:.3f} "
-                  f"on {gate['n']} gate records, McNemar p = {gate['p_value']:.3g} < {alpha}; no suite dropped "
-                  f"significantly by more than {tolerance}")
+        return False, (
+            f"regression: suite {worst} dropped {drops[worst]['drop']:.3f} (> {tolerance}, paired p = "
+            f"{drops[worst]['p_value']:.3g}) although the gate passed (p = {gate['p_value']:.3g})"
+        )
+    return True, (
+        f"promoted: challenger {gate['challenger_accuracy']:.3f} vs champion {gate['champion_accuracy']:.3f} "
+        f"on {gate['n']} gate records, McNemar p = {gate['p_value']:.3g} < {alpha}; no suite dropped "
+        f"significantly by more than {tolerance}"
+    )
 
 
 def gate(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
@@ -123,8 +149,11 @@ def gate(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
     for w in cfg.worlds:
         idx = [i for i, r in enumerate(gate_set) if r["world"] == w]
         if idx:
-            per_world[w] = {"n": len(idx), "champion": sum(champ[i] for i in idx) / len(idx),
-                            "challenger": sum(chall[i] for i in idx) / len(idx)}
+            per_world[w] = {
+                "n": len(idx),
+                "champion": sum(champ[i] for i in idx) / len(idx),
+                "challenger": sum(chall[i] for i in idx) / len(idx),
+            }
     s_champ = suite_scores(champion_dir, g.worlds)
     s_chall = suite_scores(challenger_dir, g.worlds)
     correct = {w: [bool(c) for c in s["correct"]] for w, s in s_champ.items()}
@@ -132,20 +161,33 @@ def gate(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
     promote, reason = decide(test, correct, correct_chall, cfg.alpha, cfg.tolerance)
     # A rejected challenger that is no worse than the champion stays the next challenger's base (see
     # workspace.training_base); one that lost significantly, on the gate or any suite, is dropped.
-    worse = (mcnemar(chall, champ)["p_value"] < cfg.alpha
-             or bool(regressed_suites(correct, correct_chall, cfg.alpha, cfg.tolerance)))
-    stats = {"gate": test, "gate_per_world": per_world, "base": g.base, "continue": not promote and not worse,
-             "suites_champion": {w: s["accuracy"] for w, s in s_champ.items()},
-             "suites_challenger": {w: s["accuracy"] for w, s in s_chall.items()},
-             "alpha": cfg.alpha, "tolerance": cfg.tolerance}
+    worse = mcnemar(chall, champ)["p_value"] < cfg.alpha or bool(
+        regressed_suites(correct, correct_chall, cfg.alpha, cfg.tolerance)
+    )
+    stats = {
+        "gate": test,
+        "gate_per_world": per_world,
+        "base": g.base,
+        "continue": not promote and not worse,
+        "suites_champion": {w: s["accuracy"] for w, s in s_champ.items()},
+        "suites_challenger": {w: s["accuracy"] for w, s in s_chall.items()},
+        "alpha": cfg.alpha,
+        "tolerance": cfg.tolerance,
+    }
     write_json_atomic(g.dir / "gate.json", {"promote": promote, "reason": reason, **stats})
     if promote:
         ws.set_champion(g.challenger)
     ledger = g.ledger
     with ledger.transaction():
         ledger.set_metrics(g.number, g.champion, {"gate": {"accuracy": test["champion_accuracy"], "n": test["n"]}})
-        ledger.set_metrics(g.number, g.challenger, {"gate": {"accuracy": test["challenger_accuracy"], "n": test["n"]},
-                                                    **{f"suite:{w}": s for w, s in s_chall.items()}})
+        ledger.set_metrics(
+            g.number,
+            g.challenger,
+            {
+                "gate": {"accuracy": test["challenger_accuracy"], "n": test["n"]},
+                **{f"suite:{w}": s for w, s in s_chall.items()},
+            },
+        )
         ledger.set_metrics(g.number, g.champion, {f"suite:{w}": s for w, s in s_champ.items()})
         ledger.set_counts(g.number, data_counts(ws))
         ledger.decide(g.number, g.challenger, "promoted" if promote else "rejected", reason, test["p_value"], stats)

@@ -56,10 +56,18 @@ class Generation:
         return ids | ids_in(sorted(ws.generations.glob("gen-*/gate.jsonl")))
 
 
-def open_generation(ws: Workspace, cfg: LoopConfig, ledger: Ledger, number: int,
-                    recipe_override: Recipe | None = None) -> Generation:
+def open_generation(
+    ws: Workspace, cfg: LoopConfig, ledger: Ledger, number: int, recipe_override: Recipe | None = None
+) -> Generation:
     """Start generation `number` in the ledger (a resumed one keeps its first champion) and describe it."""
     ledger.start_generation(number, ws.champion())
     champion = ledger.generation(number)["champion_before"]
-    return Generation(number, champion, training_base(ws, ledger, number) or champion, ledger,
-                      ws.worlds(cfg.worlds), ws.gen_dir(number), recipe_override)
+    return Generation(
+        number,
+        champion,
+        training_base(ws, ledger, number) or champion,
+        ledger,
+        ws.worlds(cfg.worlds),
+        ws.gen_dir(number),
+        recipe_override,
+    )

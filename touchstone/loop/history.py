@@ -15,8 +15,11 @@ from touchstone.loop.workspace import Workspace, data_counts
 def scoreboard(ledger, gen: int) -> str:
     g = ledger.generation(gen)
     stats = generation_stats(g)
-    lines = [f"generation {gen}: {g['decision'].upper()}  {g['challenger']} vs {g['champion_before']}", f"  {g['reason']}",
-             f"  {'suite':<10} {'champion':>9} {'challenger':>11}"]
+    lines = [
+        f"generation {gen}: {g['decision'].upper()}  {g['challenger']} vs {g['champion_before']}",
+        f"  {g['reason']}",
+        f"  {'suite':<10} {'champion':>9} {'challenger':>11}",
+    ]
     for w, acc in stats.get("suites_champion", {}).items():
         lines.append(f"  {w:<10} {acc:>9.3f} {stats['suites_challenger'][w]:>11.3f}")
     return "\n".join(lines)
@@ -31,9 +34,14 @@ def status(workspace: str | Path, ledger: Ledger | None = None) -> str:
         gens = ledger.generations()
         finished = [g for g in gens if g["gen"] > 0 and g["decision"]]
         champion = ws.champion()
-        lines = [f"workspace   {ws.root}", f"champion    {champion or '(none yet)'}",
-                 (f"generations {len(finished)} finished: {sum(g['decision'] == 'promoted' for g in finished)} "
-                  f"promoted, {sum(g['decision'] == 'rejected' for g in finished)} rejected")]
+        lines = [
+            f"workspace   {ws.root}",
+            f"champion    {champion or '(none yet)'}",
+            (
+                f"generations {len(finished)} finished: {sum(g['decision'] == 'promoted' for g in finished)} "
+                f"promoted, {sum(g['decision'] == 'rejected' for g in finished)} rejected"
+            ),
+        ]
         for g in gens:
             if not g["decision"]:
                 steps = ledger.done_steps(g["gen"])
@@ -68,33 +76,58 @@ def write_reports(ws: Workspace, ledger: Ledger) -> Path | None:
     suites = {}
     for g in gens:
         stats = generation_stats(g)
-        champ = stats.get("suites") if g["gen"] == 0 else (
-            stats.get("suites_challenger") if g["decision"] == "promoted" else stats.get("suites_champion"))
+        champ = (
+            stats.get("suites")
+            if g["gen"] == 0
+            else (stats.get("suites_challenger") if g["decision"] == "promoted" else stats.get("suites_champion"))
+        )
         suites[g["gen"]] = champ or {}
     worlds = sorted({w for s in suites.values() for w in s})
-    lines = ["# Loop history", "", "| gen | decision | challenger | trained from | champion before | p | reason |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Loop history",
+        "",
+        "| gen | decision | challenger | trained from | champion before | p | reason |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for g in gens:
         p = f"{g['p_value']:.3g}" if g["p_value"] is not None else ""
         base = generation_stats(g).get("base", "")
-        lines.append(f"| {g['gen']} | {g['decision']} | {g['challenger']} | {base} | {g['champion_before'] or ''} | {p} "
-                     f"| {g['reason']} |")
-    lines += ["", "Held-out suite accuracy of the champion after each generation:", "",
-              "| gen | " + " | ".join(worlds) + " | mean |", "|---" * (len(worlds) + 2) + "|"]
+        lines.append(
+            f"| {g['gen']} | {g['decision']} | {g['challenger']} | {base} | {g['champion_before'] or ''} | {p} "
+            f"| {g['reason']} |"
+        )
+    lines += [
+        "",
+        "Held-out suite accuracy of the champion after each generation:",
+        "",
+        "| gen | " + " | ".join(worlds) + " | mean |",
+        "|---" * (len(worlds) + 2) + "|",
+    ]
     for gen, s in suites.items():
         if s:
-            lines.append(f"| {gen} | " + " | ".join(f"{s.get(w, float('nan')):.3f}" for w in worlds)
-                         + f" | {sum(s.values()) / len(s):.3f} |")
+            lines.append(
+                f"| {gen} | "
+                + " | ".join(f"{s.get(w, float('nan')):.3f}" for w in worlds)
+                + f" | {sum(s.values()) / len(s):.3f} |"
+            )
     lines += against_generation_0(ws)
     times: dict[int, dict[str, float]] = {}
     for gen, step, seconds in ledger.step_times():
         times.setdefault(gen, {})[step] = seconds
     steps = [s for s in BOOTSTRAP_STEPS + STEPS if any(s in t for t in times.values())]
-    lines += ["", "Wall time per step (minutes):", "", "| gen | " + " | ".join(steps) + " | total |",
-              "|---" * (len(steps) + 2) + "|"]
+    lines += [
+        "",
+        "Wall time per step (minutes):",
+        "",
+        "| gen | " + " | ".join(steps) + " | total |",
+        "|---" * (len(steps) + 2) + "|",
+    ]
     for gen, t in sorted(times.items()):
-        lines.append(f"| {gen} | " + " | ".join(f"{t[s] / 60:.1f}" if s in t else "" for s in steps)
-                     + f" | {sum(t.values()) / 60:.1f} |")
+        lines.append(
+            f"| {gen} | "
+            + " | ".join(f"{t[s] / 60:.1f}" if s in t else "" for s in steps)
+            + f" | {sum(t.values()) / 60:.1f} |"
+        )
     ws.reports.mkdir(parents=True, exist_ok=True)
     write_text_atomic(ws.reports / "history.md", "\n".join(lines) + "\n")
     if not suites or not worlds:
@@ -133,8 +166,13 @@ def against_generation_0(ws: Workspace) -> list[str]:
         return []
     before = read_json(first).get("suites", {})
     after = read_json(last).get("suites", {})
-    lines = ["", f"Champion {champion} against generation 0 on the held-out suites (paired, 95% CI):", "",
-             "| suite | n | gen 0 | champion | difference | 95% CI |", "|---|---|---|---|---|---|"]
+    lines = [
+        "",
+        f"Champion {champion} against generation 0 on the held-out suites (paired, 95% CI):",
+        "",
+        "| suite | n | gen 0 | champion | difference | 95% CI |",
+        "|---|---|---|---|---|---|",
+    ]
     pooled_before, pooled_after = [], []
     for w in sorted(set(before) & set(after)):
         if before[w]["version"] != after[w]["version"] or before[w]["n"] != after[w]["n"]:
@@ -143,10 +181,14 @@ def against_generation_0(ws: Workspace) -> list[str]:
         pooled_before += b
         pooled_after += a
         d = paired_difference(b, a)
-        lines.append(f"| {w} | {d['n']} | {d['before']:.3f} | {d['after']:.3f} | {d['difference']:+.3f} | "
-                     f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |")
+        lines.append(
+            f"| {w} | {d['n']} | {d['before']:.3f} | {d['after']:.3f} | {d['difference']:+.3f} | "
+            f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |"
+        )
     if pooled_before:
         d = paired_difference(pooled_before, pooled_after)
-        lines.append(f"| all | {d['n']} | {d['before']:.3f} | {d['after']:.3f} | {d['difference']:+.3f} | "
-                     f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |")
+        lines.append(
+            f"| all | {d['n']} | {d['before']:.3f} | {d['after']:.3f} | {d['difference']:+.3f} | "
+            f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] |"
+        )
     return lines

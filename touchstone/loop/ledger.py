@@ -47,8 +47,10 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 
 # Each table's columns in order, read from SCHEMA: what an existing ledger must have.
-_COLUMNS = {m[1]: [c.split()[0] for c in re.split(r",\s*(?![^()]*\))", m[2]) if not c.startswith("PRIMARY KEY")]
-            for m in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", SCHEMA, re.DOTALL)}
+_COLUMNS = {
+    m[1]: [c.split()[0] for c in re.split(r",\s*(?![^()]*\))", m[2]) if not c.startswith("PRIMARY KEY")]
+    for m in re.finditer(r"CREATE TABLE IF NOT EXISTS (\w+) \((.*?)\);", SCHEMA, re.DOTALL)
+}
 
 
 class Ledger:
@@ -94,38 +96,70 @@ class Ledger:
 
     def start_generation(self, gen: int, champion: str) -> None:
         """Record the champion at the start of `gen` once; a resumed generation keeps the first one."""
-        self.db.execute("INSERT OR IGNORE INTO generations (gen, started, champion_before) VALUES (?, ?, ?)",
-                        (gen, time.time(), champion))
+        self.db.execute(
+            "INSERT OR IGNORE INTO generations (gen, started, champion_before) VALUES (?, ?, ?)",
+            (gen, time.time(), champion),
+        )
 
     def finish_step(self, gen: int, step: str, seconds: float, summary: dict) -> None:
-        self.db.execute("INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?)",
-                        (gen, step, seconds, time.time(), json.dumps(summary, sort_keys=True)))
+        self.db.execute(
+            "INSERT OR REPLACE INTO steps VALUES (?, ?, ?, ?, ?)",
+            (gen, step, seconds, time.time(), json.dumps(summary, sort_keys=True)),
+        )
 
     def add_candidates(self, gen: int, rows: list[dict]) -> None:
         self.db.execute("DELETE FROM candidates WHERE gen = ?", (gen,))
-        self.db.executemany("INSERT INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?)",
-                            [(gen, r["world"], r["source"], r["made"], r["verified"], r["rejected"],
-                              json.dumps(r["reasons"], sort_keys=True)) for r in rows])
+        self.db.executemany(
+            "INSERT INTO candidates VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    gen,
+                    r["world"],
+                    r["source"],
+                    r["made"],
+                    r["verified"],
+                    r["rejected"],
+                    json.dumps(r["reasons"], sort_keys=True),
+                )
+                for r in rows
+            ],
+        )
 
     def add_records(self, gen: int, records: list[dict]) -> None:
         self.db.execute("DELETE FROM records WHERE gen = ?", (gen,))
         self.db.executemany(
             "INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(r["id"], gen, r["world"], "pair" if "a" in r else "claim", str(r["label"]),
-              (r.get("verdict") or {}).get("reason"), r.get("source")) for r in records])
+            [
+                (
+                    r["id"],
+                    gen,
+                    r["world"],
+                    "pair" if "a" in r else "claim",
+                    str(r["label"]),
+                    (r.get("verdict") or {}).get("reason"),
+                    r.get("source"),
+                )
+                for r in records
+            ],
+        )
 
     def set_counts(self, gen: int, counts: dict[str, int]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO data_counts VALUES (?, ?, ?)",
-                            [(gen, d, n) for d, n in counts.items()])
+        self.db.executemany(
+            "INSERT OR REPLACE INTO data_counts VALUES (?, ?, ?)", [(gen, d, n) for d, n in counts.items()]
+        )
 
     def set_metrics(self, gen: int, model: str, metrics: dict[str, dict]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)",
-                            [(gen, model, task, m["accuracy"], m["n"]) for task, m in metrics.items()])
+        self.db.executemany(
+            "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?, ?)",
+            [(gen, model, task, m["accuracy"], m["n"]) for task, m in metrics.items()],
+        )
 
     def decide(self, gen: int, challenger: str, decision: str, reason: str, p_value: float | None, stats: dict) -> None:
-        self.db.execute("UPDATE generations SET finished = ?, challenger = ?, decision = ?, reason = ?, p_value = ?, "
-                        "stats = ? WHERE gen = ?",
-                        (time.time(), challenger, decision, reason, p_value, json.dumps(stats, sort_keys=True), gen))
+        self.db.execute(
+            "UPDATE generations SET finished = ?, challenger = ?, decision = ?, reason = ?, p_value = ?, "
+            "stats = ? WHERE gen = ?",
+            (time.time(), challenger, decision, reason, p_value, json.dumps(stats, sort_keys=True), gen),
+        )
 
     # -------------------------------------------------------------------------------------- reads
     def done_steps(self, gen: int) -> dict[str, dict]:

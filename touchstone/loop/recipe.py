@@ -43,12 +43,18 @@ def default_trainer() -> FinetuneConfig:
 
 @dataclass
 class Recipe(Config):
-    finetune: FinetuneConfig = dataclasses.field(default_factory=default_trainer, metadata={
-        "help": f"the trainer's settings ({', '.join(TRAINER_SETTINGS)}; see touchstone.finetune)"})
+    finetune: FinetuneConfig = dataclasses.field(
+        default_factory=default_trainer,
+        metadata={"help": f"the trainer's settings ({', '.join(TRAINER_SETTINGS)}; see touchstone.finetune)"},
+    )
     train_records: int = field(2000, help="records drawn from data/new for one challenger", min=1)
-    new_fraction: float = field(0.5, help="curriculum: share of the draw taken from this generation's records", min=0, max=1)
-    hard_weight: int = field(2, help="copies of a record the champion judged wrong (verifier agreeing with the label)", min=1)
-    mixture: dict = field({w: 1.0 for w in WORLD_NAMES}, help="relative weight of each world in the draw")
+    new_fraction: float = field(
+        0.5, help="curriculum: share of the draw taken from this generation's records", min=0, max=1
+    )
+    hard_weight: int = field(
+        2, help="copies of a record the champion judged wrong (verifier agreeing with the label)", min=1
+    )
+    mixture: dict = field(dict.fromkeys(WORLD_NAMES, 1.0), help="relative weight of each world in the draw")
 
     def check(self, where: str = "recipe") -> Recipe:
         """Refuse settings no trainer could use, naming the key."""
@@ -77,7 +83,9 @@ class Recipe(Config):
         unknown = set(self.mixture) - set(WORLD_NAMES)
         if unknown:
             raise UserError(f"{where}: key 'mixture': unknown world '{min(unknown)}'")
-        if any(not isinstance(v, (int, float)) or v < 0 for v in self.mixture.values()) or not any(self.mixture.values()):
+        if any(not isinstance(v, (int, float)) or v < 0 for v in self.mixture.values()) or not any(
+            self.mixture.values()
+        ):
             raise UserError(f"{where}: key 'mixture': weights must be non-negative numbers, not all zero")
         return self
 

@@ -37,10 +37,18 @@ def compiled(ws: Workspace) -> tuple[list, list[dict], list[dict]]:
     fixed, quarantine = [], []
     for e in entries:
         if e.quarantined:
-            quarantine.append(note(e.rec, [f"{d.code}: {d.message}" for d in e.diags if d.error], e.original_id, e.where))
+            quarantine.append(
+                note(e.rec, [f"{d.code}: {d.message}" for d in e.diags if d.error], e.original_id, e.where)
+            )
         elif e.fixed:
-            fixed.append(note({**e.rec, "parent": e.original_id}, [f"{d.code}: {d.message}" for d in e.diags],
-                              e.original_id, e.where))
+            fixed.append(
+                note(
+                    {**e.rec, "parent": e.original_id},
+                    [f"{d.code}: {d.message}" for d in e.diags],
+                    e.original_id,
+                    e.where,
+                )
+            )
     return entries, fixed, quarantine
 
 
@@ -78,6 +86,13 @@ def rework(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
         write_jsonl_atomic(stage / "quarantine.jsonl", quarantine)
         write_jsonl_atomic(stage / "hard.jsonl", hard)
         write_manifest(stage, {"fixed": len(fixed), "quarantined": len(quarantine), "hard": len(hard)})
-    return {"linted": len(entries), "fixed": len(fixed), "quarantined": len(quarantine), "hard": len(hard),
-            "audited": len(audit), "audit_failed": audit_failed, "probed": len(probe),
-            "disagreements": len(disagreements)}
+    return {
+        "linted": len(entries),
+        "fixed": len(fixed),
+        "quarantined": len(quarantine),
+        "hard": len(hard),
+        "audited": len(audit),
+        "audit_failed": audit_failed,
+        "probed": len(probe),
+        "disagreements": len(disagreements),
+    }

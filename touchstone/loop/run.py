@@ -58,12 +58,14 @@ class Stop:
         name = signal.Signals(signum).name
         if signum == signal.SIGTERM or self.requested:
             self.requested = True
-            print(f"\n{name}: stopping now; the same command resumes the unfinished step", file=sys.stderr,
-                  flush=True)
+            print(f"\n{name}: stopping now; the same command resumes the unfinished step", file=sys.stderr, flush=True)
             raise Terminated(signum)
         self.requested = True
-        print(f"\n{name}: finishing the current step, then stopping (signal again to stop now)", file=sys.stderr,
-              flush=True)
+        print(
+            f"\n{name}: finishing the current step, then stopping (signal again to stop now)",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def __exit__(self, *exc):
         for sig, handler in self._old.items():
@@ -90,8 +92,10 @@ def prepare_orig(ws: Workspace, cfg: LoopConfig) -> dict:
     if not (ws.orig / MANIFEST).exists():
         prepare(cfg.sources or default_sources(), ws.orig, PrepareConfig(seed=cfg.seed))
     manifest = read_json(ws.orig / MANIFEST)
-    return {"manifest_sha256": hashlib.sha256((ws.orig / MANIFEST).read_bytes()).hexdigest(),
-            **{k: manifest[k] for k in ("counts", "dropped") if k in manifest}}
+    return {
+        "manifest_sha256": hashlib.sha256((ws.orig / MANIFEST).read_bytes()).hexdigest(),
+        **{k: manifest[k] for k in ("counts", "dropped") if k in manifest},
+    }
 
 
 def copy_tokenizer(ws: Workspace) -> dict:
@@ -106,7 +110,9 @@ def pretrain_first(ws: Workspace, cfg: LoopConfig) -> dict:
     out = ws.model(0)
     if not (out / MANIFEST).exists():
         resume = (out.parent / f".{out.name}.run" / "checkpoint").exists()
-        pretrain(ws.orig, out, PretrainConfig(size=cfg.size, minutes=cfg.pretrain_minutes, seed=cfg.seed), resume=resume)
+        pretrain(
+            ws.orig, out, PretrainConfig(size=cfg.size, minutes=cfg.pretrain_minutes, seed=cfg.seed), resume=resume
+        )
     shutil.rmtree(out.parent / f".{out.name}.run", ignore_errors=True)  # token cache and checkpoint
     return {k: v for k, v in read_json(out / MANIFEST).items() if k != "files"}
 
@@ -116,8 +122,14 @@ def baseline(ws: Workspace, cfg: LoopConfig, ledger: Ledger) -> dict:
     ws.set_champion("gen-0000")
     with ledger.transaction():
         ledger.set_metrics(0, "gen-0000", {f"suite:{w}": s for w, s in scores.items()})
-        ledger.decide(0, "gen-0000", "initial", "pretrained from scratch", None,
-                      {"suites": {w: s["accuracy"] for w, s in scores.items()}})
+        ledger.decide(
+            0,
+            "gen-0000",
+            "initial",
+            "pretrained from scratch",
+            None,
+            {"suites": {w: s["accuracy"] for w, s in scores.items()}},
+        )
     return {"suites": {w: s["accuracy"] for w, s in scores.items()}}
 
 
@@ -125,8 +137,12 @@ def bootstrap(ws: Workspace, cfg: LoopConfig, ledger: Ledger, stop: Stop) -> boo
     """Prepare data/orig, the tokenizer, pretrain gen-0000 and score it; False if stopped early."""
     done = ledger.done_steps(0)
     ledger.start_generation(0, "")
-    steps = (("prepare", lambda: prepare_orig(ws, cfg)), ("tokenizer", lambda: copy_tokenizer(ws)),
-             ("pretrain", lambda: pretrain_first(ws, cfg)), ("baseline", lambda: baseline(ws, cfg, ledger)))
+    steps = (
+        ("prepare", lambda: prepare_orig(ws, cfg)),
+        ("tokenizer", lambda: copy_tokenizer(ws)),
+        ("pretrain", lambda: pretrain_first(ws, cfg)),
+        ("baseline", lambda: baseline(ws, cfg, ledger)),
+    )
     for name, fn in steps:
         if name in done:
             continue
@@ -149,8 +165,9 @@ def run_step(ws: Workspace, cfg: LoopConfig, g: Generation, name: str) -> dict:
     return summary
 
 
-def run_generation(ws: Workspace, cfg: LoopConfig, ledger: Ledger, gen: int, stop: Stop,
-                   recipe_override: Recipe | None = None) -> bool:
+def run_generation(
+    ws: Workspace, cfg: LoopConfig, ledger: Ledger, gen: int, stop: Stop, recipe_override: Recipe | None = None
+) -> bool:
     """Run (or resume) generation `gen`; False if it stopped before the end."""
     g = open_generation(ws, cfg, ledger, gen, recipe_override)
     done = ledger.done_steps(gen)
@@ -181,8 +198,13 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def run(workspace: str | Path, cfg: LoopConfig | None = None, generations: int | None = 5, hours: float | None = None,
-        recipe_override: Recipe | None = None) -> dict:
+def run(
+    workspace: str | Path,
+    cfg: LoopConfig | None = None,
+    generations: int | None = 5,
+    hours: float | None = None,
+    recipe_override: Recipe | None = None,
+) -> dict:
     """Bootstrap the workspace if needed, then run generations until the workspace has `generations`
     finished ones, `hours` have passed, or a signal arrives (both None: run forever)."""
     quiet_transformers()

@@ -31,13 +31,20 @@ def suite_scores(model_dir: Path, worlds: dict) -> dict[str, dict]:
     cache = model_dir / "eval.json"
     have = read_json(cache).get("suites", {}) if cache.exists() else {}
     suites = {name: heldout_suite(world) for name, world in worlds.items()}
-    todo = [w for w in worlds if w not in have or have[w].get("version") != suites[w][0]
-            or have[w].get("n") != len(suites[w][1])]  # a suite of another size is another suite
+    todo = [
+        w
+        for w in worlds
+        if w not in have or have[w].get("version") != suites[w][0] or have[w].get("n") != len(suites[w][1])
+    ]  # a suite of another size is another suite
     if todo:
         judge = Judge.load(model_dir)
         for w in todo:
             correct = judged_right(judge, suites[w][1])
-            have[w] = {"version": suites[w][0], "n": len(correct), "accuracy": sum(correct) / len(correct),
-                       "correct": [int(c) for c in correct]}
+            have[w] = {
+                "version": suites[w][0],
+                "n": len(correct),
+                "accuracy": sum(correct) / len(correct),
+                "correct": [int(c) for c in correct],
+            }
         write_json_atomic(cache, {"suites": have})
     return {w: have[w] for w in worlds}

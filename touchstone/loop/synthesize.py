@@ -48,8 +48,9 @@ def synthesize(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
         model, tokenizer = load_model(ws.models / g.champion)
         rng = random.Random(g.seed(cfg, "own"))
         for w in writers:
-            recs, unparseable[w] = own_samples(g.worlds[w], model, tokenizer, rng, cfg.own_samples,
-                                               f"champion:{g.champion}")
+            recs, unparseable[w] = own_samples(
+                g.worlds[w], model, tokenizer, rng, cfg.own_samples, f"champion:{g.champion}"
+            )
             candidates += recs
             made[f"{w}/champion"] = len(recs)
     in_new = [r for p in ws.new_files() for r in records(p)]
@@ -70,4 +71,9 @@ def synthesize(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
     g.dir.mkdir(parents=True, exist_ok=True)
     write_jsonl_atomic(g.dir / "gate.jsonl", gate)
     write_jsonl_atomic(g.dir / "candidates.jsonl", candidates)
-    return {"candidates": len(candidates), "made": made, "gate": len(gate), "champion_unparseable_numbers": unparseable.get("numbers", 0)}
+    return {
+        "candidates": len(candidates),
+        "made": made,
+        "gate": len(gate),
+        "champion_unparseable_numbers": unparseable.get("numbers", 0),
+    }

@@ -7,11 +7,11 @@ from __future__ import annotations
 import random
 
 from touchstone.files import MANIFEST, read_json, write_jsonl_atomic
-from touchstone.train.finetune import finetune
 from touchstone.loop.config import LoopConfig
 from touchstone.loop.generation import Generation, by_world
 from touchstone.loop.recipe import Recipe, load_recipe, recipe_settings
 from touchstone.loop.workspace import Workspace, ids_in, records
+from touchstone.train.finetune import finetune
 
 
 def weighted(pool: list[dict], k: int, mixture: dict, rng: random.Random) -> list[dict]:
@@ -58,7 +58,12 @@ def train(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
         draw = training_draw(ws, cfg, g, recipe)
         write_jsonl_atomic(g.dir / "train.jsonl", draw)
         trainer = recipe.trainer(text_data=str(ws.orig), seed=g.seed(cfg, "train"), minutes=cfg.train_minutes)
-        finetune(ws.models / g.base, [str(g.dir / "train.jsonl")], out, trainer,
-                 loop={"generation": g.number, "champion": g.champion, "base": g.base, "recipe": recipe_settings(recipe)})
+        finetune(
+            ws.models / g.base,
+            [str(g.dir / "train.jsonl")],
+            out,
+            trainer,
+            loop={"generation": g.number, "champion": g.champion, "base": g.base, "recipe": recipe_settings(recipe)},
+        )
     manifest = read_json(out / MANIFEST)
     return {"base": g.base, **{k: v for k, v in manifest.items() if k != "files"}}

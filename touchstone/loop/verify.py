@@ -27,8 +27,9 @@ def verify(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
         verdicts = g.worlds[w].verify_many(recs)
         for r, v in zip(recs, verdicts):
             source = origin(r)
-            row = stats.setdefault((w, source), {"world": w, "source": source, "made": 0, "verified": 0,
-                                                 "rejected": 0, "reasons": {}})
+            row = stats.setdefault(
+                (w, source), {"world": w, "source": source, "made": 0, "verified": 0, "rejected": 0, "reasons": {}}
+            )
             row["made"] += 1
             why = None
             if not v.ok:
@@ -52,5 +53,8 @@ def verify(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
     with g.ledger.transaction():
         g.ledger.add_candidates(g.number, list(stats.values()))
         g.ledger.add_records(g.number, kept)
-    return {"verified": len(kept), "rejected": sum(s["rejected"] for s in stats.values()),
-            "by_world": {w: sum(s["verified"] for s in stats.values() if s["world"] == w) for w in by_world(candidates)}}
+    return {
+        "verified": len(kept),
+        "rejected": sum(s["rejected"] for s in stats.values()),
+        "by_world": {w: sum(s["verified"] for s in stats.values() if s["world"] == w) for w in by_world(candidates)},
+    }

@@ -80,19 +80,36 @@ class Workspace:
         if self.root.exists() and not self.root.is_dir():
             raise UserError(f"{self.root}: a file, not a workspace directory; choose another --workspace")
         if for_run and self.root.is_dir() and not self.ledger_path.exists():
-            own = {"LOCK", self.config_path.name, self.ledger_path.name, "data", "models", "tokenizer", "recipes",
-                   "generations", "reports"}
+            own = {
+                "LOCK",
+                self.config_path.name,
+                self.ledger_path.name,
+                "data",
+                "models",
+                "tokenizer",
+                "recipes",
+                "generations",
+                "reports",
+            }
             for entry in sorted(self.root.iterdir()):
                 m = LEFTOVER.fullmatch(entry.name)
-                if entry.name not in own and not entry.name.startswith(self.ledger_path.name) and not (m and m["name"] in own):
-                    raise UserError(f"{self.root}: not a Touchstone workspace (no ledger.sqlite) and not empty "
-                                    f"({entry.name}); choose a new or empty --workspace")
+                if (
+                    entry.name not in own
+                    and not entry.name.startswith(self.ledger_path.name)
+                    and not (m and m["name"] in own)
+                ):
+                    raise UserError(
+                        f"{self.root}: not a Touchstone workspace (no ledger.sqlite) and not empty "
+                        f"({entry.name}); choose a new or empty --workspace"
+                    )
 
     def open_ledger(self) -> Ledger:
         """The ledger of an existing workspace (a UserError where there is none)."""
         self.check_root()
         if not self.ledger_path.exists():
-            raise UserError(f"{self.root}: not a Touchstone workspace (no ledger.sqlite); start one with `touchstone run`")
+            raise UserError(
+                f"{self.root}: not a Touchstone workspace (no ledger.sqlite); start one with `touchstone run`"
+            )
         return Ledger(self.ledger_path)
 
     @contextlib.contextmanager
@@ -100,7 +117,7 @@ class Workspace:
         """Exclusive use of the workspace; a second loop gets a UserError at once."""
         self.check_root()
         self.root.mkdir(parents=True, exist_ok=True)
-        f = open(self.root / "LOCK", "a+")
+        f = open(self.root / "LOCK", "a+")  # noqa: SIM115 - held for as long as the loop runs
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -121,8 +138,17 @@ class Workspace:
         """Remove what interrupted atomic writes left behind (hidden staging files and directories of
         dead processes; a version moved aside mid-swap is put back, see `files.clean_leftovers`), and
         rejected challengers `drop_rejected` had hidden but not yet deleted."""
-        for parent in (self.root, self.orig.parent, self.new, self.rework, self.models, self.recipes,
-                       self.generations, self.reports, self.tokenizer.parent):
+        for parent in (
+            self.root,
+            self.orig.parent,
+            self.new,
+            self.rework,
+            self.models,
+            self.recipes,
+            self.generations,
+            self.reports,
+            self.tokenizer.parent,
+        ):
             if not parent.is_dir():
                 continue
             clean_leftovers(parent)
@@ -148,11 +174,13 @@ def data_counts(ws: Workspace) -> dict[str, int]:
 
     manifest = read_json(ws.orig / MANIFEST) if (ws.orig / MANIFEST).exists() else {}
     counts = manifest.get("counts", {})
-    return {"data/orig": int(counts.get("chunks_kept", 0)),
-            "data/new": count(ws.new_files()),
-            "data/rework/quarantine": count(ws.rework.glob("gen-*/quarantine.jsonl")),
-            "data/rework/fixed": count(ws.rework.glob("gen-*/fixed.jsonl")),
-            "data/rework/hard": count(ws.rework.glob("gen-*/hard.jsonl"))}
+    return {
+        "data/orig": int(counts.get("chunks_kept", 0)),
+        "data/new": count(ws.new_files()),
+        "data/rework/quarantine": count(ws.rework.glob("gen-*/quarantine.jsonl")),
+        "data/rework/fixed": count(ws.rework.glob("gen-*/fixed.jsonl")),
+        "data/rework/hard": count(ws.rework.glob("gen-*/hard.jsonl")),
+    }
 
 
 def training_base(ws: Workspace, ledger: Ledger, gen: int) -> str | None:

@@ -24,20 +24,25 @@ SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 @dataclass
 class ServeConfig:
     workspace: str = field("workspace", help="the workspace whose loop, models and champion are served")
-    model: str | None = field(None, help="the model that judges (default: the workspace's champion, followed "
-                                         "as it changes)")
+    model: str | None = field(
+        None, help="the model that judges (default: the workspace's champion, followed as it changes)"
+    )
     host: str = field("127.0.0.1", help="address to bind; anything but loopback needs a token")
     port: int = field(8000, help="port to bind", min=1, max=65535)
-    token: str | None = field(None, help="shared secret every page and API call must carry (default: "
-                                         "$TOUCHSTONE_TOKEN)")
+    token: str | None = field(
+        None, help="shared secret every page and API call must carry (default: $TOUCHSTONE_TOKEN)"
+    )
     # 256 KiB holds three text fields at the character cap in any script (4 bytes a character at worst).
     max_body_bytes: int = field(256 * 1024, help="largest request body; larger is a 413", min=1)
     judge_seconds: float = field(30.0, help="longest a request may wait for its judgement; then a 503", above=0)
     # 5 ms: a forward pass of a micro model on 2 cores takes tens of ms, so the wait costs a lone
     # request little and lets questions from concurrent clients share the next pass.
     batch_wait: float = field(0.005, help="longest the first question of a batch waits for others", min=0)
-    batch_size: int | None = field(None, help="most questions in one batch (default: the judge's 4 x 32; "
-                                              "1 answers one request per forward pass)", min=1)
+    batch_size: int | None = field(
+        None,
+        help="most questions in one batch (default: the judge's 4 x 32; 1 answers one request per forward pass)",
+        min=1,
+    )
 
 
 def is_loopback(host: str) -> bool:
@@ -56,8 +61,10 @@ def check_config(cfg: ServeConfig) -> ServeConfig:
     if cfg.token is None and os.environ.get("TOUCHSTONE_TOKEN"):
         cfg.token = os.environ["TOUCHSTONE_TOKEN"]
     if not is_loopback(cfg.host) and not cfg.token:
-        raise UserError(f"serve: --host {cfg.host} is not loopback; give --token (or TOUCHSTONE_TOKEN) so that "
-                        "every request must carry it")
+        raise UserError(
+            f"serve: --host {cfg.host} is not loopback; give --token (or TOUCHSTONE_TOKEN) so that "
+            "every request must carry it"
+        )
     if cfg.model is not None and not Path(cfg.model).is_dir():
         raise UserError(f"{cfg.model}: no such model directory")
     settings = to_dict(cfg)
@@ -82,8 +89,13 @@ class Guard:
         if self.cfg.token:
             given, where = _token_of(scope, headers)
             if given is None:
-                return await _refuse(scope, send, 401, "this server needs a token: send 'Authorization: Bearer "
-                                     "TOKEN', or open /?token=TOKEN once in a browser")
+                return await _refuse(
+                    scope,
+                    send,
+                    401,
+                    "this server needs a token: send 'Authorization: Bearer "
+                    "TOKEN', or open /?token=TOKEN once in a browser",
+                )
             if not secrets.compare_digest(given.encode(), self.cfg.token.encode()):
                 return await _refuse(scope, send, 403, "wrong token")
             if where == "query" and scope["method"] == "GET":
@@ -143,9 +155,17 @@ async def _remember(scope, send, token: str) -> None:
     (so it stays out of the history and of links)."""
     rest = urlencode([(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1")) if k != "token"])
     location = quote(scope["path"]) + (f"?{rest}" if rest else "")
-    await send({"type": "http.response.start", "status": 303, "headers": [
-        (b"location", location.encode()), (b"content-length", b"0"),
-        (b"set-cookie", f"{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/".encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 303,
+            "headers": [
+                (b"location", location.encode()),
+                (b"content-length", b"0"),
+                (b"set-cookie", f"{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/".encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": b""})
 
 
@@ -165,8 +185,13 @@ def _cross_site(headers: dict) -> str | None:
 
 async def _refuse(scope, send, status: int, detail: str) -> None:
     body = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -193,19 +218,31 @@ def create_app(cfg: ServeConfig):
         yield
         await state.close()
 
-    app = FastAPIOffline(title="Touchstone", version="1", lifespan=lifespan,
-                  description="Judge two versions, check them with the worlds' tools, debate wing designs, "
-                              "and watch the loop retrain the model.")
+    app = FastAPIOffline(
+        title="Touchstone",
+        version="1",
+        lifespan=lifespan,
+        description="Judge two versions, check them with the worlds' tools, debate wing designs, "
+        "and watch the loop retrain the model.",
+    )
     app.state.touchstone = state
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
         # One line per problem, naming the field: "body.a: String should have at most 20000 characters".
-        problems = [f"body: malformed JSON ({e.get('ctx', {}).get('error', e['msg'])}, at character {e['loc'][-1]})"
-                    if e["type"] == "json_invalid" else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                    for e in exc.errors()]
-        return JSONResponse({"detail": "; ".join(problems), "errors": [
-            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]}, status_code=422)
+        problems = [
+            f"body: malformed JSON ({e.get('ctx', {}).get('error', e['msg'])}, at character {e['loc'][-1]})"
+            if e["type"] == "json_invalid"
+            else f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        return JSONResponse(
+            {
+                "detail": "; ".join(problems),
+                "errors": [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()],
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError):
@@ -254,6 +291,8 @@ def serve(cfg: ServeConfig) -> None:
     check_config(cfg)
     server = make_server(create_app(cfg), cfg.host, cfg.port)
     where = f"http://{cfg.host}:{cfg.port}/"
-    print(f"touchstone serve: {where} (API {where}api/v1, docs {where}docs)"
-          + ("; token required" if cfg.token else ""), flush=True)
+    print(
+        f"touchstone serve: {where} (API {where}api/v1, docs {where}docs)" + ("; token required" if cfg.token else ""),
+        flush=True,
+    )
     server.run()

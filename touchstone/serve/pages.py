@@ -54,8 +54,9 @@ def render_markdown(text: str, image_base: str) -> str:
 def _page(request: Request, template: str, **context) -> HTMLResponse:
     state = state_of(request)
     wanted = state.judges.wanted()
-    return templates.TemplateResponse(request, template, {"model": wanted.name if wanted else None,
-                                                          "workspace": str(state.ws.root), **context})
+    return templates.TemplateResponse(
+        request, template, {"model": wanted.name if wanted else None, "workspace": str(state.ws.root), **context}
+    )
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -78,8 +79,15 @@ async def loop(request: Request):
         status, history, missing = None, None, str(e)
     else:
         missing = None
-    return _page(request, "loop.html", page="loop", status=status, history=history, missing=missing,
-                 run=json.dumps(state.loop.snapshot(), default=str))
+    return _page(
+        request,
+        "loop.html",
+        page="loop",
+        status=status,
+        history=history,
+        missing=missing,
+        run=json.dumps(state.loop.snapshot(), default=str),
+    )
 
 
 @router.get("/models", response_class=HTMLResponse)

@@ -19,13 +19,12 @@ from pathlib import Path
 from touchstone.errors import UserError
 from touchstone.loop.ledger import BOOTSTRAP_STEPS, STEPS
 from touchstone.loop.workspace import Workspace
-from touchstone.serve.errors import Conflict, NotFound, Unavailable
+from touchstone.serve.errors import Conflict, Unavailable
 from touchstone.serve.views import History
 
 # Worlds that can read a question a person typed: language needs the provenance a record carries.
 RECOGNISING = ("numbers", "code", "colour", "facts", "wing")
 NOT_RECOGNISED = ("unparseable", "no_provenance")  # verify_record's reasons for "this text is not mine"
-
 
 
 def state_of(request) -> State:
@@ -71,28 +70,34 @@ class JudgeHolder:
 
         path = self.wanted()
         if path is None:
-            raise Unavailable(f"no model to judge with: {self.ws.root} has no champion yet; press Retrain on the "
-                              "Loop page or start the server with --model DIR")
+            raise Unavailable(
+                f"no model to judge with: {self.ws.root} has no champion yet; press Retrain on the "
+                "Loop page or start the server with --model DIR"
+            )
         async with self._lock:
             if path != self.path:
                 try:
                     judge = await asyncio.to_thread(Judge.load, path)
                 except (OSError, ValueError, UserError) as e:
                     raise Unavailable(f"{path}: cannot load the model ({e})") from None
-                self.judge = AsyncJudge(judge, max_wait=self.cfg.batch_wait, max_batch=self.cfg.batch_size,
-                                        orders=True)
+                self.judge = AsyncJudge(judge, max_wait=self.cfg.batch_wait, max_batch=self.cfg.batch_size, orders=True)
                 self.path = path
         return self.path.name, self.judge
 
     async def ask(self, record: dict) -> tuple[str, dict]:
         """(model name, the judge's answer to a pair or claim record), within `judge_seconds`."""
         name, aj = await self.get()
-        call = aj.pair(record["a"], record["b"], record.get("prompt") or "") if "a" in record else aj.claim(
-            record["statement"])
+        call = (
+            aj.pair(record["a"], record["b"], record.get("prompt") or "")
+            if "a" in record
+            else aj.claim(record["statement"])
+        )
         try:
             return name, await asyncio.wait_for(call, self.cfg.judge_seconds)
         except asyncio.TimeoutError:
-            raise Unavailable(f"the judge did not answer within {self.cfg.judge_seconds:g} s (busy); try again") from None
+            raise Unavailable(
+                f"the judge did not answer within {self.cfg.judge_seconds:g} s (busy); try again"
+            ) from None
 
 
 # --------------------------------------------------------------------------------------------- worlds
@@ -135,8 +140,12 @@ class Worlds:
                 answer = "b" if is_pair else False
             else:
                 answer = None
-            return {"world": name, "answer": answer, "reason": None if answer is not None else verdict.reason,
-                    "evidence": verdict.evidence}
+            return {
+                "world": name,
+                "answer": answer,
+                "reason": None if answer is not None else verdict.reason,
+                "evidence": verdict.evidence,
+            }
         return None
 
 
@@ -155,8 +164,7 @@ def read_progress(ws: Workspace, first_gen: int, generations: int, with_bootstra
     from touchstone.loop.ledger import Ledger
 
     total = len(STEPS) * generations + (len(BOOTSTRAP_STEPS) if with_bootstrap else 0)
-    out = {"steps_done": 0, "steps_total": total, "percent": 0.0, "generation": None, "step": None,
-           "decisions": []}
+    out = {"steps_done": 0, "steps_total": total, "percent": 0.0, "generation": None, "step": None, "decisions": []}
     if not ws.ledger_path.exists():
         out["generation"], out["step"] = 0, BOOTSTRAP_STEPS[0]
         return out
@@ -179,11 +187,18 @@ def read_progress(ws: Workspace, first_gen: int, generations: int, with_bootstra
         g = rows.get(gen)
         if g and g["decision"]:
             stats = json.loads(g["stats"] or "{}")
-            out["decisions"].append({"generation": gen, "decision": g["decision"], "challenger": g["challenger"],
-                                     "trained_from": stats.get("base"),
-                                     "p_value": g["p_value"], "reason": g["reason"],
-                                     "suites_champion": stats.get("suites_champion", {}),
-                                     "suites_challenger": stats.get("suites_challenger", {})})
+            out["decisions"].append(
+                {
+                    "generation": gen,
+                    "decision": g["decision"],
+                    "challenger": g["challenger"],
+                    "trained_from": stats.get("base"),
+                    "p_value": g["p_value"],
+                    "reason": g["reason"],
+                    "suites_champion": stats.get("suites_champion", {}),
+                    "suites_challenger": stats.get("suites_challenger", {}),
+                }
+            )
     return out
 
 
@@ -221,9 +236,11 @@ class LoopRunner:
 
         async with self._start_lock:
             if self.running:
-                raise Conflict(f"a retrain is already running (pid {self.proc.pid}, since "
-                               f"{time.strftime('%H:%M:%S', time.localtime(self.run['started']))}); one loop per "
-                               "workspace")
+                raise Conflict(
+                    f"a retrain is already running (pid {self.proc.pid}, since "
+                    f"{time.strftime('%H:%M:%S', time.localtime(self.run['started']))}); one loop per "
+                    "workspace"
+                )
             try:  # is another loop (a `touchstone run` in a terminal) holding the workspace?
                 with self.ws.lock():
                     pass
@@ -244,20 +261,42 @@ class LoopRunner:
 
             # The child runs this very package, whatever the current directory.
             root = str(Path(touchstone.__file__).resolve().parent.parent)
-            cmd = [sys.executable, "-m", "touchstone", "run", "--workspace", str(self.ws.root),
-                   "--generations", str(len(finished) + generations)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "touchstone",
+                "run",
+                "--workspace",
+                str(self.ws.root),
+                "--generations",
+                str(len(finished) + generations),
+            ]
             path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
             env = {**os.environ, "PYTHONPATH": path, "PYTHONUNBUFFERED": "1"}
             self.proc = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT, env=env, preexec_fn=_die_with_parent)
+                *cmd,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
             self.log.clear()
-            self.run = {"generations": generations, "first_generation": first_gen, "bootstrap": not bootstrapped,
-                        "pid": self.proc.pid, "started": time.time(), "returncode": None, "error": None,
-                        "progress": read_progress(self.ws, first_gen, generations, not bootstrapped)}
+            self.run = {
+                "generations": generations,
+                "first_generation": first_gen,
+                "bootstrap": not bootstrapped,
+                "pid": self.proc.pid,
+                "started": time.time(),
+                "returncode": None,
+                "error": None,
+                "progress": read_progress(self.ws, first_gen, generations, not bootstrapped),
+            }
             self.publish("started", self.snapshot())
-            self._tasks = [asyncio.create_task(self._read_output(self.proc)),
-                           asyncio.create_task(self._watch(self.proc, self.run))]
+            self._tasks = [
+                asyncio.create_task(self._read_output(self.proc)),
+                asyncio.create_task(self._watch(self.proc, self.run)),
+            ]
             return self.snapshot()
 
     async def _read_output(self, proc) -> None:
@@ -282,8 +321,9 @@ class LoopRunner:
         seen_decisions = {d["generation"] for d in run["progress"]["decisions"]}
         while True:
             exited = proc.returncode is not None
-            progress = await asyncio.to_thread(read_progress, self.ws, run["first_generation"], run["generations"],
-                                               run["bootstrap"])
+            progress = await asyncio.to_thread(
+                read_progress, self.ws, run["first_generation"], run["generations"], run["bootstrap"]
+            )
             if progress != run["progress"]:
                 run["progress"] = progress
                 self.publish("progress", progress)
@@ -298,7 +338,7 @@ class LoopRunner:
         await asyncio.gather(*self._tasks[:1], return_exceptions=True)  # the last output lines
         run["returncode"] = proc.returncode
         if proc.returncode != 0:
-            run["error"] = (self.log[-1] if self.log else f"touchstone run exited with status {proc.returncode}")
+            run["error"] = self.log[-1] if self.log else f"touchstone run exited with status {proc.returncode}"
         self.publish("finished", self.snapshot())
 
     async def stop(self) -> None:

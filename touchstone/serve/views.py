@@ -6,12 +6,11 @@ another `reports`), so the page shows the very plot `touchstone history` draws."
 
 from __future__ import annotations
 
-import threading
-
 import copy
 import json
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 from touchstone.errors import UserError
@@ -29,8 +28,10 @@ def _ledger(ws: Workspace):
     from touchstone.loop.ledger import Ledger
 
     if not ws.ledger_path.exists():
-        raise NotFound(f"{ws.root}: not a Touchstone workspace yet (no ledger.sqlite); press Retrain "
-                                "to start one, or run `touchstone run`")
+        raise NotFound(
+            f"{ws.root}: not a Touchstone workspace yet (no ledger.sqlite); press Retrain "
+            "to start one, or run `touchstone run`"
+        )
     return Ledger(ws.ledger_path)
 
 
@@ -48,14 +49,18 @@ def loop_status(ws: Workspace) -> dict:
     try:
         gens = ledger.generations()
         finished = [g for g in gens if g["gen"] > 0 and g["decision"]]
-        in_progress = [{"generation": g["gen"], "done": sorted(ledger.done_steps(g["gen"]))}
-                       for g in gens if not g["decision"]]
+        in_progress = [
+            {"generation": g["gen"], "done": sorted(ledger.done_steps(g["gen"]))} for g in gens if not g["decision"]
+        ]
         champion = ws.champion()
         return {
-            "workspace": str(ws.root), "champion": champion,
+            "workspace": str(ws.root),
+            "champion": champion,
             "generation": max((g["gen"] for g in gens if g["decision"]), default=None),
-            "finished": len(finished), "promoted": sum(g["decision"] == "promoted" for g in finished),
-            "rejected": sum(g["decision"] == "rejected" for g in finished), "in_progress": in_progress,
+            "finished": len(finished),
+            "promoted": sum(g["decision"] == "promoted" for g in finished),
+            "rejected": sum(g["decision"] == "rejected" for g in finished),
+            "in_progress": in_progress,
             "data": data_counts(ws) if ws.orig.exists() else {},
             "held_out": {w: s["accuracy"] for w, s in _suites(ws.models / champion).items()} if champion else {},
             "last_decisions": [_decision(g) for g in finished[-5:]],
@@ -68,11 +73,24 @@ def loop_status(ws: Workspace) -> dict:
 def _decision(g: dict) -> dict:
     stats = json.loads(g["stats"] or "{}")
     champ, chall = stats.get("suites_champion", {}), stats.get("suites_challenger", {})
-    return {"generation": g["gen"], "decision": g["decision"], "challenger": g["challenger"],
-            "champion_before": g["champion_before"], "trained_from": stats.get("base"), "p_value": g["p_value"],
-            "reason": g["reason"], "gate": stats.get("gate"),
-            "suites": {w: {"champion": champ[w], "challenger": chall.get(w),
-                           "change": None if chall.get(w) is None else chall[w] - champ[w]} for w in champ}}
+    return {
+        "generation": g["gen"],
+        "decision": g["decision"],
+        "challenger": g["challenger"],
+        "champion_before": g["champion_before"],
+        "trained_from": stats.get("base"),
+        "p_value": g["p_value"],
+        "reason": g["reason"],
+        "gate": stats.get("gate"),
+        "suites": {
+            w: {
+                "champion": champ[w],
+                "challenger": chall.get(w),
+                "change": None if chall.get(w) is None else chall[w] - champ[w],
+            }
+            for w in champ
+        },
+    }
 
 
 class History:
@@ -106,16 +124,23 @@ class History:
             times: dict[int, dict[str, float]] = {}
             for gen, step, seconds in steps:
                 times.setdefault(gen, {})[step] = seconds
-            return {"generations": [_generation(g, times.get(g["gen"], {})) for g in gens],
-                    "markdown": (self._dir / "history.md").read_text(encoding="utf-8"),
-                    "plot": self.plot_path.exists()}
+            return {
+                "generations": [_generation(g, times.get(g["gen"], {})) for g in gens],
+                "markdown": (self._dir / "history.md").read_text(encoding="utf-8"),
+                "plot": self.plot_path.exists(),
+            }
         finally:
             ledger.close()
 
 
 def _generation(g: dict, times: dict) -> dict:
-    out = {"generation": g["gen"], "decision": g["decision"], "started": g["started"], "finished": g["finished"],
-           "step_seconds": times}
+    out = {
+        "generation": g["gen"],
+        "decision": g["decision"],
+        "started": g["started"],
+        "finished": g["finished"],
+        "step_seconds": times,
+    }
     if g["gen"] == 0:
         out["suites"] = json.loads(g["stats"] or "{}").get("suites", {})
         out["reason"] = g["reason"]
@@ -148,9 +173,15 @@ def model_summary(name: str, d: Path, champion: str | None) -> dict:
     manifest = json.loads((d / MANIFEST).read_text(encoding="utf-8")) if (d / MANIFEST).exists() else {}
     recipe = _yaml(d / "recipe.yaml") or {}
     loop = recipe.get("loop") or {}
-    return {"name": name, "champion": name == champion, "stage": manifest.get("stage") or recipe.get("stage"),
-            "created": (d / MANIFEST).stat().st_mtime if (d / MANIFEST).exists() else None, "held_out": {w: s["accuracy"] for w, s in _suites(d).items()},
-            "generation": loop.get("generation"), "trained_from": loop.get("base") or _base_name(recipe)}
+    return {
+        "name": name,
+        "champion": name == champion,
+        "stage": manifest.get("stage") or recipe.get("stage"),
+        "created": (d / MANIFEST).stat().st_mtime if (d / MANIFEST).exists() else None,
+        "held_out": {w: s["accuracy"] for w, s in _suites(d).items()},
+        "generation": loop.get("generation"),
+        "trained_from": loop.get("base") or _base_name(recipe),
+    }
 
 
 def _base_name(recipe: dict) -> str | None:
@@ -171,9 +202,15 @@ def model_report(name: str, d: Path, champion: str | None, all_models: dict[str,
     reports = {p.name: p.read_text(encoding="utf-8") for p in sorted(d.glob("*.md"))}
     plots = sorted(p.name for p in d.glob("*.png"))
     manifest = json.loads((d / MANIFEST).read_text(encoding="utf-8")) if (d / MANIFEST).exists() else {}
-    return {**summary, "recipe": _yaml(d / "recipe.yaml"), "eval": _suites(d),
-            "manifest": {k: v for k, v in manifest.items() if k != "files"}, "lineage": lineage,
-            "reports": reports, "plots": plots}
+    return {
+        **summary,
+        "recipe": _yaml(d / "recipe.yaml"),
+        "eval": _suites(d),
+        "manifest": {k: v for k, v in manifest.items() if k != "files"},
+        "lineage": lineage,
+        "reports": reports,
+        "plots": plots,
+    }
 
 
 def model_file(d: Path, filename: str) -> Path:

@@ -27,8 +27,10 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
 
     with atomic_dir(run_dir / "checkpoint", overwrite=True) as stage:
         torch.save(state, stage / "state.pt")
-        write_manifest(stage, {"kind": "pretrain-checkpoint", "step": state["step"],
-                               "device": state["config"].get("device") or "cpu"})
+        write_manifest(
+            stage,
+            {"kind": "pretrain-checkpoint", "step": state["step"], "device": state["config"].get("device") or "cpu"},
+        )
 
 
 def load_checkpoint(run_dir: Path) -> dict:

@@ -84,7 +84,7 @@ class Windows:
         import torch
 
         t = self.seq_len
-        rows = np.stack([np.asarray(self.ids[i * t: i * t + t + 1], dtype=np.int64) for i in indices])
+        rows = np.stack([np.asarray(self.ids[i * t : i * t + t + 1], dtype=np.int64) for i in indices])
         rows = torch.from_numpy(rows)
         return rows[:, :-1], rows[:, 1:]
 
@@ -142,8 +142,10 @@ def make_optimizer(model, lr: float, weight_decay: float = 0.1):
     import torch
 
     params = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    groups = [
+        {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+        {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
+    ]
     try:
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.95), eps=1e-8, fused=True)
     except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
@@ -185,8 +187,10 @@ class LossFn:
         except Exception as e:  # any compiler failure falls back to eager
             if not self.compiled:
                 raise
-            print(f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); running eagerly",
-                  file=sys.stderr)
+            print(
+                f"torch.compile failed ({type(e).__name__}: {str(e).splitlines()[0][:120]}); running eagerly",
+                file=sys.stderr,
+            )
             self.fn, self.compiled = self.eager, False
             loss = self.fn(x, y)
             (loss * scale).backward()
@@ -224,7 +228,7 @@ def mean_lm_loss(model, windows: Windows, indices, batch_size: int, bf16: bool =
     total = 0.0
     with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
         for i in range(0, len(indices), batch_size):
-            x, y = (t.to(device) for t in windows.batch(indices[i: i + batch_size]))
+            x, y = (t.to(device) for t in windows.batch(indices[i : i + batch_size]))
             total += float(lm_loss(model, x, y)) * len(x)
     model.train(was_training)
     return total / len(indices)
@@ -233,8 +237,13 @@ def mean_lm_loss(model, windows: Windows, indices, batch_size: int, bf16: bool =
 # -------------------------------------------------------------------------------------------- output
 def git_commit() -> str | None:
     try:
-        r = subprocess.run(["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
-                           capture_output=True, text=True, timeout=5, check=False)
+        r = subprocess.run(
+            ["git", "-C", str(Path(__file__).parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if r.returncode != 0:
@@ -247,8 +256,16 @@ def trainer(**extra) -> dict:
     return {"touchstone": __version__, "git_commit": git_commit(), **extra}
 
 
-def save_model_dir(out: Path, model, tokenizer, recipe: dict, report: str, manifest: dict,
-                   overwrite: bool = False, tensorboard: Path | None = None) -> None:
+def save_model_dir(
+    out: Path,
+    model,
+    tokenizer,
+    recipe: dict,
+    report: str,
+    manifest: dict,
+    overwrite: bool = False,
+    tensorboard: Path | None = None,
+) -> None:
     """Write a finished model directory atomically: weights and tokenizer (`save_pretrained`),
     recipe.yaml, report.md, a copy of `tensorboard`'s logs if there are any, and MANIFEST.json last."""
     with atomic_dir(out, overwrite=overwrite) as stage:

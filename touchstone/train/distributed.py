@@ -31,8 +31,10 @@ def process_group(on_gpu: bool, command: str) -> Iterator[tuple[int, int]]:
         if on_gpu:
             local_rank, gpus = int(os.environ.get("LOCAL_RANK", "0")), torch.cuda.device_count()
             if local_rank >= gpus:
-                raise UserError(f"{command}: process {local_rank} of this node has no GPU of its own ({gpus} visible); "
-                                f"start at most {gpus} per node, or add --device cpu")
+                raise UserError(
+                    f"{command}: process {local_rank} of this node has no GPU of its own ({gpus} visible); "
+                    f"start at most {gpus} per node, or add --device cpu"
+                )
             torch.cuda.set_device(local_rank)
         dist.init_process_group("nccl" if on_gpu else "gloo")
     try:
@@ -78,7 +80,7 @@ def sum_gradients(model, loss) -> float:
     dist.all_reduce(flat)
     offset = 0
     for p in params:
-        p.grad.copy_(flat[offset:offset + p.numel()].view_as(p))
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
     return float(flat[-1])
 

@@ -48,7 +48,7 @@ from touchstone.files import check_output, read_jsonl, sha256_file
 from touchstone.generate import load_model
 from touchstone.judge import Judge, ensure_special_tokens
 from touchstone.model import context_length
-from touchstone.records import is_pair, jsonl_files, judge_right, parse_label, parse_record
+from touchstone.records import is_pair, jsonl_files, judge_right, parse_record
 from touchstone.train.common import (
     Sampler,
     Windows,
@@ -81,8 +81,11 @@ HELDOUT_WINDOWS = 32  # validation windows of text_data whose perplexity is repo
 
 @dataclass
 class FinetuneConfig(Config):
-    epochs: float | None = field(None, help="passes over the records, fractions allowed (default: 2, or as many as "
-                                            "fit when minutes is given)", above=0)
+    epochs: float | None = field(
+        None,
+        help="passes over the records, fractions allowed (default: 2, or as many as fit when minutes is given)",
+        above=0,
+    )
     # 1e-4 as the loop's recipe (touchstone.recipe.Recipe.lr says what it was measured against).
     lr: float = field(1e-4, help="peak AdamW learning rate (warmup, then cosine decay to a tenth)", above=0)
     batch_size: int = field(16, help="records per step", min=1)
@@ -91,9 +94,15 @@ class FinetuneConfig(Config):
     text_data: str | None = field(None, help="prepared data directory for the language-model loss and perplexity")
     seed: int = field(0, help="seed for data order")
     bf16: bool | None = field(None, help="bf16 autocast (default: on a GPU or a CPU with native bf16)")
-    eval_records: int = field(256, help="records (from the training data) whose judge accuracy is reported before/after", min=0)
-    minutes: float | None = field(None, help="train until this many minutes have passed, the schedule following the "
-                                             "clock (with epochs as well: whichever ends first)", above=0)
+    eval_records: int = field(
+        256, help="records (from the training data) whose judge accuracy is reported before/after", min=0
+    )
+    minutes: float | None = field(
+        None,
+        help="train until this many minutes have passed, the schedule following the "
+        "clock (with epochs as well: whichever ends first)",
+        above=0,
+    )
 
 
 def read_records(files: list[str]) -> list[dict]:
@@ -127,8 +136,13 @@ def measured(model, tokenizer, probe: list[dict], val_lm: Windows | None) -> dic
 def check_config(cfg: FinetuneConfig) -> FinetuneConfig:
     if cfg.objective not in OBJECTIVES:
         raise UserError(f"objective '{cfg.objective}': unknown (choose from {', '.join(OBJECTIVES)})")
-    if ((cfg.epochs is not None and cfg.epochs <= 0) or cfg.batch_size < 1 or cfg.lr <= 0 or cfg.lm_weight < 0
-            or (cfg.minutes is not None and cfg.minutes <= 0)):
+    if (
+        (cfg.epochs is not None and cfg.epochs <= 0)
+        or cfg.batch_size < 1
+        or cfg.lr <= 0
+        or cfg.lm_weight < 0
+        or (cfg.minutes is not None and cfg.minutes <= 0)
+    ):
         raise UserError("finetune: epochs, batch_size, lr and minutes must be positive, lm_weight at least 0")
     return cfg
 
@@ -144,8 +158,15 @@ def text_windows(text_data: str | None, seq_len: int) -> tuple[Windows | None, W
     return Windows(tokens / "train.bin", seq_len), val
 
 
-def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: FinetuneConfig | None = None,
-             loop: dict | None = None, overwrite: bool = False, callback=None) -> dict:
+def finetune(
+    model_dir: str | Path,
+    data_files: list[str],
+    out: str | Path,
+    cfg: FinetuneConfig | None = None,
+    loop: dict | None = None,
+    overwrite: bool = False,
+    callback=None,
+) -> dict:
     """Fine-tune the model in `model_dir` on the pair/claim records of `data_files`; write a model dir to `out`.
     `loop`: the self-improvement loop's generation, champion and recipe, kept in recipe.yaml.
     `callback(steps_done, model, tokenizer)`: called before the first step and after every step
@@ -161,8 +182,17 @@ def finetune(model_dir: str | Path, data_files: list[str], out: str | Path, cfg:
         return broadcast_object(report)
 
 
-def train_and_save(model_dir, data_files: list[str], out, cfg: FinetuneConfig | None, loop: dict | None,
-                   overwrite: bool, callback, rank: int, world: int) -> dict | None:
+def train_and_save(
+    model_dir,
+    data_files: list[str],
+    out,
+    cfg: FinetuneConfig | None,
+    loop: dict | None,
+    overwrite: bool,
+    callback,
+    rank: int,
+    world: int,
+) -> dict | None:
     """This process's part of a fine-tuning: every rank trains on its share, rank 0 alone measures the model
     before and after, calls `callback` and saves; the report (None on the other ranks)."""
     import torch
@@ -191,16 +221,29 @@ def train_and_save(model_dir, data_files: list[str], out, cfg: FinetuneConfig | 
     model.eval()
     after = measured(model, tokenizer, probe, val_lm)
     stats = {
-        "records": len(records), "pairs": sum(map(is_pair, records)), "steps": len(run.losses),
-        "steps_planned": run.steps, "objective": cfg.objective, "minutes": round(run.seconds() / 60, 2),
-        "loss_first": run.losses[0], "loss_last": sum(run.losses[-10:]) / len(run.losses[-10:]),
-        "judge_accuracy_before": before["judge_accuracy"], "judge_accuracy_after": after["judge_accuracy"],
+        "records": len(records),
+        "pairs": sum(map(is_pair, records)),
+        "steps": len(run.losses),
+        "steps_planned": run.steps,
+        "objective": cfg.objective,
+        "minutes": round(run.seconds() / 60, 2),
+        "loss_first": run.losses[0],
+        "loss_last": sum(run.losses[-10:]) / len(run.losses[-10:]),
+        "judge_accuracy_before": before["judge_accuracy"],
+        "judge_accuracy_after": after["judge_accuracy"],
         "perplexity_before": math.exp(before["heldout_loss"]) if before["heldout_loss"] is not None else None,
         "perplexity_after": math.exp(after["heldout_loss"]) if after["heldout_loss"] is not None else None,
         **({"world_size": world, "records_per_step": cfg.batch_size * world} if world > 1 else {}),
     }
-    save_model_dir(Path(out), model.cpu(), tokenizer, recipe(cfg, model_dir, data_files, loop),
-                   report(cfg, model_dir, stats), {"stage": "finetune", **stats}, overwrite)
+    save_model_dir(
+        Path(out),
+        model.cpu(),
+        tokenizer,
+        recipe(cfg, model_dir, data_files, loop),
+        report(cfg, model_dir, stats),
+        {"stage": "finetune", **stats},
+        overwrite,
+    )
     return {"out": str(out), **stats}
 
 
@@ -225,8 +268,19 @@ class FinetuneRun:
     With several ranks, a step draws one global batch of `batch_size * world` records and rank r trains on
     the r-th share; the ranks' gradients are summed (`sum_gradients`), so every rank takes the same step."""
 
-    def __init__(self, cfg: FinetuneConfig, model, tokenizer, records: list[dict], rng: random.Random,
-                 train_lm: Windows | None, bf16: bool, callback=None, rank: int = 0, world: int = 1):
+    def __init__(
+        self,
+        cfg: FinetuneConfig,
+        model,
+        tokenizer,
+        records: list[dict],
+        rng: random.Random,
+        train_lm: Windows | None,
+        bf16: bool,
+        callback=None,
+        rank: int = 0,
+        world: int = 1,
+    ):
         self.cfg, self.model, self.tokenizer, self.bf16, self.callback = cfg, model, tokenizer, bf16, callback
         self.rank, self.world = rank, world
         self.device = next(model.parameters()).device
@@ -265,8 +319,11 @@ class FinetuneRun:
             spent = self.spent()
             if self.step > 0 and spent is not None and spent >= 1:
                 if self.rank == 0:
-                        print(f"finetune: time budget of {self.cfg.minutes:g} min reached at step {self.step}"
-                          f"{f'/{self.steps}' if self.steps else ''}", file=sys.stderr)
+                    print(
+                        f"finetune: time budget of {self.cfg.minutes:g} min reached at step {self.step}"
+                        f"{f'/{self.steps}' if self.steps else ''}",
+                        file=sys.stderr,
+                    )
                 break
             self.train_step(spent)
             self.step += 1
@@ -284,10 +341,11 @@ class FinetuneRun:
 
         cfg = self.cfg
         whole = self.order.take(cfg.batch_size * self.world)
-        batch = whole[self.rank * cfg.batch_size:(self.rank + 1) * cfg.batch_size]
+        batch = whole[self.rank * cfg.batch_size : (self.rank + 1) * cfg.batch_size]
         set_lr(self.opt, lr_at(self.step, cfg.lr, self.warmup, self.steps, spent))
-        loss = judge_loss(self.model, self.tokenizer, batch, cfg.objective, self.bf16,
-                          whole=whole if self.world > 1 else None)
+        loss = judge_loss(
+            self.model, self.tokenizer, batch, cfg.objective, self.bf16, whole=whole if self.world > 1 else None
+        )
         if self.lm_sampler is not None and cfg.lm_weight > 0:
             loss = loss + cfg.lm_weight * self.lm_share()
         self.opt.zero_grad(set_to_none=True)
@@ -299,13 +357,12 @@ class FinetuneRun:
         if self.rank == 0 and (self.step % 50 == 0 or self.step == (self.steps or 0) - 1):
             print(f"finetune step {self.step + 1}/{self.steps or '-'} loss {self.losses[-1]:.4f}", file=sys.stderr)
 
-
     def lm_share(self):
         """The language-model loss of this rank's share of the step's windows, as its part of their mean."""
         import torch
 
         windows = self.lm_sampler.take(max(1, self.cfg.batch_size * self.world // 4))
-        share = windows[self.rank * len(windows) // self.world:(self.rank + 1) * len(windows) // self.world]
+        share = windows[self.rank * len(windows) // self.world : (self.rank + 1) * len(windows) // self.world]
         if not share:
             return 0.0
         x, y = (t.to(self.device) for t in self.train_lm.batch(share))
@@ -320,7 +377,9 @@ def recipe(cfg: FinetuneConfig, base: str | Path, data_files: list[str], loop: d
         "stage": "finetune",
         "config": to_dict(cfg),
         "base": {"path": str(Path(base).resolve()), "weights_sha256": weights_sha256(base)},
-        "data": [{"path": str(p.resolve()), "sha256": sha256_file(p)} for name in data_files for p in jsonl_files(name)],
+        "data": [
+            {"path": str(p.resolve()), "sha256": sha256_file(p)} for name in data_files for p in jsonl_files(name)
+        ],
         "trainer": trainer(),
     }
     if loop is not None:

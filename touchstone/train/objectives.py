@@ -8,8 +8,8 @@ part of the whole batch's mean, so the sum of the ranks' gradients is the gradie
 from __future__ import annotations
 
 from touchstone import prompts
-from touchstone.likelihood import batch_logprobs
 from touchstone.judge import encode, last_logits
+from touchstone.likelihood import batch_logprobs
 from touchstone.model import context_length
 
 OBJECTIVES = ("answer", "pairwise", "mix")
@@ -18,9 +18,13 @@ OBJECTIVES = ("answer", "pairwise", "mix")
 def answer_examples(rec: dict) -> list[tuple[str, str]]:
     """(question, answer token) for the answer objective: a pair in both orders, a claim once."""
     if "a" in rec:
-        first, second = (prompts.ANSWER_A, prompts.ANSWER_B) if rec["label"] == "a" else (prompts.ANSWER_B, prompts.ANSWER_A)
-        return [(prompts.pair_prompt(rec["prompt"], rec["a"], rec["b"]), first),
-                (prompts.pair_prompt(rec["prompt"], rec["b"], rec["a"]), second)]
+        first, second = (
+            (prompts.ANSWER_A, prompts.ANSWER_B) if rec["label"] == "a" else (prompts.ANSWER_B, prompts.ANSWER_A)
+        )
+        return [
+            (prompts.pair_prompt(rec["prompt"], rec["a"], rec["b"]), first),
+            (prompts.pair_prompt(rec["prompt"], rec["b"], rec["a"]), second),
+        ]
     return [(prompts.claim_prompt(rec["statement"]), prompts.ANSWER_TRUE if rec["label"] else prompts.ANSWER_FALSE)]
 
 
@@ -58,11 +62,12 @@ def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool, 
     loss = torch.zeros((), device=device)
     answers = [ex for r in batch if answered(r, objective) for ex in answer_examples(r)]
     if answers:
-        seqs = [encode(tokenizer, q)[-context_length(model):] for q, _ in answers]
+        seqs = [encode(tokenizer, q)[-context_length(model) :] for q, _ in answers]
         pair_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_A, prompts.ANSWER_B])
         claim_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_TRUE, prompts.ANSWER_FALSE])
-        choices = torch.tensor([pair_ids if a in (prompts.ANSWER_A, prompts.ANSWER_B) else claim_ids
-                                for _, a in answers], device=device)
+        choices = torch.tensor(
+            [pair_ids if a in (prompts.ANSWER_A, prompts.ANSWER_B) else claim_ids for _, a in answers], device=device
+        )
         target = torch.tensor([int(a in (prompts.ANSWER_B, prompts.ANSWER_FALSE)) for _, a in answers], device=device)
         total = torch.zeros((), device=device)
         for group in length_groups([len(q) for q in seqs]):

@@ -82,19 +82,33 @@ DEFAULT_MINUTES = 10.0
 
 @dataclass
 class PretrainConfig(Config):
-    size: str = field("micro", help="nano | micro | small: the one size dial (shape, lr, batch, context follow)", choices=tuple(DEPTHS))
-    minutes: float | None = field(None, help="wall-clock training budget in minutes (10 if --tokens is not given)", above=0)
+    size: str = field(
+        "micro",
+        help="nano | micro | small: the one size dial (shape, lr, batch, context follow)",
+        choices=tuple(DEPTHS),
+    )
+    minutes: float | None = field(
+        None, help="wall-clock training budget in minutes (10 if --tokens is not given)", above=0
+    )
     tokens: int | None = field(None, help="token budget: stop after this many training tokens", min=1)
     lr: float | None = field(None, help="peak learning rate (default: from the size)", above=0)
     batch_size: int | None = field(None, help="sequences per micro-batch (default: from the size)", min=1)
-    grad_accum: int = field(1, help="micro-batches per optimizer step (effective batch = batch_size * grad_accum)", min=1)
+    grad_accum: int = field(
+        1, help="micro-batches per optimizer step (effective batch = batch_size * grad_accum)", min=1
+    )
     seq_len: int | None = field(None, help="tokens per sequence (default: from the size; capped by the model)", min=1)
-    warmup: int | None = field(None, help="linear warmup steps before the cosine decay (default: 5% of the budget, <= 200 steps)", min=0)
+    warmup: int | None = field(
+        None, help="linear warmup steps before the cosine decay (default: 5% of the budget, <= 200 steps)", min=0
+    )
     eval_every: int = field(50, help="validate and checkpoint every N optimizer steps", min=1)
     seed: int = field(0, help="seed for initialization and data order")
     compile: bool | None = field(None, help="torch.compile the loss (default: with bf16, micro and larger)")
-    bf16: bool | None = field(None, help="bf16 autocast (default: on a GPU with bf16, or a CPU with bf16 matrix units, AMX/AVX512-BF16)")
-    device: str | None = field(None, help="cpu | cuda (default: cuda when a GPU is visible, else cpu)", choices=("cpu", "cuda"))
+    bf16: bool | None = field(
+        None, help="bf16 autocast (default: on a GPU with bf16, or a CPU with bf16 matrix units, AMX/AVX512-BF16)"
+    )
+    device: str | None = field(
+        None, help="cpu | cuda (default: cuda when a GPU is visible, else cpu)", choices=("cpu", "cuda")
+    )
     tensorboard: bool = field(False, help="write TensorBoard logs (copied into the model directory)")
     init_from: str | None = field(None, help="local HF causal-LM directory to continue from (uses its tokenizer)")
     tokenizer: str | None = field(None, help="tokenizer directory (default: the init model's, else the data's)")
@@ -113,7 +127,7 @@ def resolve(cfg: PretrainConfig) -> PretrainConfig:
     bf16 = cfg.bf16 if cfg.bf16 is not None else default_bf16(device)
     if cfg.grad_accum < 1 or cfg.eval_every < 1:
         raise UserError("config: key 'grad_accum' and 'eval_every' must be at least 1")
-    if cfg.minutes is not None and cfg.minutes <= 0 or cfg.tokens is not None and cfg.tokens <= 0:
+    if (cfg.minutes is not None and cfg.minutes <= 0) or (cfg.tokens is not None and cfg.tokens <= 0):
         raise UserError("config: key 'minutes'/'tokens': the budget must be positive")
     return replace(
         cfg,
@@ -143,13 +157,19 @@ def initial_model(cfg: PretrainConfig, vocab_size: int, eos_id: int):
         except (OSError, ValueError) as e:
             raise UserError(f"{cfg.init_from}: cannot load model ({str(e).splitlines()[0]})") from None
     padded = -(-vocab_size // 64) * 64  # a multiple of 64 keeps the output matmul on fast kernels
-    return GPT2LMHeadModel(make_config(cfg.size, padded, n_positions=cfg.seq_len, bos_token_id=eos_id,
-                                       eos_token_id=eos_id))
+    return GPT2LMHeadModel(
+        make_config(cfg.size, padded, n_positions=cfg.seq_len, bos_token_id=eos_id, eos_token_id=eos_id)
+    )
 
 
 # -------------------------------------------------------------------------------------------- entry
-def pretrain(data: str | Path | None, out: str | Path, cfg: PretrainConfig | None = None, resume: bool = False,
-             overwrite: bool = False) -> Path:
+def pretrain(
+    data: str | Path | None,
+    out: str | Path,
+    cfg: PretrainConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> Path:
     """Train a model on `data` (a prepared directory; None: the embedded corpus) and save it to `out`.
 
     Under a distributed launcher (WORLD_SIZE > 1) every process calls this; see the module docstring.
@@ -169,8 +189,9 @@ def run_device(cfg: PretrainConfig | None, out, resume: bool) -> str:
     return device or (cfg.device if cfg is not None and cfg.device else default_device())
 
 
-def train_and_save(data, out, cfg: PretrainConfig | None, resume: bool, rank: int, world: int,
-                   overwrite: bool = False) -> Path:
+def train_and_save(
+    data, out, cfg: PretrainConfig | None, resume: bool, rank: int, world: int, overwrite: bool = False
+) -> Path:
     """This process's part of a run: rank 0 trains, validates, checkpoints and saves; the others train."""
     out = Path(out)
     run_dir = run_dir_of(out)
@@ -196,8 +217,16 @@ def train_and_save(data, out, cfg: PretrainConfig | None, resume: bool, rank: in
     if rank != 0:
         return out
     stats = run.finish()
-    save_model_dir(out, model, tokenizer, recipe(run, stats), report(run, stats), {"stage": "pretrain", **stats},
-                   overwrite, tensorboard=run_dir / "tensorboard")
+    save_model_dir(
+        out,
+        model,
+        tokenizer,
+        recipe(run, stats),
+        report(run, stats),
+        {"stage": "pretrain", **stats},
+        overwrite,
+        tensorboard=run_dir / "tensorboard",
+    )
     shutil.rmtree(run_dir, ignore_errors=True)
     return out
 
@@ -237,21 +266,24 @@ def report(run: PretrainRun, stats: dict) -> str:
     """report.md of the finished run: its figures, the validation curve and a sample of its text."""
     cfg = run.cfg
     run.model.eval()
-    text = sample(run.model, run.tokenizer, "The", max_new_tokens=40, temperature=0.8, top_k=50, top_p=0.95, n=1,
-                  seed=0)[0]
+    text = sample(
+        run.model, run.tokenizer, "The", max_new_tokens=40, temperature=0.8, top_k=50, top_p=0.95, n=1, seed=0
+    )[0]
     ppl = f"{stats['val_perplexity']:.2f}" if stats["val_perplexity"] is not None else "n/a (no validation split)"
     loss = f"{stats['val_loss']:.4f}" if stats["val_loss"] is not None else "n/a"
-    curve = "\n".join(f"| {h['step']} | {h['tokens']:,} | {h['val_loss']:.4f} | {math.exp(h['val_loss']):.2f} |"
-                      for h in run.history[-12:])
+    curve = "\n".join(
+        f"| {h['step']} | {h['tokens']:,} | {h['val_loss']:.4f} | {math.exp(h['val_loss']):.2f} |"
+        for h in run.history[-12:]
+    )
     return f"""# Pretraining report
 
 | | |
 |---|---|
 | size | {cfg.size if not cfg.init_from else f"from {cfg.init_from}"} |
-| parameters | {stats['parameters']:,} |
-| tokens | {stats['tokens']:,} ({stats['steps']} steps) |
-| tokens/s | {stats['tokens_per_s']} |
-| wall time | {stats['minutes']} min |
+| parameters | {stats["parameters"]:,} |
+| tokens | {stats["tokens"]:,} ({stats["steps"]} steps) |
+| tokens/s | {stats["tokens_per_s"]} |
+| wall time | {stats["minutes"]} min |
 | final val loss | {loss} |
 | final val perplexity | {ppl} |
 
@@ -267,5 +299,3 @@ def report(run: PretrainRun, stats: dict) -> str:
 The{text}
 ```
 """
-
-

@@ -43,15 +43,27 @@ class PretrainRun:
     the budget and the validation history. Built fresh or from a checkpoint's `state`; `train` steps it
     until the budget ends, `checkpoint` stores it, `finish` validates once more and says what it did."""
 
-    def __init__(self, cfg: Config, model, tokenizer, device, data_dir: Path, run_dir: Path, state: dict | None,
-                 rank: int, world: int):
+    def __init__(
+        self,
+        cfg: Config,
+        model,
+        tokenizer,
+        device,
+        data_dir: Path,
+        run_dir: Path,
+        state: dict | None,
+        rank: int,
+        world: int,
+    ):
         self.cfg, self.model, self.tokenizer, self.device = cfg, model, tokenizer, device
         self.data_dir, self.run_dir, self.rank, self.world = data_dir, run_dir, rank, world
         self._open_data()
         if state is None and rank == 0 and (run_dir / "checkpoint").exists():
             # Only now, with the new run's settings and data checked, is the old state given up.
-            print(f"discarding the checkpoint of an interrupted run in {run_dir} (use --resume to continue it)",
-                  file=sys.stderr)
+            print(
+                f"discarding the checkpoint of an interrupted run in {run_dir} (use --resume to continue it)",
+                file=sys.stderr,
+            )
             shutil.rmtree(run_dir / "checkpoint")
         self._place_model()
         self._restore(state)
@@ -80,8 +92,10 @@ class PretrainRun:
             raise UserError(f"{self.train_path}: fewer than seq_len + 1 = {cfg.seq_len + 1} tokens to train on")
         vocab, top = self.model.get_input_embeddings().num_embeddings, int(np.max(self.windows.ids))
         if top >= vocab:
-            raise UserError(f"{self.train_path}: token id {top} >= the model's vocabulary ({vocab}); "
-                            f"the tokens were made with another tokenizer")
+            raise UserError(
+                f"{self.train_path}: token id {top} >= the model's vocabulary ({vocab}); "
+                f"the tokens were made with another tokenizer"
+            )
         self.data_id = data_id(self.train_path)
         n = self.val.n
         self.val_idx = np.unique(np.linspace(0, n - 1, min(n, EVAL_BATCHES * cfg.batch_size)).astype(int)) if n else []
@@ -89,8 +103,12 @@ class PretrainRun:
     def _place_model(self) -> None:
         self.model.to(self.device)
         self.model.train()
-        if (self.cfg.compile and self.device.type == "cpu" and self.cfg.seq_len <= 512
-                and hasattr(self.model, "set_attn_implementation")):
+        if (
+            self.cfg.compile
+            and self.device.type == "cpu"
+            and self.cfg.seq_len <= 512
+            and hasattr(self.model, "set_attn_implementation")
+        ):
             # Attention as plain matmuls + softmax, which the compiler fuses, instead of the CPU
             # flash-attention kernel (an opaque call): a compiled step ran faster (docs/training.md). The
             # T x T scores this materializes stay small up to 512 tokens. Same mathematics; the saved
@@ -107,11 +125,14 @@ class PretrainRun:
         if state is None:
             return
         if state["data_id"]["bytes"] != self.data_id["bytes"]:
-            raise UserError(f"{self.train_path}: differs from the data the checkpoint was trained on "
-                            f"({state['data_id']['file']})")
+            raise UserError(
+                f"{self.train_path}: differs from the data the checkpoint was trained on ({state['data_id']['file']})"
+            )
         if state.get("world_size", 1) != self.world:
-            raise UserError(f"{self.run_dir}/checkpoint: written by {state.get('world_size', 1)} processes; "
-                            f"resume it with as many (this run has {self.world})")
+            raise UserError(
+                f"{self.run_dir}/checkpoint: written by {state.get('world_size', 1)} processes; "
+                f"resume it with as many (this run has {self.world})"
+            )
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.sampler = Sampler(self.windows.n, self.cfg.seed, **state["position"])
@@ -125,7 +146,9 @@ class PretrainRun:
         if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel
 
-            ddp = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            ddp = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
         self.loss_fn = LossFn(ddp or self.model, self.cfg.compile)
         self.no_sync = ddp.no_sync if ddp else None
 
@@ -141,7 +164,9 @@ class PretrainRun:
         return self.elapsed0 + clock() - self.start
 
     def keep_going(self) -> bool:
-        go = (self.max_steps is None or self.step < self.max_steps) and (self.deadline is None or self.elapsed() < self.deadline)
+        go = (self.max_steps is None or self.step < self.max_steps) and (
+            self.deadline is None or self.elapsed() < self.deadline
+        )
         if self.world > 1 and self.deadline is not None:
             go = bool(broadcast(go))  # the clocks of the ranks differ; all must stop at the same step
         return go
@@ -162,8 +187,9 @@ class PretrainRun:
         set_lr(self.opt, lr)
         # Every rank draws the same global batch from the same sampler and keeps its own share.
         share = slice(self.rank * cfg.batch_size, (self.rank + 1) * cfg.batch_size)
-        micro_batches = (self.windows.batch(self.sampler.take(cfg.batch_size * self.world)[share])
-                         for _ in range(cfg.grad_accum))
+        micro_batches = (
+            self.windows.batch(self.sampler.take(cfg.batch_size * self.world)[share]) for _ in range(cfg.grad_accum)
+        )
         loss = accumulate(self.loss_fn, micro_batches, cfg.grad_accum, cfg.bf16, self.no_sync)
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
@@ -179,8 +205,13 @@ class PretrainRun:
         self.n_params = count_parameters(self.model)
         if self.rank == 0:
             print(self.summary(), file=sys.stderr)
-        self.bar = tqdm(total=self.max_steps, initial=self.step, unit="step", dynamic_ncols=True,
-                        disable=None if self.rank == 0 else True)
+        self.bar = tqdm(
+            total=self.max_steps,
+            initial=self.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=None if self.rank == 0 else True,
+        )
         last_ckpt = clock()
         while self.keep_going():
             t0 = clock()
@@ -198,9 +229,11 @@ class PretrainRun:
     def summary(self) -> str:
         cfg, procs = self.cfg, f" on {self.world} processes" if self.world > 1 else ""
         steps = f"{self.max_steps} steps" if self.max_steps else "steps until the deadline"
-        return (f"pretrain: {self.n_params / 1e6:.2f}M parameters, {self.windows.n * cfg.seq_len:,} train tokens, "
-                f"{steps} of {self.tokens_per_step} tokens{procs}, on {self.device.type}, bf16={cfg.bf16}, "
-                f"compile={self.loss_fn.compiled}")
+        return (
+            f"pretrain: {self.n_params / 1e6:.2f}M parameters, {self.windows.n * cfg.seq_len:,} train tokens, "
+            f"{steps} of {self.tokens_per_step} tokens{procs}, on {self.device.type}, bf16={cfg.bf16}, "
+            f"compile={self.loss_fn.compiled}"
+        )
 
     def log_step(self, loss: float, lr: float) -> None:
         tok_s = self.train_tokens / self.train_time
@@ -225,13 +258,24 @@ class PretrainRun:
         import torch
 
         cfg = self.cfg
-        save_checkpoint(self.run_dir, {
-            "model": self.model.state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
-            "tokens": self.tokens_seen, "position": self.sampler.state(), "rng": {"torch": torch.get_rng_state()},
-            "elapsed": self.elapsed(), "schedule": {"peak_lr": cfg.lr, "warmup": cfg.warmup, "max_steps": self.max_steps},
-            "config": to_dict(cfg), "data": str(self.data_dir), "data_id": self.data_id, "history": self.history,
-            **({"world_size": self.world} if self.world > 1 else {}),
-        })
+        save_checkpoint(
+            self.run_dir,
+            {
+                "model": self.model.state_dict(),
+                "optimizer": self.opt.state_dict(),
+                "step": self.step,
+                "tokens": self.tokens_seen,
+                "position": self.sampler.state(),
+                "rng": {"torch": torch.get_rng_state()},
+                "elapsed": self.elapsed(),
+                "schedule": {"peak_lr": cfg.lr, "warmup": cfg.warmup, "max_steps": self.max_steps},
+                "config": to_dict(cfg),
+                "data": str(self.data_dir),
+                "data_id": self.data_id,
+                "history": self.history,
+                **({"world_size": self.world} if self.world > 1 else {}),
+            },
+        )
 
     # ------------------------------------------------------------------------------------- finish
     def finish(self) -> dict:
@@ -241,8 +285,14 @@ class PretrainRun:
         self.checkpoint()
         if self.writer:
             self.writer.close()
-        return {"parameters": self.n_params, "steps": self.step, "max_steps": self.max_steps, "tokens": self.tokens_seen,
-                "tokens_per_s": round(self.train_tokens / self.train_time, 1) if self.train_time else None,
-                "minutes": round(self.elapsed() / 60, 2), "val_loss": final_loss,
-                "val_perplexity": math.exp(final_loss) if final_loss is not None else None,
-                **({"world_size": self.world, "tokens_per_step": self.tokens_per_step} if self.world > 1 else {})}
+        return {
+            "parameters": self.n_params,
+            "steps": self.step,
+            "max_steps": self.max_steps,
+            "tokens": self.tokens_seen,
+            "tokens_per_s": round(self.train_tokens / self.train_time, 1) if self.train_time else None,
+            "minutes": round(self.elapsed() / 60, 2),
+            "val_loss": final_loss,
+            "val_perplexity": math.exp(final_loss) if final_loss is not None else None,
+            **({"world_size": self.world, "tokens_per_step": self.tokens_per_step} if self.world > 1 else {}),
+        }

@@ -4,11 +4,11 @@
     touchstone study runs/base --data runs/synth/numbers.jsonl --every 100 --epochs 2 --out runs/study/numbers
 
 The training is `touchstone.train.finetune.finetune` with the same settings (`FinetuneConfig`); at step 0 and
-every `every` steps (and after the last) its callback judges the held-out suites of the worlds named
-(default: the worlds of the training records; `facts-untaught` may be named too) as `touchstone eval` does (`touchstone.evaluate.judge_records`),
-so a curve point is exactly an eval of the model at that step. Each point records the steps, the
-training's own wall and CPU seconds so far (evaluation excluded), and per world the accuracy, the
-pairs' and the claims' accuracy apart, and the accuracy per record kind.
+every `every` steps (and after the last) its callback judges the held-out suites of the worlds named (default:
+the worlds of the training records; `facts-untaught` may be named too) as `touchstone eval` does
+(`touchstone.evaluate.judge_records`), so a curve point is exactly an eval of the model at that step. Each
+point records the steps, the training's own wall and CPU seconds so far (evaluation excluded), and per world
+the accuracy, the pairs' and the claims' accuracy apart, and the accuracy per record kind.
 
 Written to OUT: `curve.json` (atomically, after every point, so a long study can be read while it runs),
 `curve.png` (accuracy against steps, one panel per world, pairs and claims apart), and `model/`, the
@@ -45,8 +45,15 @@ class Point:
     worlds: dict
 
 
-def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: FinetuneConfig | None = None,
-          every: int = 100, worlds: list[str] | None = None, limit: int | None = None) -> dict:
+def study(
+    model_dir: str | Path,
+    data_files: list[str],
+    out: str | Path,
+    cfg: FinetuneConfig | None = None,
+    every: int = 100,
+    worlds: list[str] | None = None,
+    limit: int | None = None,
+) -> dict:
     """Fine-tune `model_dir` on `data_files` with `cfg`, scoring the held-out suites of `worlds` (at most
     `limit` records each) every `every` steps; write OUT/curve.json, OUT/curve.png and OUT/model."""
     cfg = cfg or FinetuneConfig()
@@ -63,8 +70,14 @@ def study(model_dir: str | Path, data_files: list[str], out: str | Path, cfg: Fi
         if w not in WORLDS and w not in EXTRA_SUITES:
             raise UserError(f"unknown world '{w}' (choose from {', '.join([*WORLDS, *EXTRA_SUITES])})")
     suites = {w: heldout_suite(w)[1][:limit] for w in worlds}
-    header = {"base": str(model_dir), "data": [str(f) for f in data_files], "config": to_dict(cfg),
-              "every": every, "limit": limit, "suite_records": {w: len(s) for w, s in suites.items()}}
+    header = {
+        "base": str(model_dir),
+        "data": [str(f) for f in data_files],
+        "config": to_dict(cfg),
+        "every": every,
+        "limit": limit,
+        "suite_records": {w: len(s) for w, s in suites.items()},
+    }
     curve = Curve(suites, every, out / "curve.json", header)
     out.mkdir(parents=True, exist_ok=True)
     print(_header(worlds), file=sys.stderr)
@@ -129,18 +142,24 @@ def _cell(s: dict) -> str:
 
 def _row(p: Point) -> str:
     return f"{p.step:>4}  {p.train_seconds:>7.0f}  {p.cpu_seconds:>5.0f}  " + "  ".join(
-        f"{_cell(s):>20}" for s in p.worlds.values())
+        f"{_cell(s):>20}" for s in p.worlds.values()
+    )
 
 
 def table(result: dict) -> str:
     """The curve as a Markdown table: one row per point, one column per world."""
     points = result["points"]
     worlds = list(points[0]["worlds"]) if points else []
-    lines = ["| step | train min | CPU min | " + " | ".join(f"{w} (pairs/claims)" for w in worlds) + " |",
-             "|---:|---:|---:|" + "---:|" * len(worlds)]
+    lines = [
+        "| step | train min | CPU min | " + " | ".join(f"{w} (pairs/claims)" for w in worlds) + " |",
+        "|---:|---:|---:|" + "---:|" * len(worlds),
+    ]
     for p in points:
-        lines.append(f"| {p['step']} | {p['train_seconds'] / 60:.1f} | {p['cpu_seconds'] / 60:.1f} | "
-                     + " | ".join(_cell(p["worlds"][w]) for w in worlds) + " |")
+        lines.append(
+            f"| {p['step']} | {p['train_seconds'] / 60:.1f} | {p['cpu_seconds'] / 60:.1f} | "
+            + " | ".join(_cell(p["worlds"][w]) for w in worlds)
+            + " |"
+        )
     return "\n".join(lines)
 
 

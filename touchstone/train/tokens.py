@@ -38,8 +38,11 @@ def data_dir_of(data: str | Path | None) -> Path:
     """The prepared data directory a run trains on (None: the embedded corpus); UserError if it is none."""
     data_dir = Path(data) if data is not None else default_data()
     if not data_dir.is_dir():
-        raise UserError(f"{data_dir}: no such data directory" if not data_dir.exists()
-                        else f"{data_dir}: not a directory (expected a prepared data directory)")
+        raise UserError(
+            f"{data_dir}: no such data directory"
+            if not data_dir.exists()
+            else f"{data_dir}: not a directory (expected a prepared data directory)"
+        )
     return data_dir
 
 
@@ -54,7 +57,9 @@ def token_files(data_dir: Path, tokenizer, run_dir: Path) -> tuple[Path, Path, s
 
     tokens = data_dir / "tokens"
     if not (tokens / "train.bin").is_file():
-        raise UserError(f"{data_dir}: not a prepared data directory (no tokens/train.bin); run `touchstone data prepare`")
+        raise UserError(
+            f"{data_dir}: not a prepared data directory (no tokens/train.bin); run `touchstone data prepare`"
+        )
     own = data_dir / "tokenizer"
     if own.is_dir() and load_tokenizer(own).get_vocab() == tokenizer.get_vocab():
         return tokens / "train.bin", tokens / "val.bin", "uint16"

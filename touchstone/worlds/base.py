@@ -45,8 +45,7 @@ class Verdict:
 
 def agreement(agree: bool, evidence: dict, score: float | None = None, reason: str = "agrees") -> Verdict:
     """The verdict on a record's label: ok when it agrees with the tool (score 1/0 unless given)."""
-    return Verdict(agree, float(agree) if score is None else score, reason if agree else "label_disagrees",
-                   evidence)
+    return Verdict(agree, float(agree) if score is None else score, reason if agree else "label_disagrees", evidence)
 
 
 def claim_agreement(record: dict, v: Verdict) -> Verdict:
@@ -166,8 +165,9 @@ class World:
         where the world has no sample a small model can write and the tool can check in one step."""
         return [], []
 
-    def champion_records(self, items: list[dict], prompts: list[str], completions: list[str],
-                         rng: random.Random, source: str) -> tuple[list[dict], int]:
+    def champion_records(
+        self, items: list[dict], prompts: list[str], completions: list[str], rng: random.Random, source: str
+    ) -> tuple[list[dict], int]:
         """(records labelled by the tool, completions that could not be read) from what the champion
         wrote after each of `champion_prompts`."""
         return [], 0

@@ -61,8 +61,11 @@ def _verdict(result) -> Verdict:
     evidence = {"message": result.message} if result.message else {}
     if result.stdout:
         evidence["stdout"] = result.stdout[-1000:]
-    reason = result.status if result.status in ("pass", "syntax_error", "runtime_error", "timeout",
-                                                "wrong_answer") else "error"
+    reason = (
+        result.status
+        if result.status in ("pass", "syntax_error", "runtime_error", "timeout", "wrong_answer")
+        else "error"
+    )
     return Verdict(ok, float(ok), reason, evidence)
 
 
@@ -96,17 +99,31 @@ class CodeWorld(World):
                 if args not in calls:
                     calls.append(args)
             drafts.append((name, ast.unparse(ast.parse(source)) + "\n", calls))
-        jobs = [{"program": src, "entry_point": name, "timeout": self.timeout,
-                 "test": f"def check(candidate):\n    return [candidate(*args) for args in {calls!r}]\n"}
-                for name, src, calls in drafts]
+        jobs = [
+            {
+                "program": src,
+                "entry_point": name,
+                "timeout": self.timeout,
+                "test": f"def check(candidate):\n    return [candidate(*args) for args in {calls!r}]\n",
+            }
+            for name, src, calls in drafts
+        ]
         items = []
         for (name, src, calls), result in zip(drafts, self.sandbox.check_many(jobs)):
             if result.status != "pass":
                 raise RuntimeError(f"template {name} failed in the sandbox: {result.status} {result.message}")
-            lines = [f"    assert candidate({', '.join(map(repr, args))}) == {out!r}"
-                     for args, out in zip(calls, result.value)]
-            items.append({"prompt": "", "completion": src, "entry_point": name,
-                          "test": "def check(candidate):\n" + "\n".join(lines) + "\n"})
+            lines = [
+                f"    assert candidate({', '.join(map(repr, args))}) == {out!r}"
+                for args, out in zip(calls, result.value)
+            ]
+            items.append(
+                {
+                    "prompt": "",
+                    "completion": src,
+                    "entry_point": name,
+                    "test": "def check(candidate):\n" + "\n".join(lines) + "\n",
+                }
+            )
         return items
 
     def texts(self, rng: random.Random, n: int) -> list[str]:
@@ -118,10 +135,15 @@ class CodeWorld(World):
             source, gen = TEMPLATES[name]
             source = ast.unparse(ast.parse(source)) + "\n"
             test = "def check(candidate):\n" + "".join(
-                f"    assert candidate({', '.join(map(repr, gen(rng)))})\n" for _ in range(N_TESTS))
+                f"    assert candidate({', '.join(map(repr, gen(rng)))})\n" for _ in range(N_TESTS)
+            )
             mutant = mutate_source(source, rng.choice(MUTATIONS), rng) or source
-            out += [PAIR_PROMPT.format(name=name, test=test), source, mutant,
-                    CLAIM.format(code=mutant.rstrip("\n"), name=name, test=test)]
+            out += [
+                PAIR_PROMPT.format(name=name, test=test),
+                source,
+                mutant,
+                CLAIM.format(code=mutant.rstrip("\n"), name=name, test=test),
+            ]
         return out
 
     def mutate(self, item: dict, rng: random.Random, kind: str | None = None) -> dict:
@@ -157,8 +179,13 @@ class CodeWorld(World):
         for key in ("test", "entry_point"):
             if key not in item:
                 raise KeyError(key)
-        return {"program": program_of(item), "test": item["test"], "entry_point": item["entry_point"],
-                "prompt": item.get("prompt", ""), "timeout": self.timeout}
+        return {
+            "program": program_of(item),
+            "test": item["test"],
+            "entry_point": item["entry_point"],
+            "prompt": item.get("prompt", ""),
+            "timeout": self.timeout,
+        }
 
     def verify(self, item: dict) -> Verdict:
         return self.verify_many([item])[0]
@@ -192,13 +219,21 @@ class CodeWorld(World):
             if not text.startswith(CLAIM_HEAD) or not matches:
                 raise ValueError("not a code claim (expected 'This function passes its tests:')")
             m = matches[-1]
-            return [{"prompt": "", "completion": text[len(CLAIM_HEAD):m.start()] + "\n",
-                     "entry_point": m["name"], "test": text[m.end():]}]
+            return [
+                {
+                    "prompt": "",
+                    "completion": text[len(CLAIM_HEAD) : m.start()] + "\n",
+                    "entry_point": m["name"],
+                    "test": text[m.end() :],
+                }
+            ]
         m = PAIR_PROMPT_RE.fullmatch(record.get("prompt", ""))
         if not m:
             raise ValueError("not a code pair (expected 'Which version of `NAME` passes these tests?')")
-        return [{"prompt": "", "completion": record[side], "entry_point": m["name"], "test": m["test"]}
-                for side in ("a", "b")]
+        return [
+            {"prompt": "", "completion": record[side], "entry_point": m["name"], "test": m["test"]}
+            for side in ("a", "b")
+        ]
 
     @staticmethod
     def _record_verdict(record: dict, *verdicts: Verdict) -> Verdict:
@@ -225,20 +260,26 @@ class CodeWorld(World):
                 if rng.random() < 0.5:
                     label = rng.choice("ab")
                     a, b = ordered(label, item, mutant)
-                    rec = pair_record(PAIR_PROMPT.format(name=item["entry_point"], test=item["test"]),
-                                      a["completion"], b["completion"], label, world=self.name, kind=kind,
-                                      source="code")
+                    rec = pair_record(
+                        PAIR_PROMPT.format(name=item["entry_point"], test=item["test"]),
+                        a["completion"],
+                        b["completion"],
+                        label,
+                        world=self.name,
+                        kind=kind,
+                        source="code",
+                    )
                     verdicts = ordered(label, good, v)
                 else:
                     shown, sv = (item, good) if rng.random() < 0.5 else (mutant, v)
-                    statement = CLAIM.format(code=shown["completion"].rstrip("\n"), name=item["entry_point"],
-                                             test=item["test"])
+                    statement = CLAIM.format(
+                        code=shown["completion"].rstrip("\n"), name=item["entry_point"], test=item["test"]
+                    )
                     rec = claim_record(statement, sv.ok, world=self.name, kind=kind, source="code")
                     verdicts = (sv,)
                 rec["verdict"] = self._record_verdict(rec, *verdicts).to_dict()
                 out.append(rec)
         return out
-
 
     # ------------------------------------------------------------------------------------ growing
     champion_tokens = 64
@@ -248,24 +289,36 @@ class CodeWorld(World):
         items = [it for it in self.sample_many(rng, n) if self.in_split(it)]
         return [it["completion"].split("\n")[0] + "\n" for it in items], items
 
-    def champion_records(self, items: list[dict], prompts: list[str], completions: list[str],
-                         rng: random.Random, source: str) -> tuple[list[dict], int]:
+    def champion_records(
+        self, items: list[dict], prompts: list[str], completions: list[str], rng: random.Random, source: str
+    ) -> tuple[list[dict], int]:
         """The sandbox runs each function the champion wrote against the template's tests: a claim ("this
         function passes its tests", labelled by the sandbox), and when it fails, a pair of the reference
         against the champion's version."""
-        written = [{**it, "completion": function_body(p.rstrip("\n"), c)}
-                   for it, p, c in zip(items, prompts, completions)]
+        written = [
+            {**it, "completion": function_body(p.rstrip("\n"), c)} for it, p, c in zip(items, prompts, completions)
+        ]
         out = []
         for item, mine, verdict in zip(items, written, self.verify_many(written)):
             name, test = item["entry_point"], item["test"]
             kind = f"{name}:champion"
-            out.append(claim_record(CLAIM.format(code=mine["completion"].rstrip("\n"), name=name, test=test),
-                                    verdict.ok, world=self.name, kind=kind, source=source))
+            out.append(
+                claim_record(
+                    CLAIM.format(code=mine["completion"].rstrip("\n"), name=name, test=test),
+                    verdict.ok,
+                    world=self.name,
+                    kind=kind,
+                    source=source,
+                )
+            )
             if not verdict.ok:
                 label = rng.choice("ab")
                 a, b = ordered(label, item["completion"], mine["completion"])
-                out.append(pair_record(PAIR_PROMPT.format(name=name, test=test), a, b, label, world=self.name,
-                                       kind=kind, source=source))
+                out.append(
+                    pair_record(
+                        PAIR_PROMPT.format(name=name, test=test), a, b, label, world=self.name, kind=kind, source=source
+                    )
+                )
         return out, 0
 
     def grower(self, rng: random.Random, generation: int) -> Grower:
@@ -294,8 +347,17 @@ class _ClaimMutations(Grower):
         verdicts = self.world.verify_many([mutant for _, mutant, _ in self.pending])
         for (item, new, parent), v in zip(self.pending, verdicts):
             text = CLAIM.format(code=new["completion"].rstrip("\n"), name=item["entry_point"], test=item["test"])
-            out.append(claim_record(text, v.ok, world=self.world.name, kind=f"{item['entry_point']}:{new['mutation']}",
-                                    source="mutation", parent=parent, generation=self.generation))
+            out.append(
+                claim_record(
+                    text,
+                    v.ok,
+                    world=self.world.name,
+                    kind=f"{item['entry_point']}:{new['mutation']}",
+                    source="mutation",
+                    parent=parent,
+                    generation=self.generation,
+                )
+            )
         return out
 
 
@@ -311,5 +373,9 @@ def function_body(signature: str, completion: str) -> str:
 
 def humaneval_item(problem: dict, completion: str | None = None) -> dict:
     """A HumanEval problem as a code item, with its canonical solution unless a completion is given."""
-    return {"prompt": problem["prompt"], "completion": problem["canonical_solution"] if completion is None
-            else completion, "test": problem["test"], "entry_point": problem["entry_point"]}
+    return {
+        "prompt": problem["prompt"],
+        "completion": problem["canonical_solution"] if completion is None else completion,
+        "test": problem["test"],
+        "entry_point": problem["entry_point"],
+    }

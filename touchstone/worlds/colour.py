@@ -60,7 +60,7 @@ def shade(ref: str, rng: random.Random, tries: int = 8) -> str:
     """A random colour near `ref`: each channel moved by up to 6, kept within `TRUE_MAX / 2` of it
     (`ref` itself if no try lands there)."""
     for _ in range(tries):
-        rgb = [min(255, max(0, int(ref[i:i + 2], 16) + rng.randint(-6, 6))) for i in (1, 3, 5)]
+        rgb = [min(255, max(0, int(ref[i : i + 2], 16) + rng.randint(-6, 6))) for i in (1, 3, 5)]
         near = "#" + "".join(f"{v:02x}" for v in rgb)
         if delta_e(near, ref) <= TRUE_MAX / 2:
             return near
@@ -71,7 +71,7 @@ def show(hex_: str, rng: random.Random) -> str:
     """Hex or rgb() notation, at random, so the model meets both."""
     if rng.random() < 0.7:
         return hex_
-    return "rgb({}, {}, {})".format(*(int(hex_[i:i + 2], 16) for i in (1, 3, 5)))
+    return "rgb({}, {}, {})".format(*(int(hex_[i : i + 2], 16) for i in (1, 3, 5)))
 
 
 @functools.lru_cache(maxsize=4)
@@ -142,7 +142,7 @@ class ColourWorld(World):
         far = [i for i in order if dist[i] > 50]
         rng.shuffle(far)
         # Subtle: walk outwards from the nearest names, skipping a few at random; then fall back to far ones.
-        tries = near[rng.randint(0, 5):][:60] if rng.random() < 0.5 else []
+        tries = near[rng.randint(0, 5) :][:60] if rng.random() < 0.5 else []
         for i in tries + far[:40]:
             name = p["flat"][i][0]
             if name != item["name"] and self.distance(item["colour"], name)[0] >= FALSE_MIN:
@@ -152,8 +152,12 @@ class ColourWorld(World):
     def verify(self, item: dict) -> Verdict:
         d, ref = self.distance(item["colour"], item["name"])
         reason = "match" if d <= TRUE_MAX else "mismatch" if d >= FALSE_MIN else "ambiguous"
-        return Verdict(reason == "match", d, reason, {"delta_e2000": d, "nearest_reference": ref,
-                                                      "colour": to_hex(item["colour"]), "name": item["name"]})
+        return Verdict(
+            reason == "match",
+            d,
+            reason,
+            {"delta_e2000": d, "nearest_reference": ref, "colour": to_hex(item["colour"]), "name": item["name"]},
+        )
 
     def record(self, item: dict, rng: random.Random) -> dict | None:
         """A name question, a colour question (two colours, one name) or a claim."""
@@ -163,19 +167,32 @@ class ColourWorld(World):
         label = rng.choice("ab")
         if r < 0.25:
             a, b = ordered(label, item["name"], wrong["name"])
-            return pair_record(f"What is the name of the colour {colour}?", a, b, label, world=self.name,
-                               kind="colour_name", source="colour")
+            return pair_record(
+                f"What is the name of the colour {colour}?",
+                a,
+                b,
+                label,
+                world=self.name,
+                kind="colour_name",
+                source="colour",
+            )
         if r < 0.5:
             # Two colours, one name: the wrong colour is a shade of the wrong name's nearest reference.
             other = show(shade(self.distance(item["colour"], wrong["name"])[1], rng), rng)
             if self.distance(other, item["name"])[0] < FALSE_MIN:
                 return None
             a, b = ordered(label, colour, other)
-            return pair_record(f"Which colour is {item['name']}?", a, b, label, world=self.name,
-                               kind="colour_value", source="colour")
+            return pair_record(
+                f"Which colour is {item['name']}?", a, b, label, world=self.name, kind="colour_value", source="colour"
+            )
         shown = rng.choice([item, wrong])
-        return claim_record(f"The colour {colour} is {shown['name']}.", shown is item, world=self.name,
-                            kind="colour_name", source="colour")
+        return claim_record(
+            f"The colour {colour} is {shown['name']}.",
+            shown is item,
+            world=self.name,
+            kind="colour_name",
+            source="colour",
+        )
 
     def verify_record(self, record: dict) -> Verdict:
         """Recompute the distances named by the record's text; ok when the label agrees with them."""

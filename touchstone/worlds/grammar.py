@@ -35,6 +35,7 @@ Every pair is rebuilt from its recorded `choices` by `build`, which is how a rec
 from __future__ import annotations
 
 import functools
+import itertools
 import random
 import re
 from collections import Counter
@@ -47,8 +48,13 @@ def _verbs(words: str) -> list[tuple[str, str, str, str]]:
     for word in words.split():
         base, *forms = word.split("/")
         consonant_y = base.endswith("y") and base[-2] not in "aeiou"
-        third = (base[:-1] + "ies" if consonant_y else base + "es" if base.endswith(("s", "sh", "ch", "x", "z"))
-                 else base + "s")
+        third = (
+            base[:-1] + "ies"
+            if consonant_y
+            else base + "es"
+            if base.endswith(("s", "sh", "ch", "x", "z"))
+            else base + "s"
+        )
         past = base[:-1] + "ied" if consonant_y else base + "d" if base.endswith("e") else base + "ed"
         verbs.append((base, third, *(forms or (past, past))))
     return verbs
@@ -69,23 +75,48 @@ INTRANSITIVE = _verbs("""
 """)
 # Verbs taking both a "that" clause and a "what/who" clause.
 # (for a singular subject, for a plural one)
-EMBEDDING = [("knew", "knew"), ("knows", "know"), ("remembered", "remembered"), ("remembers", "remember"),
-             ("forgot", "forgot"), ("has forgotten", "have forgotten"), ("discovered", "discovered"),
-             ("found out", "found out"), ("noticed", "noticed"), ("heard", "heard"), ("had learned", "had learned"),
-             ("will find out", "will find out"), ("saw", "saw"), ("understood", "understood")]
+EMBEDDING = [
+    ("knew", "knew"),
+    ("knows", "know"),
+    ("remembered", "remembered"),
+    ("remembers", "remember"),
+    ("forgot", "forgot"),
+    ("has forgotten", "have forgotten"),
+    ("discovered", "discovered"),
+    ("found out", "found out"),
+    ("noticed", "noticed"),
+    ("heard", "heard"),
+    ("had learned", "had learned"),
+    ("will find out", "will find out"),
+    ("saw", "saw"),
+    ("understood", "understood"),
+]
 PREPOSITIONS = ["of", "near", "behind", "beside", "with", "for", "from", "under"]
 ADJECTIVES = ["broken", "ready", "lost", "gone", "useful", "here", "new", "old", "famous", "strange"]
 # Verbs that agree with their subject, (singular, plural); those of "has" take a participle and an object.
-AGREEING = [("is", "are"), ("was", "were"), ("isn't", "aren't"), ("wasn't", "weren't"), ("has", "have"),
-            ("hasn't", "haven't")]
+AGREEING = [
+    ("is", "are"),
+    ("was", "were"),
+    ("isn't", "aren't"),
+    ("wasn't", "weren't"),
+    ("has", "have"),
+    ("hasn't", "haven't"),
+]
 # Names for a corpus with few of its own (the embedded default corpus is documentation).
 MIN_NAMES = 20
 FALLBACK_NAMES = ["Alice", "Tom", "Jane", "Henry", "Emma", "Arthur", "Lucy", "Walter", "Mary", "George"]
 SUBJECT_OF = {"was", "had", "said", "did", "would", "could", "is", "has", "will", "went", "looked"}
 SINGULAR_DET, PLURAL_DET = ["the", "a", "this", "that"], ["the", "these", "those", "some"]
 # (base, past participle) of verbs a question can reach into: "What did Tom think she brought?"
-BRIDGE = [("think", "thought"), ("say", "said"), ("believe", "believed"), ("know", "known"),
-          ("remember", "remembered"), ("hear", "heard"), ("suppose", "supposed")]
+BRIDGE = [
+    ("think", "thought"),
+    ("say", "said"),
+    ("believe", "believed"),
+    ("know", "known"),
+    ("remember", "remembered"),
+    ("hear", "heard"),
+    ("suppose", "supposed"),
+]
 QUESTION_AUX = ["did", "will", "would", "could", "can", "should", "might", "had", "does", "has"]
 PHENOMENA = ("wh_gap", "question_npi", "npi_scope", "attractor", "wh_question")
 
@@ -99,9 +130,10 @@ def corpus_names(sentences, minimum: int = 5) -> list[str]:
         words = re.findall(r"[A-Za-z]+", sentence)
         lower.update(w for w in words if w.islower())
         seen.update(w for w in words[1:] if w[0].isupper() and w[1:].islower())
-        subject.update(w for w, nxt in zip(words, words[1:]) if w[0].isupper() and nxt in SUBJECT_OF)
-    return sorted(w for w, c in seen.items()
-                  if c >= minimum and subject[w] >= 2 and w.lower() not in lower and w != "I")
+        subject.update(w for w, nxt in itertools.pairwise(words) if w[0].isupper() and nxt in SUBJECT_OF)
+    return sorted(
+        w for w, c in seen.items() if c >= minimum and subject[w] >= 2 and w.lower() not in lower and w != "I"
+    )
 
 
 class Grammar:
@@ -122,7 +154,7 @@ class Grammar:
         return inflect.engine()
 
     def article(self, noun: str) -> str:
-        """"a" or "an" before `noun`, by its sound ("an hour", "a unit")."""
+        """ "a" or "an" before `noun`, by its sound ("an hour", "a unit")."""
         return self._inflect.a(noun)
 
     # --- pieces ---------------------------------------------------------------------------------
@@ -143,9 +175,17 @@ class Grammar:
         subject, subject_plural = self.noun_phrase(rng)
         other, other_plural = self.noun_phrase(rng)
         obj, _ = self.noun_phrase(rng)
-        c = {"phenomenon": phenomenon, "subject": subject, "subject_plural": subject_plural, "other": other,
-             "other_plural": other_plural, "object": obj, "verb": rng.randrange(len(TRANSITIVE)),
-             "verb2": rng.randrange(len(TRANSITIVE)), "variant": rng.randrange(2)}
+        c = {
+            "phenomenon": phenomenon,
+            "subject": subject,
+            "subject_plural": subject_plural,
+            "other": other,
+            "other_plural": other_plural,
+            "object": obj,
+            "verb": rng.randrange(len(TRANSITIVE)),
+            "verb2": rng.randrange(len(TRANSITIVE)),
+            "variant": rng.randrange(2),
+        }
         if phenomenon == "wh_gap":
             c["embedding"] = rng.choice(EMBEDDING)[subject_plural]
             c["wh"] = rng.choice(["what", "who"])
@@ -171,8 +211,14 @@ class Grammar:
         elif phenomenon == "attractor":
             head, head_plural = self.noun_phrase(rng, name_ok=False)
             near, _ = self.noun_phrase(rng, plural=not head_plural)
-            c.update(head=head, head_plural=head_plural, near=near, preposition=rng.choice(PREPOSITIONS),
-                     adjective=rng.choice(ADJECTIVES), be=rng.choice(AGREEING))
+            c.update(
+                head=head,
+                head_plural=head_plural,
+                near=near,
+                preposition=rng.choice(PREPOSITIONS),
+                adjective=rng.choice(ADJECTIVES),
+                be=rng.choice(AGREEING),
+            )
         return c
 
     def pair(self, phenomenon: str, rng: random.Random) -> tuple[str, str, dict]:
@@ -246,24 +292,32 @@ def wh_question(c: dict, verb: tuple[str, str, str, str]) -> tuple[str, str]:
     participle = aux in ("has", "have", "had")
     form = verb[3] if participle else verb[0]
     if variant == 0:
-        return sentence(f"{c['which']} {c['noun']} {aux} {subject} {form}", "?"), \
-            sentence(f"{c['which']} {aux} {subject} {form} {c['noun']}", "?")
+        return sentence(f"{c['which']} {c['noun']} {aux} {subject} {form}", "?"), sentence(
+            f"{c['which']} {aux} {subject} {form} {c['noun']}", "?"
+        )
     if variant == 1:
         return sentence(f"what {aux} {subject} {form}", "?"), sentence(f"what {aux} {subject} {form} {obj}", "?")
     if variant == 2:
-        return sentence(f"what {aux} {subject} and {c['other']} {form}", "?"), \
-            sentence(f"what {aux} {subject} {form} and {c['other']}", "?")
+        return sentence(f"what {aux} {subject} and {c['other']} {form}", "?"), sentence(
+            f"what {aux} {subject} {form} and {c['other']}", "?"
+        )
     bridge = BRIDGE[c["bridge"]][1 if participle else 0]
-    return sentence(f"what {aux} {subject} {bridge} {c['pronoun']} {verb[2]}", "?"), \
-        sentence(f"what {aux} {subject} {bridge} who {verb[2]}", "?")
+    return sentence(f"what {aux} {subject} {bridge} {c['pronoun']} {verb[2]}", "?"), sentence(
+        f"what {aux} {subject} {bridge} who {verb[2]}", "?"
+    )
 
 
 def verb_phrase(verb: tuple[str, str, str, str], form: str, plural: bool) -> str:
     """A finite verb phrase with no object: past, present (agreeing), or an auxiliary and the verb."""
     base, third, past, participle = verb
-    return {"past": past, "present": base if plural else third,
-            "perfect": ("have " if plural else "has ") + participle, "pluperfect": "had " + participle,
-            "negated": "did not " + base, "future": "will " + base}[form]
+    return {
+        "past": past,
+        "present": base if plural else third,
+        "perfect": ("have " if plural else "has ") + participle,
+        "pluperfect": "had " + participle,
+        "negated": "did not " + base,
+        "future": "will " + base,
+    }[form]
 
 
 def agree_aux(aux: str, plural: bool) -> str:

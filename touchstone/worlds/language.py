@@ -74,7 +74,7 @@ def eval_sentences() -> frozenset[str]:
     keys: set[str] = set()
     blimp = shared_data() / "blimp" / "data"
     for path in sorted(blimp.glob("*.jsonl*")) if blimp.is_dir() else []:
-        with (gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8")) as f:
+        with gzip.open(path, "rt", encoding="utf-8") if path.suffix == ".gz" else open(path, encoding="utf-8") as f:
             for line in f:
                 obj = json.loads(line)
                 keys.update(norm(obj[k]) for k in ("sentence_good", "sentence_bad") if k in obj)
@@ -101,7 +101,7 @@ def _texts(path: Path):
     text = path.read_text(encoding="utf-8", errors="replace")[:MAX_CHARS_PER_FILE]
     start, end = text.find("*** START OF"), text.find("*** END OF")
     if start >= 0:  # a Project Gutenberg book: only the body between its markers
-        text = text[text.find("\n", start) + 1:end if end > start else None]
+        text = text[text.find("\n", start) + 1 : end if end > start else None]
     yield text
 
 
@@ -258,12 +258,18 @@ class LanguageWorld(World):
             if rng.random() < 0.5:
                 label = rng.choice("ab")
                 a, b = ordered(label, original, text)
-                rec = pair_record(PAIR_PROMPT, a, b, label, world=self.name, kind="grammatical",
-                                  source=self.source_name)
+                rec = pair_record(
+                    PAIR_PROMPT, a, b, label, world=self.name, kind="grammatical", source=self.source_name
+                )
             else:
                 shown = rng.choice([original, text])
-                rec = claim_record(f'"{shown}" is a well-formed English sentence.', shown == original,
-                                   world=self.name, kind="grammatical", source=self.source_name)
+                rec = claim_record(
+                    f'"{shown}" is a well-formed English sentence.',
+                    shown == original,
+                    world=self.name,
+                    kind="grammatical",
+                    source=self.source_name,
+                )
             rec["verdict"] = {"ok": True, "score": 1.0, "reason": "agrees", "evidence": evidence}
             rec["verdict"] = self.verify_record(rec).to_dict()
             out.append(rec)
@@ -318,15 +324,25 @@ class _PairMutations(Grower):
             return None
         if not self.world.in_split({"original": original}):
             return None
-        bad = self.world.mutate({"text": original, "original": original, "op": None}, self.rng,
-                                allow=self.balance.allows)
+        bad = self.world.mutate(
+            {"text": original, "original": original, "op": None}, self.rng, allow=self.balance.allows
+        )
         if bad["text"] == record["b" if record["label"] == "a" else "a"]:
             return None  # the same corruption again: nothing new
         self.balance.add(original, bad["text"])
         label = self.rng.choice("ab")
         a, b = ordered(label, original, bad["text"])
-        new = pair_record(PAIR_PROMPT, a, b, label, world=self.world.name, kind="grammatical",
-                          source=record.get("source") or "", parent=record["id"], generation=self.generation)
+        new = pair_record(
+            PAIR_PROMPT,
+            a,
+            b,
+            label,
+            world=self.world.name,
+            kind="grammatical",
+            source=record.get("source") or "",
+            parent=record["id"],
+            generation=self.generation,
+        )
         # The language verifier checks a record against its recorded original and corruption.
         new["verdict"] = {"evidence": {"original": original, "corrupted": bad["text"], "op": bad["op"]}}
         return new

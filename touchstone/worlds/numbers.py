@@ -27,8 +27,28 @@ from touchstone.worlds.base import (
     ordered,
 )
 
-ONES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven",
-        "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen"]
+ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
 TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
 WORD_VALUE = {w: i for i, w in enumerate(ONES)} | {w: 10 * i for i, w in enumerate(TENS) if w}
 MAX_WORDS = 999_999
@@ -108,8 +128,12 @@ def parse_statement(text: str) -> dict:
         words = not any(ch.isdigit() for ch in text)
         if op == "order":
             return {"op": "order", "values": [parse_number(v) for v in g["values"].split(",")], "words": words}
-        item = {"op": {"plus": "sum", "times": "product"}.get(g["op"], g["op"]), "x": parse_number(g["x"]),
-                "y": parse_number(g["y"]), "words": words}
+        item = {
+            "op": {"plus": "sum", "times": "product"}.get(g["op"], g["op"]),
+            "x": parse_number(g["x"]),
+            "y": parse_number(g["y"]),
+            "words": words,
+        }
         if "claimed" in g:
             item["claimed"] = parse_number(g["claimed"])
         return item
@@ -160,7 +184,7 @@ class NumbersWorld(World):
         if op == "product":
             x, y = x % 1000, y % 1000  # keep products below a million so they have words
             return {"op": op, "x": x, "y": y, "claimed": x * y, "words": words}
-        values = sorted(rng.sample(range(0, top + 5), rng.randint(3, 5)))
+        values = sorted(rng.sample(range(top + 5), rng.randint(3, 5)))
         return {"op": "order", "values": values, "words": words}
 
     def mutate(self, item: dict, rng: random.Random) -> dict:
@@ -190,10 +214,15 @@ class NumbersWorld(World):
         true = truth(item)
         if item["op"] in ("sum", "product"):
             ok = item["claimed"] == true
-            return Verdict(ok, float(ok), "correct" if ok else "wrong_answer",
-                           {"claimed": item["claimed"], "actual": true})
-        return Verdict(bool(true), float(true), "correct" if true else "false",
-                       {k: item[k] for k in ("x", "y", "values") if k in item})
+            return Verdict(
+                ok, float(ok), "correct" if ok else "wrong_answer", {"claimed": item["claimed"], "actual": true}
+            )
+        return Verdict(
+            bool(true),
+            float(true),
+            "correct" if true else "false",
+            {k: item[k] for k in ("x", "y", "values") if k in item},
+        )
 
     # ------------------------------------------------------------------------------------ records
     def _pair(self, item: dict, rng: random.Random) -> tuple[str, str, str]:
@@ -218,8 +247,7 @@ class NumbersWorld(World):
             a, b = ordered(label, right, wrong)
             return pair_record(prompt, a, b, label, world=self.name, kind=item["op"], source="numbers")
         shown = item if rng.random() < 0.5 else self.mutate(item, rng)
-        return claim_record(statement(shown), self.verify(shown).ok, world=self.name, kind=item["op"],
-                            source="numbers")
+        return claim_record(statement(shown), self.verify(shown).ok, world=self.name, kind=item["op"], source="numbers")
 
     def verify_record(self, record: dict) -> Verdict:
         """Does the record's label agree with the arithmetic? Parses the record's own text."""
@@ -234,8 +262,10 @@ class NumbersWorld(World):
                 right = {"a": parse_number(a) == true, "b": parse_number(b) == true}
                 evidence = {"actual": true}
             elif prompt == PAIR_PROMPTS["order"]:
-                right = {k: truth({"op": "order", "values": [parse_number(v) for v in s.split(",")]})
-                         for k, s in (("a", a), ("b", b))}
+                right = {
+                    k: truth({"op": "order", "values": [parse_number(v) for v in s.split(",")]})
+                    for k, s in (("a", a), ("b", b))
+                }
                 evidence = {}
             elif prompt in (PAIR_PROMPTS["larger"], PAIR_PROMPTS["smaller"]):
                 xa, xb = parse_number(a), parse_number(b)
@@ -255,7 +285,7 @@ class NumbersWorld(World):
     champion_tokens = 8
 
     def champion_prompts(self, rng: random.Random, n: int) -> tuple[list[str], list[dict]]:
-        """"X plus Y is" / "X times Y is" for n sums and products of the training split."""
+        """ "X plus Y is" / "X times Y is" for n sums and products of the training split."""
         items = []
         while len(items) < n:
             item = self.sample(rng)
@@ -268,8 +298,9 @@ class NumbersWorld(World):
             prompts.append(text[0].upper() + text[1:])
         return prompts, items
 
-    def champion_records(self, items: list[dict], prompts: list[str], completions: list[str],
-                         rng: random.Random, source: str) -> tuple[list[dict], int]:
+    def champion_records(
+        self, items: list[dict], prompts: list[str], completions: list[str], rng: random.Random, source: str
+    ) -> tuple[list[dict], int]:
         """Each completed sentence parsed and checked exactly: a claim labelled by the arithmetic (true or
         false, whichever it was)."""
         out, unparseable = [], 0
@@ -281,8 +312,7 @@ class NumbersWorld(World):
             except ValueError:
                 unparseable += 1
                 continue
-            out.append(claim_record(sentence, self.verify(claimed).ok, world=self.name, kind=item["op"],
-                                    source=source))
+            out.append(claim_record(sentence, self.verify(claimed).ok, world=self.name, kind=item["op"], source=source))
         return out, unparseable
 
     def grower(self, rng: random.Random, generation: int) -> Grower:
@@ -303,5 +333,12 @@ class _ClaimMutations(Grower):
         if not self.world.in_split(item):
             return None
         new = self.world.mutate(item, self.rng)
-        return claim_record(statement(new), self.world.verify(new).ok, world=self.world.name, kind=item["op"],
-                            source="mutation", parent=record["id"], generation=self.generation)
+        return claim_record(
+            statement(new),
+            self.world.verify(new).ok,
+            world=self.world.name,
+            kind=item["op"],
+            source="mutation",
+            parent=record["id"],
+            generation=self.generation,
+        )

@@ -29,7 +29,7 @@ SPLIT_BUCKETS = {"heldout": 0, "gate": 1}  # every other bucket is "train"
 def bucket(world, item) -> int:
     """Which of the `HELDOUT_EVERY` buckets `item` falls in: a hash of the world's name and the item."""
     key = json.dumps(item, sort_keys=True, ensure_ascii=False)
-    digest = hashlib.sha256(f"{world.name}\0{key}".encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(f"{world.name}\0{key}".encode()).hexdigest()
     return int(digest[:8], 16) % HELDOUT_EVERY
 
 

@@ -23,6 +23,7 @@ router = APIRouter()
 
 class WingDesign(BaseModel):
     """A wing and, for design A, the mission (design B takes A's mission keys it lacks)."""
+
     span: float = Field(gt=0, le=200, description="m")
     root_chord: float = Field(gt=0, le=50, description="m")
     taper: float = Field(gt=0, le=1, description="tip chord / root chord")
@@ -59,22 +60,34 @@ class DebateAnswer(BaseModel):
     drawing: str = Field(description="both planforms, a data: URL of a PNG")
 
 
-
-@router.post("/debate", response_model=DebateAnswer, tags=["debate"],
-             summary="the model's choice between two wing designs, argued with the simulator's figures")
+@router.post(
+    "/debate",
+    response_model=DebateAnswer,
+    tags=["debate"],
+    summary="the model's choice between two wing designs, argued with the simulator's figures",
+)
 async def debate(q: DebateQuestion, request: Request):
     state = state_of(request)
     a, b = check_designs(q.a.model_dump(exclude_none=True), q.b.model_dump(exclude_none=True))
     record = question(a, b)
-    (name, judged), (figures, verdict) = await asyncio.gather(state.judges.ask(record),
-                                                              asyncio.to_thread(_simulate, a, b))
+    (name, judged), (figures, verdict) = await asyncio.gather(
+        state.judges.ask(record), asyncio.to_thread(_simulate, a, b)
+    )
     choice = judged["choice"]
     text = await asyncio.to_thread(argue, choice, judged["p_" + choice], a, b)
     drawing = await asyncio.to_thread(_drawing, a, b)
-    return {"model": name, "choice": choice, "confidence": judged["p_" + choice], "p_a": judged["p_a"],
-            "p_b": judged["p_b"], "text": text, "designs": {"a": a, "b": b}, "figures": figures,
-            "simulator": {"better": verdict.evidence.get("better") if verdict.ok else None, "reason": verdict.reason},
-            "drawing": "data:image/png;base64," + base64.b64encode(drawing).decode()}
+    return {
+        "model": name,
+        "choice": choice,
+        "confidence": judged["p_" + choice],
+        "p_a": judged["p_a"],
+        "p_b": judged["p_b"],
+        "text": text,
+        "designs": {"a": a, "b": b},
+        "figures": figures,
+        "simulator": {"better": verdict.evidence.get("better") if verdict.ok else None, "reason": verdict.reason},
+        "drawing": "data:image/png;base64," + base64.b64encode(drawing).decode(),
+    }
 
 
 def _simulate(a: dict, b: dict):
@@ -91,14 +104,22 @@ def _drawing(a: dict, b: dict) -> bytes:
         return path.read_bytes()
 
 
-@router.get("/wing/random", response_model=WingDesign, tags=["debate"],
-            summary="a random design with its mission, from the wing world's own sampler")
+@router.get(
+    "/wing/random",
+    response_model=WingDesign,
+    tags=["debate"],
+    summary="a random design with its mission, from the wing world's own sampler",
+)
 async def wing_random(seed: int | None = None):
     return WingWorld().sample(random.Random(seed))
 
 
-@router.post("/wing/variant", response_model=WingDesign, tags=["debate"],
-             summary="another wing for the same mission: the wing world's mutation of a design")
+@router.post(
+    "/wing/variant",
+    response_model=WingDesign,
+    tags=["debate"],
+    summary="another wing for the same mission: the wing world's mutation of a design",
+)
 async def wing_variant(design: WingDesign, seed: int | None = None):
     d = design.model_dump(exclude_none=True)
     full, _ = check_designs(d, d)

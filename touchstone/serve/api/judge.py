@@ -34,6 +34,7 @@ class ClaimQuestion(BaseModel):
 
 class PairJudgement(BaseModel):
     """Exactly what `touchstone judge --a --b` prints (`Judge.pairs`)."""
+
     choice: Literal["a", "b"]
     p_a: float
     p_b: float
@@ -41,6 +42,7 @@ class PairJudgement(BaseModel):
 
 class ClaimJudgement(BaseModel):
     """Exactly what `touchstone judge --statement` prints (`Judge.claims`)."""
+
     choice: bool
     p_true: float
     p_false: float
@@ -51,8 +53,10 @@ class ToolAnswer(BaseModel):
     world: str = Field(description="the world that read the question as its own")
     answer: Literal["a", "b"] | bool | None = Field(description="the tool's answer; null when it cannot tell")
     reason: str | None = Field(description="why the tool cannot tell (ambiguous, tie, ...); null when it answers")
-    evidence: dict[str, Any] = Field(description="what the tool saw: the error a function raised, the true sum, "
-                                                 "the colours' distances and hexes, the wings' figures")
+    evidence: dict[str, Any] = Field(
+        description="what the tool saw: the error a function raised, the true sum, "
+        "the colours' distances and hexes, the wings' figures"
+    )
 
 
 class Orders(BaseModel):
@@ -90,7 +94,6 @@ class Example(BaseModel):
     b: str
 
 
-
 async def _judge_and_verify(request: Request, record: dict) -> dict:
     state = state_of(request)
 
@@ -104,21 +107,28 @@ async def _judge_and_verify(request: Request, record: dict) -> dict:
     agree = None
     if tool is not None and tool["answer"] is not None:
         agree = judged["choice"] == tool["answer"]
-    out = {"model": name, "judge": {k: v for k, v in judged.items() if k != "orders"}, "verifier": tool,
-           "agree": agree}
+    out = {"model": name, "judge": {k: v for k, v in judged.items() if k != "orders"}, "verifier": tool, "agree": agree}
     if "orders" in judged:
         out["orders"] = judged["orders"]
     return out
 
 
-@router.post("/judge/pair", response_model=PairAnswer, tags=["judge"],
-             summary="which of two versions is better, and the tool's verdict where a world applies")
+@router.post(
+    "/judge/pair",
+    response_model=PairAnswer,
+    tags=["judge"],
+    summary="which of two versions is better, and the tool's verdict where a world applies",
+)
 async def judge_pair(q: PairQuestion, request: Request):
     return await _judge_and_verify(request, q.model_dump())
 
 
-@router.post("/judge/claim", response_model=ClaimAnswer, tags=["judge"],
-             summary="is a statement true, and the tool's verdict where a world applies")
+@router.post(
+    "/judge/claim",
+    response_model=ClaimAnswer,
+    tags=["judge"],
+    summary="is a statement true, and the tool's verdict where a world applies",
+)
 async def judge_claim(q: ClaimQuestion, request: Request):
     return await _judge_and_verify(request, q.model_dump())
 
@@ -126,8 +136,9 @@ async def judge_claim(q: ClaimQuestion, request: Request):
 _examples: list[dict] = []
 
 
-@router.get("/examples", response_model=list[Example], tags=["judge"],
-            summary="one question in each world's own format, to try")
+@router.get(
+    "/examples", response_model=list[Example], tags=["judge"], summary="one question in each world's own format, to try"
+)
 async def examples():
     if not _examples:
         _examples.extend(await asyncio.to_thread(_make_examples))
@@ -144,8 +155,12 @@ def _make_examples() -> list[dict]:
     return out
 
 
-@router.post("/verify/{world}", response_model=VerdictOut, tags=["worlds"],
-             summary="a world's verdict for a record (pair or claim with its label) or a raw item")
+@router.post(
+    "/verify/{world}",
+    response_model=VerdictOut,
+    tags=["worlds"],
+    summary="a world's verdict for a record (pair or claim with its label) or a raw item",
+)
 async def verify(world: str, request: Request, body: dict[str, Any]):
     if world not in WORLDS:
         raise NotFound(f"unknown world '{world}' (choose from {', '.join(WORLDS)})")

@@ -50,7 +50,6 @@ class LoopHistory(BaseModel):
     plot: str | None = Field(description="URL of the held-out curve (PNG), null before any decision")
 
 
-
 @router.get("/loop/status", response_model=LoopStatus, tags=["loop"], summary="what `touchstone status` shows")
 async def loop_status(request: Request):
     return await asyncio.to_thread(views.loop_status, state_of(request).ws)
@@ -63,8 +62,12 @@ async def loop_history(request: Request):
     return {**out, "plot": request.url_for("loop_history_plot").path if out["plot"] else None}
 
 
-@router.get("/loop/history.png", tags=["loop"], response_class=FileResponse,
-            summary="the held-out curve, as `touchstone history` draws it")
+@router.get(
+    "/loop/history.png",
+    tags=["loop"],
+    response_class=FileResponse,
+    summary="the held-out curve, as `touchstone history` draws it",
+)
 async def loop_history_plot(request: Request):
     state = state_of(request)
     out = await asyncio.to_thread(state.history.get, state.ws)
@@ -73,8 +76,13 @@ async def loop_history_plot(request: Request):
     return FileResponse(state.history.plot_path, media_type="image/png", headers={"Cache-Control": "no-store"})
 
 
-@router.post("/loop/retrain", response_model=LoopRun, status_code=202, tags=["loop"],
-             summary="start generations of the loop in the background (409 while one runs)")
+@router.post(
+    "/loop/retrain",
+    response_model=LoopRun,
+    status_code=202,
+    tags=["loop"],
+    summary="start generations of the loop in the background (409 while one runs)",
+)
 async def loop_retrain(q: Retrain, request: Request):
     return await state_of(request).loop.start(q.generations)
 
@@ -84,12 +92,16 @@ async def loop_run(request: Request):
     return state_of(request).loop.snapshot()
 
 
-@router.get("/loop/events", tags=["loop"], response_class=StreamingResponse,
-            summary="the retrain's progress as server-sent events",
-            description="Events: `state` (on connecting: the current run), `started`, `progress` (generation, "
-                        "step, steps_done, steps_total, percent), `decision` (generation, decision, p_value, reason, "
-                        "suite scores), `log` (a line of the loop's output), `finished` (exit status, error).",
-            responses={200: {"content": {"text/event-stream": {}}}})
+@router.get(
+    "/loop/events",
+    tags=["loop"],
+    response_class=StreamingResponse,
+    summary="the retrain's progress as server-sent events",
+    description="Events: `state` (on connecting: the current run), `started`, `progress` (generation, "
+    "step, steps_done, steps_total, percent), `decision` (generation, decision, p_value, reason, "
+    "suite scores), `log` (a line of the loop's output), `finished` (exit status, error).",
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
 async def loop_events(request: Request):
     state = state_of(request)
     runner = state.loop
@@ -115,8 +127,9 @@ async def loop_events(request: Request):
             closing.cancel()
             runner.subscribers.discard(queue)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    )
 
 
 def _sse(event: str, data: Any) -> str:

@@ -11,8 +11,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from touchstone.serve import views
-from touchstone.serve.pages import render_markdown
 from touchstone.serve.errors import NotFound
+from touchstone.serve.pages import render_markdown
 from touchstone.serve.state import state_of
 
 router = APIRouter()
@@ -38,8 +38,12 @@ class ModelReport(ModelSummary):
     plots: list[str] = Field(description="URLs of the folder's PNG plots")
 
 
-@router.get("/models", response_model=list[ModelSummary], tags=["models"],
-            summary="the workspace's models (and the served --model) with their held-out scores and lineage")
+@router.get(
+    "/models",
+    response_model=list[ModelSummary],
+    tags=["models"],
+    summary="the workspace's models (and the served --model) with their held-out scores and lineage",
+)
 async def models(request: Request):
     state = state_of(request)
     champion = state.ws.champion()
@@ -54,20 +58,29 @@ def _model_dir(request: Request, name: str) -> Path:
     return dirs[name]
 
 
-@router.get("/models/{name}/report", response_model=ModelReport, tags=["models"],
-            summary="a model's recipe, eval results, lineage and reports")
+@router.get(
+    "/models/{name}/report",
+    response_model=ModelReport,
+    tags=["models"],
+    summary="a model's recipe, eval results, lineage and reports",
+)
 async def model_report(name: str, request: Request):
     state = state_of(request)
     d = _model_dir(request, name)
-    report = await asyncio.to_thread(views.model_report, name, d, state.ws.champion(),
-                                     views.model_dirs(state.ws, state.cfg.model))
+    report = await asyncio.to_thread(
+        views.model_report, name, d, state.ws.champion(), views.model_dirs(state.ws, state.cfg.model)
+    )
     base = request.url_for("model_file", name=name, filename="x").path[:-1]
     report["report_html"] = {f: render_markdown(text, base) for f, text in report["reports"].items()}
     report["plots"] = [base + p for p in report["plots"]]
     return report
 
 
-@router.get("/models/{name}/files/{filename}", tags=["models"], response_class=FileResponse,
-            summary="a report (.md) or plot (.png) from a model's folder")
+@router.get(
+    "/models/{name}/files/{filename}",
+    tags=["models"],
+    response_class=FileResponse,
+    summary="a report (.md) or plot (.png) from a model's folder",
+)
 async def model_file(name: str, filename: str, request: Request):
     return FileResponse(views.model_file(_model_dir(request, name), filename))

@@ -79,12 +79,12 @@ def _classes():
 
     class Airfoil(asb.KulfanAirfoil):
         # Inside `side_by_side`, NeuralFoil questions go to the shared batch; anywhere else, straight through.
-        def get_aero_from_neuralfoil(self, alpha, Re, mach=0.0, model_size="large", control_surfaces=None,
-                                     **kwargs):
+        def get_aero_from_neuralfoil(self, alpha, Re, mach=0.0, model_size="large", control_surfaces=None, **kwargs):
             batch = getattr(_thread, "batch", None)
             if batch is None or control_surfaces or kwargs:
-                return super().get_aero_from_neuralfoil(alpha=alpha, Re=Re, mach=mach, model_size=model_size,
-                                                        control_surfaces=control_surfaces, **kwargs)
+                return super().get_aero_from_neuralfoil(
+                    alpha=alpha, Re=Re, mach=mach, model_size=model_size, control_surfaces=control_surfaces, **kwargs
+                )
             return batch.ask(self, alpha, Re, mach, model_size)
 
     return Air, Wing, Airfoil
@@ -93,8 +93,15 @@ def _classes():
 @functools.lru_cache(maxsize=64)
 def prepare_airfoil(name: str):
     k = _stock(name)
-    return _classes()[2](name=k.name, lower_weights=k.lower_weights, upper_weights=k.upper_weights,
-                         leading_edge_weight=k.leading_edge_weight, TE_thickness=k.TE_thickness, N1=k.N1, N2=k.N2)
+    return _classes()[2](
+        name=k.name,
+        lower_weights=k.lower_weights,
+        upper_weights=k.upper_weights,
+        leading_edge_weight=k.leading_edge_weight,
+        TE_thickness=k.TE_thickness,
+        N1=k.N1,
+        N2=k.N2,
+    )
 
 
 @functools.lru_cache(maxsize=256)
@@ -151,14 +158,15 @@ class _Batch:
         for (_, model_size), questions in groups.items():
             alpha, Re, mach = (np.concatenate([q[i].ravel() for q in questions]) for i in (2, 3, 4))
             try:  # the stock method, defaults as AeroBuildup leaves them
-                out = asb.KulfanAirfoil.get_aero_from_neuralfoil(questions[0][0], alpha=alpha, Re=Re, mach=mach,
-                                                                 model_size=model_size)
+                out = asb.KulfanAirfoil.get_aero_from_neuralfoil(
+                    questions[0][0], alpha=alpha, Re=Re, mach=mach, model_size=model_size
+                )
                 start = 0
                 for _, _, alpha, _, _, slot in questions:
                     part = slice(start, start + alpha.size)
                     slot["answer"] = {k: np.reshape(out[k][part], alpha.shape) for k in ("CL", "CD", "CM")}
                     start += alpha.size
-            except Exception as e:  # each asker raises it, as its own call would have
+            except Exception as e:  # noqa: BLE001 - each asker raises it, as its own call would have
                 for *_, slot in questions:
                     slot["error"] = e
         self.cond.notify_all()
@@ -173,7 +181,7 @@ def side_by_side(designs: list[dict]) -> list:
         _thread.batch, _thread.memo = batch, {}
         try:
             results[i] = analyze_design(designs[i])
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - handed back to the caller, who raises it as its own
             results[i] = e
         finally:
             batch.done()
@@ -207,30 +215,62 @@ def analyze_design(design: dict, plain: bool = False) -> dict:
         atmosphere, Wing, af = _air(float(d["altitude"])), _classes()[1], prepare_airfoil(name)
     ct = cr * taper
     x_tip = (b / 2) * math.tan(math.radians(float(d["sweep"]))) + 0.25 * (cr - ct)  # quarter-chord sweep
-    wing = Wing(symmetric=True, xsecs=[
-        asb.WingXSec(xyz_le=[0, 0, 0], chord=cr, twist=0, airfoil=af),
-        asb.WingXSec(xyz_le=[x_tip, b / 2, 0], chord=ct, twist=float(d["twist"]), airfoil=af)])
+    wing = Wing(
+        symmetric=True,
+        xsecs=[
+            asb.WingXSec(xyz_le=[0, 0, 0], chord=cr, twist=0, airfoil=af),
+            asb.WingXSec(xyz_le=[x_tip, b / 2, 0], chord=ct, twist=float(d["twist"]), airfoil=af),
+        ],
+    )
     area = wing.area()
     airplane = asb.Airplane(wings=[wing], s_ref=area, c_ref=wing.mean_aerodynamic_chord(), b_ref=b)
     alphas = np.array(ALPHAS)
-    aero = asb.AeroBuildup(airplane=airplane, op_point=asb.OperatingPoint(
-        atmosphere=atmosphere, velocity=float(d["speed"]), alpha=alphas)).run()
+    aero = asb.AeroBuildup(
+        airplane=airplane, op_point=asb.OperatingPoint(atmosphere=atmosphere, velocity=float(d["speed"]), alpha=alphas)
+    ).run()
     cl, cd = np.asarray(aero["CL"], float), np.asarray(aero["CD"], float)
     q = 0.5 * float(atmosphere.density()) * float(d["speed"]) ** 2
     cl_req = float(d["weight"]) / (q * area)
     peak = int(np.argmax(cl))
     cl_max = float(cl[peak])
     cl_req, area = float(cl_req), float(area)
-    figures = {"CL_required": round(cl_req, 4), "CL_max": round(cl_max, 4), "wing_area": round(area, 3),
-               "wing_loading": round(float(d["weight"]) / area, 1), "aspect_ratio": round(b * b / area, 2),
-               "stall_margin": round(cl_max / cl_req - 1, 3), "dynamic_pressure": round(q, 1)}
-    rising = np.maximum.accumulate(cl[:peak + 1])  # the pre-stall branch, made monotone for interpolation
+    figures = {
+        "CL_required": round(cl_req, 4),
+        "CL_max": round(cl_max, 4),
+        "wing_area": round(area, 3),
+        "wing_loading": round(float(d["weight"]) / area, 1),
+        "aspect_ratio": round(b * b / area, 2),
+        "stall_margin": round(cl_max / cl_req - 1, 3),
+        "dynamic_pressure": round(q, 1),
+    }
+    rising = np.maximum.accumulate(cl[: peak + 1])  # the pre-stall branch, made monotone for interpolation
     if cl_req > cl_max or cl_req < rising[0]:
-        return {**figures, "feasible": False, "reason": "cannot_lift" if cl_req > cl_max else "too_much_wing",
-                "alpha_required": None, "CL": None, "CD": None, "L_over_D": None}
-    alpha_req = float(np.interp(cl_req, rising, alphas[:peak + 1]))
+        return {
+            **figures,
+            "feasible": False,
+            "reason": "cannot_lift" if cl_req > cl_max else "too_much_wing",
+            "alpha_required": None,
+            "CL": None,
+            "CD": None,
+            "L_over_D": None,
+        }
+    alpha_req = float(np.interp(cl_req, rising, alphas[: peak + 1]))
     cd_req = float(np.interp(alpha_req, alphas, cd))
-    reason = ("span_limit" if b > float(d["max_span"]) else "alpha_limit" if alpha_req > float(d["alpha_limit"])
-              else "stall_margin" if figures["stall_margin"] < MIN_STALL_MARGIN else "feasible")
-    return {**figures, "feasible": reason == "feasible", "reason": reason, "alpha_required": round(alpha_req, 2),
-            "CL": round(cl_req, 4), "CD": round(cd_req, 5), "L_over_D": round(cl_req / cd_req, 2)}
+    reason = (
+        "span_limit"
+        if b > float(d["max_span"])
+        else "alpha_limit"
+        if alpha_req > float(d["alpha_limit"])
+        else "stall_margin"
+        if figures["stall_margin"] < MIN_STALL_MARGIN
+        else "feasible"
+    )
+    return {
+        **figures,
+        "feasible": reason == "feasible",
+        "reason": reason,
+        "alpha_required": round(alpha_req, 2),
+        "CL": round(cl_req, 4),
+        "CD": round(cd_req, 5),
+        "L_over_D": round(cl_req / cd_req, 2),
+    }

@@ -115,8 +115,9 @@ def _pooled(designs: list[list[dict]], processes: int) -> list[list]:
     for attempt in (1, 2):
         if pool is None or pool._max_workers != processes:
             shutdown_pool(wait=False)
-            pool = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                        initializer=_start_worker)
+            pool = ProcessPoolExecutor(
+                processes, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker
+            )
         try:
             return list(pool.map(side_by_side, designs))
         except BrokenProcessPool:

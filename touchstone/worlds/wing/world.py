@@ -21,39 +21,57 @@ def round_design(design: dict) -> dict:
     for key, digits in (("span", 1), ("root_chord", 2), ("taper", 2), ("twist", 1), ("max_span", 1)):
         d[key] = round(float(d[key]), digits)
     for key in ("sweep", "speed", "altitude", "weight", "alpha_limit"):
-        d[key] = int(round(float(d[key])))
+        d[key] = round(float(d[key]))
     return d
 
 
-
 def describe(d: dict) -> str:
-    return (f"span {d['span']:.1f} m, root chord {d['root_chord']:.2f} m, taper {d['taper']:.2f}, "
-            f"sweep {d['sweep']} deg, twist {d['twist']:.1f} deg, airfoil NACA {d['airfoil'][4:]}")
+    return (
+        f"span {d['span']:.1f} m, root chord {d['root_chord']:.2f} m, taper {d['taper']:.2f}, "
+        f"sweep {d['sweep']} deg, twist {d['twist']:.1f} deg, airfoil NACA {d['airfoil'][4:]}"
+    )
 
 
 def mission(d: dict) -> str:
-    return (f"carry {d['weight']} N at {d['speed']} m/s at {d['altitude']} m altitude, with angle of attack "
-            f"at most {d['alpha_limit']} deg and span at most {d['max_span']:.1f} m")
+    return (
+        f"carry {d['weight']} N at {d['speed']} m/s at {d['altitude']} m altitude, with angle of attack "
+        f"at most {d['alpha_limit']} deg and span at most {d['max_span']:.1f} m"
+    )
 
 
 NUM = r"(-?\d+(?:\.\d+)?)"
-DESIGN_RE = (rf"span {NUM} m, root chord {NUM} m, taper {NUM}, sweep {NUM} deg, twist {NUM} deg, "
-             r"airfoil NACA (\d{4})")
-MISSION_RE = rf"carry {NUM} N at {NUM} m/s at {NUM} m altitude, with angle of attack at most {NUM} deg and span at most {NUM} m"
+DESIGN_RE = (
+    rf"span {NUM} m, root chord {NUM} m, taper {NUM}, sweep {NUM} deg, twist {NUM} deg, "
+    r"airfoil NACA (\d{4})"
+)
+MISSION_RE = (
+    rf"carry {NUM} N at {NUM} m/s at {NUM} m altitude, with angle of attack at most {NUM} deg and span at most {NUM} m"
+)
 PAIR_PROMPT_RE = re.compile(rf"A wing must {MISSION_RE}\. Which design is better\?")
 CLAIM_RE = re.compile(rf"A wing with {DESIGN_RE} can {MISSION_RE} and a stall margin of at least 20%\.")
 
 
 def _design(values) -> dict:
     span, chord, taper, sweep, twist, digits = values
-    return {"span": float(span), "root_chord": float(chord), "taper": float(taper), "sweep": int(float(sweep)),
-            "twist": float(twist), "airfoil": f"naca{digits}"}
+    return {
+        "span": float(span),
+        "root_chord": float(chord),
+        "taper": float(taper),
+        "sweep": int(float(sweep)),
+        "twist": float(twist),
+        "airfoil": f"naca{digits}",
+    }
 
 
 def _mission(values) -> dict:
     weight, speed, altitude, alpha_limit, max_span = values
-    return {"weight": int(float(weight)), "speed": int(float(speed)), "altitude": int(float(altitude)),
-            "alpha_limit": int(float(alpha_limit)), "max_span": float(max_span)}
+    return {
+        "weight": int(float(weight)),
+        "speed": int(float(speed)),
+        "altitude": int(float(altitude)),
+        "alpha_limit": int(float(alpha_limit)),
+        "max_span": float(max_span),
+    }
 
 
 def parse_design(text: str) -> dict:
@@ -77,14 +95,23 @@ class WingWorld(World):
         altitude = rng.choice([0, 500, 1000, 2000, 3000, 5000])
         weight = rng.randrange(500, 20000, 10)
         rho = 1.225 * math.exp(-altitude / 8500)  # only to size the wing near a sensible lift coefficient
-        area = weight / (0.5 * rho * speed ** 2 * rng.uniform(0.2, 1.3))
+        area = weight / (0.5 * rho * speed**2 * rng.uniform(0.2, 1.3))
         aspect = rng.uniform(5, 14)
         span = math.sqrt(aspect * area)
         taper = rng.uniform(0.3, 1.0)
-        item = {"span": span, "root_chord": 2 * area / (span * (1 + taper)), "taper": taper,
-                "sweep": rng.choice([0, 0, 5, 10, 20, 30]), "twist": rng.uniform(-5, 1), "airfoil": rng.choice(AIRFOILS),
-                "speed": speed, "altitude": altitude, "weight": weight, "alpha_limit": rng.choice([8, 10, 12]),
-                "max_span": span * rng.uniform(0.9, 1.5)}
+        item = {
+            "span": span,
+            "root_chord": 2 * area / (span * (1 + taper)),
+            "taper": taper,
+            "sweep": rng.choice([0, 0, 5, 10, 20, 30]),
+            "twist": rng.uniform(-5, 1),
+            "airfoil": rng.choice(AIRFOILS),
+            "speed": speed,
+            "altitude": altitude,
+            "weight": weight,
+            "alpha_limit": rng.choice([8, 10, 12]),
+            "max_span": span * rng.uniform(0.9, 1.5),
+        }
         return round_design(item)
 
     def mutate(self, item: dict, rng: random.Random) -> dict:
@@ -115,8 +142,15 @@ class WingWorld(World):
             v = compare(a, b)
             if not v.ok:
                 return None
-            rec = pair_record(f"A wing must {mission(item)}. Which design is better?", describe(a), describe(b),
-                              v.evidence["better"], world=self.name, kind="better_design", source="aerobuildup")
+            rec = pair_record(
+                f"A wing must {mission(item)}. Which design is better?",
+                describe(a),
+                describe(b),
+                v.evidence["better"],
+                world=self.name,
+                kind="better_design",
+                source="aerobuildup",
+            )
         else:
             # Half the claims true, half false. Most sampled designs are feasible, and on such a set a
             # judge that always answers "true" looks skilled, and a fine-tuned one that unlearns the
@@ -127,9 +161,13 @@ class WingWorld(World):
             if not options:
                 return None
             shown = rng.choice(options)
-            rec = claim_record(f"A wing with {describe(shown)} can {mission(shown)} and a stall margin of at least "
-                               f"20%.", analyze(shown)["feasible"], world=self.name, kind="feasible",
-                               source="aerobuildup")
+            rec = claim_record(
+                f"A wing with {describe(shown)} can {mission(shown)} and a stall margin of at least 20%.",
+                analyze(shown)["feasible"],
+                world=self.name,
+                kind="feasible",
+                source="aerobuildup",
+            )
         rec["verdict"] = self.verify_record(rec).to_dict()
         return rec if rec["verdict"]["ok"] else None
 
@@ -139,8 +177,12 @@ class WingWorld(World):
         for _ in range(n):
             item = self.sample(rng)
             other = self.mutate(item, rng)
-            out += [f"A wing must {mission(item)}. Which design is better?", describe(item), describe(other),
-                    f"A wing with {describe(other)} can {mission(other)} and a stall margin of at least 20%."]
+            out += [
+                f"A wing must {mission(item)}. Which design is better?",
+                describe(item),
+                describe(other),
+                f"A wing with {describe(other)} can {mission(other)} and a stall margin of at least 20%.",
+            ]
         return out
 
     def render(self, rng: random.Random, n: int) -> list[dict]:
@@ -205,9 +247,11 @@ def designs_of(obj: dict) -> list[dict]:
         m = CLAIM_RE.fullmatch(str(obj["statement"]).strip())
         return [{**_design(m.groups()[:6]), **_mission(m.groups()[6:])}] if m else []
     m = PAIR_PROMPT_RE.fullmatch(str(obj.get("prompt", "")).strip())
-    return [side if isinstance(side, dict) else {**parse_design(side), **_mission(m.groups())}
-            for side in (obj["a"], obj["b"])
-            if isinstance(side, dict) or (m and re.fullmatch(DESIGN_RE, str(side).strip()))]
+    return [
+        side if isinstance(side, dict) else {**parse_design(side), **_mission(m.groups())}
+        for side in (obj["a"], obj["b"])
+        if isinstance(side, dict) or (m and re.fullmatch(DESIGN_RE, str(side).strip()))
+    ]
 
 
 def plot_wings(designs: list[dict], path, labels: list[str] | None = None) -> None:
