@@ -95,16 +95,10 @@ def _study(args):
 
 
 def _generate(args):
-    for text in generate(
-        args.model,
-        args.prompt,
-        max_new_tokens=args.max_new_tokens,
-        temperature=args.temperature,
-        top_k=args.top_k,
-        top_p=args.top_p,
-        n=args.n,
-        seed=args.seed,
-    ):
+    sampling = dict(
+        max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p
+    )
+    for text in generate(args.model, args.prompt, n=args.n, seed=args.seed, **sampling):
         print(args.prompt + text)
 
 
@@ -129,25 +123,13 @@ def _judge(args):
 
 
 def _eval(args):
-    results = evaluate(
-        args.model,
-        args.task,
-        json_out=args.json,
-        report_dir=args.report,
-        batch_size=args.batch_size,
-        limit=args.limit,
-        contrast=args.contrast,
-        overwrite=args.overwrite,
-    )
-    print(
-        json.dumps(
-            {
-                name: {k: v for k, v in r.items() if not isinstance(v, (dict, list))}
-                for name, r in results["tasks"].items()
-            },
-            indent=2,
-        )
-    )
+    options = dict(batch_size=args.batch_size, limit=args.limit, contrast=args.contrast, overwrite=args.overwrite)
+    results = evaluate(args.model, args.task, json_out=args.json, report_dir=args.report, **options)
+    # The scalar figures of each task; the JSON file holds the rest.
+    scalars = {
+        name: {k: v for k, v in r.items() if not isinstance(v, (dict, list))} for name, r in results["tasks"].items()
+    }
+    print(json.dumps(scalars, indent=2))
 
 
 def _debate(args):

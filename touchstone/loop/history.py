@@ -60,6 +60,12 @@ def status(workspace: str | Path, ledger: Ledger | None = None) -> str:
             ledger.close()
 
 
+def table(title: str, columns: list[str], rows: dict[int, list[str]]) -> list[str]:
+    """A Markdown table of one row per generation, under its title."""
+    lines = ["", title, "", "| gen | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    return lines + [f"| {gen} | " + " | ".join(cells) + " |" for gen, cells in rows.items()]
+
+
 def history(workspace: str | Path) -> str:
     ws = Workspace(workspace)
     ledger = ws.open_ledger()
@@ -96,38 +102,22 @@ def write_reports(ws: Workspace, ledger: Ledger) -> Path | None:
             f"| {g['gen']} | {g['decision']} | {g['challenger']} | {base} | {g['champion_before'] or ''} | {p} "
             f"| {g['reason']} |"
         )
-    lines += [
-        "",
-        "Held-out suite accuracy of the champion after each generation:",
-        "",
-        "| gen | " + " | ".join(worlds) + " | mean |",
-        "|---" * (len(worlds) + 2) + "|",
-    ]
-    for gen, s in suites.items():
-        if s:
-            lines.append(
-                f"| {gen} | "
-                + " | ".join(f"{s.get(w, float('nan')):.3f}" for w in worlds)
-                + f" | {sum(s.values()) / len(s):.3f} |"
-            )
+    rows = {
+        gen: [f"{s.get(w, float('nan')):.3f}" for w in worlds] + [f"{sum(s.values()) / len(s):.3f}"]
+        for gen, s in suites.items()
+        if s
+    }
+    lines += table("Held-out suite accuracy of the champion after each generation:", [*worlds, "mean"], rows)
     lines += against_generation_0(ws)
     times: dict[int, dict[str, float]] = {}
     for gen, step, seconds in ledger.step_times():
         times.setdefault(gen, {})[step] = seconds
     steps = [s for s in BOOTSTRAP_STEPS + STEPS if any(s in t for t in times.values())]
-    lines += [
-        "",
-        "Wall time per step (minutes):",
-        "",
-        "| gen | " + " | ".join(steps) + " | total |",
-        "|---" * (len(steps) + 2) + "|",
-    ]
-    for gen, t in sorted(times.items()):
-        lines.append(
-            f"| {gen} | "
-            + " | ".join(f"{t[s] / 60:.1f}" if s in t else "" for s in steps)
-            + f" | {sum(t.values()) / 60:.1f} |"
-        )
+    rows = {
+        gen: [f"{t[s] / 60:.1f}" if s in t else "" for s in steps] + [f"{sum(t.values()) / 60:.1f}"]
+        for gen, t in sorted(times.items())
+    }
+    lines += table("Wall time per step (minutes):", [*steps, "total"], rows)
     ws.reports.mkdir(parents=True, exist_ok=True)
     write_text_atomic(ws.reports / "history.md", "\n".join(lines) + "\n")
     if not suites or not worlds:
