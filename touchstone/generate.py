@@ -98,19 +98,11 @@ def sample(
     return [tokenizer.decode(row[len(ids) :], skip_special_tokens=True) for row in y]
 
 
-def generate(
-    model_dir: str | Path,
-    prompt: str,
-    max_new_tokens: int = 100,
-    temperature: float = 0.8,
-    top_k: int = 50,
-    top_p: float = 0.95,
-    n: int = 1,
-    seed: int = 0,
-) -> list[str]:
-    """Sample `n` continuations of `prompt` from the model in `model_dir` (prompt not included)."""
+def generate(model_dir: str | Path, prompt: str, **settings) -> list[str]:
+    """`sample` from the model in `model_dir`: continuations of `prompt` (not included), with `sample`'s
+    settings (max_new_tokens, temperature, top_k, top_p, n, seed) and its defaults."""
     model, tokenizer = load_model(model_dir)
-    return sample(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, n, seed)
+    return sample(model, tokenizer, prompt, **settings)
 
 
 def perplexity(model_dir: str | Path, text_file: str | Path, batch_size: int = 8) -> dict:

@@ -71,11 +71,9 @@ def text_record(text: str, source: str) -> dict:
     return {"id": content_id("text", text=text), "text": text, "source": source}
 
 
-def pair_record(
-    prompt: str,
-    a: str,
-    b: str,
-    label: str,
+def judged_record(
+    form: str,
+    content: dict,
     *,
     world: str,
     kind: str,
@@ -84,44 +82,20 @@ def pair_record(
     parent: str | None = None,
     generation: int | None = None,
 ) -> dict:
+    """A pair or claim record: its form's `content` fields (in their order), its id and its provenance."""
+    provenance = {"world": world, "verdict": verdict, "source": source, "parent": parent, "generation": generation}
+    return {"id": content_id(form, **content), "kind": kind, **content, **provenance}
+
+
+def pair_record(prompt: str, a: str, b: str, label: str, **provenance) -> dict:
+    """A pair record; `provenance` is `judged_record`'s keywords (world and kind required)."""
     assert label in ("a", "b"), label
-    return {
-        "id": content_id("pair", prompt=prompt, a=a, b=b, label=label),
-        "kind": kind,
-        "prompt": prompt,
-        "a": a,
-        "b": b,
-        "label": label,
-        "world": world,
-        "verdict": verdict,
-        "source": source,
-        "parent": parent,
-        "generation": generation,
-    }
+    return judged_record("pair", {"prompt": prompt, "a": a, "b": b, "label": label}, **provenance)
 
 
-def claim_record(
-    statement: str,
-    label: bool,
-    *,
-    world: str,
-    kind: str,
-    verdict=None,
-    source: str = "",
-    parent: str | None = None,
-    generation: int | None = None,
-) -> dict:
-    return {
-        "id": content_id("claim", statement=statement, label=bool(label)),
-        "kind": kind,
-        "statement": statement,
-        "label": bool(label),
-        "world": world,
-        "verdict": verdict,
-        "source": source,
-        "parent": parent,
-        "generation": generation,
-    }
+def claim_record(statement: str, label: bool, **provenance) -> dict:
+    """A claim record; `provenance` is `judged_record`'s keywords (world and kind required)."""
+    return judged_record("claim", {"statement": statement, "label": bool(label)}, **provenance)
 
 
 def schema_errors(rec: dict) -> list[str]:

@@ -1037,17 +1037,11 @@ def shared_sandbox(workers: int | None = None) -> Sandbox:
         return _shared
 
 
-def run_python(
-    code: str,
-    *,
-    inputs: str | None = None,
-    timeout: float = DEFAULT_TIMEOUT,
-    memory_mb: int = DEFAULT_MEMORY_MB,
-    max_output: int = DEFAULT_MAX_OUTPUT,
-) -> SandboxResult:
-    """Run `code` once in a fresh sandbox; see `Sandbox.run`."""
+def run_python(code: str, **limits) -> SandboxResult:
+    """Run `code` once in a fresh sandbox, with `Sandbox.run`'s keywords (inputs, timeout, memory_mb,
+    max_output) and its defaults."""
     with Sandbox(workers=1) as box:
-        return box.run(code, inputs=inputs, timeout=timeout, memory_mb=memory_mb, max_output=max_output)
+        return box.run(code, **limits)
 
 
 def _probe(switch_uid: bool) -> None:

@@ -60,13 +60,9 @@ class DebateAnswer(BaseModel):
     drawing: str = Field(description="both planforms, a data: URL of a PNG")
 
 
-@router.post(
-    "/debate",
-    response_model=DebateAnswer,
-    tags=["debate"],
-    summary="the model's choice between two wing designs, argued with the simulator's figures",
-)
+@router.post("/debate", response_model=DebateAnswer, tags=["debate"], summary="argue a choice of wing")
 async def debate(q: DebateQuestion, request: Request):
+    """The model's choice between two wing designs, argued with the simulator's figures."""
     state = state_of(request)
     a, b = check_designs(q.a.model_dump(exclude_none=True), q.b.model_dump(exclude_none=True))
     record = question(a, b)

@@ -113,23 +113,15 @@ async def _judge_and_verify(request: Request, record: dict) -> dict:
     return out
 
 
-@router.post(
-    "/judge/pair",
-    response_model=PairAnswer,
-    tags=["judge"],
-    summary="which of two versions is better, and the tool's verdict where a world applies",
-)
+@router.post("/judge/pair", response_model=PairAnswer, tags=["judge"], summary="judge two versions")
 async def judge_pair(q: PairQuestion, request: Request):
+    """Which of two versions is better, and the tool's verdict where a world applies."""
     return await _judge_and_verify(request, q.model_dump())
 
 
-@router.post(
-    "/judge/claim",
-    response_model=ClaimAnswer,
-    tags=["judge"],
-    summary="is a statement true, and the tool's verdict where a world applies",
-)
+@router.post("/judge/claim", response_model=ClaimAnswer, tags=["judge"], summary="judge a statement")
 async def judge_claim(q: ClaimQuestion, request: Request):
+    """Is a statement true, and the tool's verdict where a world applies."""
     return await _judge_and_verify(request, q.model_dump())
 
 

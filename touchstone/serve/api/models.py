@@ -58,13 +58,9 @@ def _model_dir(request: Request, name: str) -> Path:
     return dirs[name]
 
 
-@router.get(
-    "/models/{name}/report",
-    response_model=ModelReport,
-    tags=["models"],
-    summary="a model's recipe, eval results, lineage and reports",
-)
+@router.get("/models/{name}/report", response_model=ModelReport, tags=["models"], summary="a model's report")
 async def model_report(name: str, request: Request):
+    """A model's recipe, eval results, lineage and reports."""
     state = state_of(request)
     d = _model_dir(request, name)
     report = await asyncio.to_thread(
