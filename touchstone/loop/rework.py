@@ -37,18 +37,9 @@ def compiled(ws: Workspace) -> tuple[list, list[dict], list[dict]]:
     fixed, quarantine = [], []
     for e in entries:
         if e.quarantined:
-            quarantine.append(
-                note(e.rec, [f"{d.code}: {d.message}" for d in e.diags if d.error], e.original_id, e.where)
-            )
-        elif e.fixed:
-            fixed.append(
-                note(
-                    {**e.rec, "parent": e.original_id},
-                    [f"{d.code}: {d.message}" for d in e.diags],
-                    e.original_id,
-                    e.where,
-                )
-            )
+            quarantine.append(e.quarantine_record())
+        elif e.fixed:  # lint's fixed record, with the note of every diagnostic that led to the fix
+            fixed.append({**e.fixed_record(), "rework": e.rework_note(e.reasons(errors_only=False))})
     return entries, fixed, quarantine
 
 

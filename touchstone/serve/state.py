@@ -8,7 +8,6 @@ import codecs
 import collections
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import sys
@@ -17,7 +16,7 @@ import time
 from pathlib import Path
 
 from touchstone.errors import UserError
-from touchstone.loop.ledger import BOOTSTRAP_STEPS, STEPS
+from touchstone.loop.ledger import BOOTSTRAP_STEPS, STEPS, generation_stats
 from touchstone.loop.workspace import Workspace
 from touchstone.serve.errors import Conflict, Unavailable
 from touchstone.serve.views import History
@@ -186,7 +185,7 @@ def read_progress(ws: Workspace, first_gen: int, generations: int, with_bootstra
     for gen in wanted:
         g = rows.get(gen)
         if g and g["decision"]:
-            stats = json.loads(g["stats"] or "{}")
+            stats = generation_stats(g)
             out["decisions"].append(
                 {
                     "generation": gen,

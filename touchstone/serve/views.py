@@ -16,6 +16,7 @@ from pathlib import Path
 from touchstone.errors import UserError
 from touchstone.files import MANIFEST
 from touchstone.loop.history import status, write_reports
+from touchstone.loop.ledger import generation_stats
 from touchstone.loop.workspace import Workspace, data_counts
 from touchstone.serve.errors import NotFound
 
@@ -71,7 +72,7 @@ def loop_status(ws: Workspace) -> dict:
 
 
 def _decision(g: dict) -> dict:
-    stats = json.loads(g["stats"] or "{}")
+    stats = generation_stats(g)
     champ, chall = stats.get("suites_champion", {}), stats.get("suites_challenger", {})
     return {
         "generation": g["gen"],
@@ -142,7 +143,7 @@ def _generation(g: dict, times: dict) -> dict:
         "step_seconds": times,
     }
     if g["gen"] == 0:
-        out["suites"] = json.loads(g["stats"] or "{}").get("suites", {})
+        out["suites"] = generation_stats(g).get("suites", {})
         out["reason"] = g["reason"]
         return out
     if g["decision"]:

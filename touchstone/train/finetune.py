@@ -86,7 +86,7 @@ class FinetuneConfig(Config):
         help="passes over the records, fractions allowed (default: 2, or as many as fit when minutes is given)",
         above=0,
     )
-    # 1e-4 as the loop's recipe (touchstone.recipe.Recipe.lr says what it was measured against).
+    # 1e-4 as the loop's recipe (`touchstone.loop.recipe.Recipe.finetune` says what it was measured against).
     lr: float = field(1e-4, help="peak AdamW learning rate (warmup, then cosine decay to a tenth)", above=0)
     batch_size: int = field(16, help="records per step", min=1)
     objective: str = field("answer", help="answer | pairwise | mix (see the module docstring)", choices=OBJECTIVES)
