@@ -90,70 +90,21 @@ def env(tmp_path_factory):
     put("unknown.yaml", "sise: nano\n")
     put("sources.yaml", "sources: 5\n")
     put("malformed.jsonl", '{"sentence_good": "A cat sleeps."}\n{not json\n')
-    put(
-        "design_a.json",
-        json.dumps(
-            {
-                "span": 10,
-                "root_chord": 1.2,
-                "taper": 0.5,
-                "sweep": 0,
-                "twist": -2,
-                "airfoil": "naca2412",
-                "speed": 40,
-                "altitude": 1000,
-                "weight": 5000,
-            }
-        ),
-    )
-    put(
-        "design_str.json",
-        json.dumps(
-            {
-                "span": "ten",
-                "root_chord": 1.2,
-                "taper": 0.5,
-                "sweep": 0,
-                "twist": -2,
-                "airfoil": "naca2412",
-                "speed": 40,
-                "altitude": 1000,
-                "weight": 5000,
-            }
-        ),
-    )
-    put(
-        "design_neg.json",
-        json.dumps(
-            {
-                "span": -3,
-                "root_chord": 1.2,
-                "taper": 0.5,
-                "sweep": 0,
-                "twist": -2,
-                "airfoil": "naca2412",
-                "speed": 40,
-                "altitude": 1000,
-                "weight": 5000,
-            }
-        ),
-    )
-    put(
-        "design_foil.json",
-        json.dumps(
-            {
-                "span": 10,
-                "root_chord": 1.2,
-                "taper": 0.5,
-                "sweep": 0,
-                "twist": -2,
-                "airfoil": "../../etc",
-                "speed": 40,
-                "altitude": 1000,
-                "weight": 5000,
-            }
-        ),
-    )
+    design = {
+        "span": 10,
+        "root_chord": 1.2,
+        "taper": 0.5,
+        "sweep": 0,
+        "twist": -2,
+        "airfoil": "naca2412",
+        "speed": 40,
+        "altitude": 1000,
+        "weight": 5000,
+    }
+    put("design_a.json", json.dumps(design))
+    put("design_str.json", json.dumps({**design, "span": "ten"}))
+    put("design_neg.json", json.dumps({**design, "span": -3}))
+    put("design_foil.json", json.dumps({**design, "airfoil": "../../etc"}))
     put("design_list.json", "[1, 2]")
     put("existing.jsonl", "keep me\n")
     put("pair_types.jsonl", json.dumps({"a": 1, "b": [2], "label": "a"}) + "\n")

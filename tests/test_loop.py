@@ -228,6 +228,12 @@ def test_training_continues_from_a_rejected_challenger_only_when_it_was_no_worse
 
 
 # ---------------------------------------------------------------------------------- a generation
+def run_command(root, cfg_path, generations: int) -> list[str]:
+    """`touchstone run` of `generations` on the workspace `root` with the loop YAML `cfg_path`, as a process."""
+    options = ["--workspace", str(root), "--config", str(cfg_path), "--generations", str(generations)]
+    return [sys.executable, "-m", "touchstone", "run", *options]
+
+
 def tiny_config(**recipe) -> LoopConfig:
     return LoopConfig(
         size="nano",
@@ -344,18 +350,7 @@ def test_sigterm_stops_a_step_at_once_and_the_next_run_resumes_it(tmp_path, caps
     root, cfg_path = tmp_path / "ws", tmp_path / "loop.yaml"
     cfg_path.write_text(yaml.safe_dump(to_dict(replace(tiny_config(), pretrain_minutes=0.5))))
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "touchstone",
-            "run",
-            "--workspace",
-            str(root),
-            "--config",
-            str(cfg_path),
-            "--generations",
-            "1",
-        ],
+        run_command(root, cfg_path, 1),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -405,18 +400,7 @@ def test_the_loop_survives_kill_9_at_random_instants(tmp_path):
     cfg_path.write_text(yaml.safe_dump(to_dict(tiny_config())))
 
     def command(generations: int) -> list[str]:
-        return [
-            sys.executable,
-            "-m",
-            "touchstone",
-            "run",
-            "--workspace",
-            str(root),
-            "--config",
-            str(cfg_path),
-            "--generations",
-            str(generations),
-        ]
+        return run_command(root, cfg_path, generations)
 
     rng = random.Random(1)
     kills, target = 0, 2

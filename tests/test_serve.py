@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from test_debate import A as DEBATE_A
+from test_debate import B as DEBATE_B
 from test_judge import tiny_model_dir
 from test_loop import needs_corpus, tiny_config
 
@@ -28,20 +30,7 @@ from touchstone.loop.workspace import Workspace, check_invariants
 from touchstone.serve import ServeConfig, create_app
 from touchstone.serve.app import check_config, make_server
 
-WING_A = {
-    "span": 10.0,
-    "root_chord": 1.2,
-    "taper": 0.5,
-    "sweep": 5,
-    "twist": -2.0,
-    "airfoil": "naca2412",
-    "speed": 50,
-    "altitude": 2000,
-    "weight": 4000,
-    "alpha_limit": 10,
-    "max_span": 14.0,
-}
-WING_B = {"span": 7.0, "root_chord": 1.2, "taper": 0.5, "sweep": 5, "twist": -2.0, "airfoil": "naca0012"}
+WING_A, WING_B = DEBATE_A, DEBATE_B  # the debate tests' two designs
 
 
 # ------------------------------------------------------------------------------------------- fixtures

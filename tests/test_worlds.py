@@ -9,6 +9,7 @@ import random
 import re
 
 import pytest
+from test_debate import A as DEBATE_A
 
 from touchstone.files import shared_data
 from touchstone.records import is_pair
@@ -300,19 +301,7 @@ def test_language_record_with_an_edited_side_fails():
 def test_wing_figures_are_consistent():
     from touchstone.worlds.wing import analyze
 
-    design = {
-        "span": 10.0,
-        "root_chord": 1.2,
-        "taper": 0.5,
-        "sweep": 5,
-        "twist": -2.0,
-        "airfoil": "naca2412",
-        "speed": 50,
-        "altitude": 1000,
-        "weight": 4000,
-        "alpha_limit": 10,
-        "max_span": 12.0,
-    }
+    design = {**DEBATE_A, "altitude": 1000, "max_span": 12.0}  # the debate tests' first design, lower down
     f = analyze(design)
     assert f["feasible"], f
     assert f["L_over_D"] == pytest.approx(f["CL"] / f["CD"], rel=1e-3)
