@@ -39,9 +39,6 @@ from touchstone.worlds import WORLDS, get_world, world_class
 
 # 2**16: token ids are stored as uint16 in the prepared shards.
 MAX_VOCAB = 65536
-# The worlds whose text is added to the tokenizer's training text: those that do not read the corpus
-# (the language world's sentences are the corpus's own).
-TEXT_WORLDS = tuple(name for name in WORLDS if not world_class(name).reads_corpus)
 TEXT_SEED = 1  # any seed but the held-out suites' (the text is never trained on as records)
 
 
@@ -58,9 +55,11 @@ def _training_texts(data: str | Path) -> Iterator[str]:
 
 @functools.lru_cache(maxsize=4)
 def world_texts(records: int, seed: int = TEXT_SEED) -> tuple[str, ...]:
-    """About `records` records' worth of text from each of `TEXT_WORLDS` (`World.texts`), made once per
-    process."""
-    return tuple(t for name in TEXT_WORLDS for t in get_world(name).texts(random.Random(seed), records))
+    """About `records` records' worth of text (`World.texts`) from each world that does not read the corpus
+    (the language world's sentences are the corpus's own), made once per process. The worlds are looked
+    up here, not at import, so importing the tokenizer loads no world module."""
+    names = [name for name in WORLDS if not world_class(name).reads_corpus]
+    return tuple(t for name in names for t in get_world(name).texts(random.Random(seed), records))
 
 
 def train_from_texts(texts: Iterable[str], out: str | Path, vocab_size: int = 8192, overwrite: bool = False) -> Path:
