@@ -795,10 +795,6 @@ def usable(isolation: str) -> bool:
         os.rmdir(new_root)
 
 
-def bwrap_usable() -> bool:
-    return usable("bubblewrap")
-
-
 def choose_isolation(requested: str | None = None) -> str:
     """The isolation to use: `requested`, else $TOUCHSTONE_SANDBOX, else the best one this machine has.
     There is no weaker fallback: untrusted code never runs outside namespaces."""
