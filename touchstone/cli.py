@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
 from touchstone.config import add_arguments, number_type, overrides_from_args
 from touchstone.data.config import PrepareConfig
 from touchstone.data.prepare import prepare
 from touchstone.debate import debate
+from touchstone.distributed import first_process
 from touchstone.errors import Terminated, UserError
 from touchstone.evaluate import evaluate
 from touchstone.files import check_output
@@ -70,14 +70,14 @@ def _tokenizer_train(args):
 def _pretrain(args):
     cfg = PretrainConfig.load(args.config, overrides_from_args(args, PretrainConfig))
     out = pretrain(args.data, args.out, cfg, resume=args.resume, overwrite=args.overwrite)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every process returns here; one line is enough
+    if first_process():  # under torchrun every process returns here; one line is enough
         print(f"model saved to {out}")
 
 
 def _finetune(args):
     cfg = FinetuneConfig.load(args.config, overrides_from_args(args, FinetuneConfig))
     report = finetune(args.model, args.data, args.out, cfg, overwrite=args.overwrite)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun every rank returns rank 0's report; print it once
+    if first_process():  # under torchrun every rank returns rank 0's report; print it once
         print(json.dumps(report, indent=2))
 
 
@@ -125,6 +125,8 @@ def _judge(args):
 def _eval(args):
     options = dict(batch_size=args.batch_size, limit=args.limit, contrast=args.contrast, overwrite=args.overwrite)
     results = evaluate(args.model, args.task, json_out=args.json, report_dir=args.report, **options)
+    if not first_process():  # under torchrun every rank returns the same results; print them once
+        return
     # The scalar figures of each task; the JSON file holds the rest.
     scalars = {
         name: {k: v for k, v in r.items() if not isinstance(v, (dict, list))} for name, r in results["tasks"].items()

@@ -28,6 +28,12 @@ bf16 is fast: a GPU or a CPU with AMX/AVX512-BF16) by a bf16 copy of the model, 
 fp32, so the verdicts are the fp32 ones unless bf16 moves a pair by more than `likelihood.NEAR_TIE`.
 Suites are built in this process (their worlds fan verification out themselves). `aevaluate` is the same
 call for asyncio code.
+
+Under a launcher (`torchrun --nproc-per-node N -m touchstone eval ...`, or `accelerate launch`) every
+process loads the model and scores its share of each task's batches (`touchstone.distributed.Shards`);
+the scores are gathered on every process and the metrics computed from all of them, so the numbers are
+those of one process: each batch is the one a single process builds. Suites are built once, by rank 0,
+and sent to the others; rank 0 alone writes the results and the report.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from touchstone import __version__
+from touchstone.distributed import ONE_PROCESS, Shards, broadcast_object, launched, process_group
 from touchstone.errors import UserError
 from touchstone.files import check_output, read_jsonl, read_text, sha256_file, write_json_atomic
 from touchstone.generate import WEIGHTS, load_model, perplexity_of, sample
@@ -75,7 +82,7 @@ def _files(kind: str, arg: str) -> list[Path]:
     return [Path(arg)] if kind in ("perplexity", "bleu") or Path(arg).is_file() else jsonl_files(arg)
 
 
-def _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16) -> dict:
+def _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16, shards: Shards) -> dict:
     items, skipped = [], 0
     for f in jsonl_files(arg):
         stem = f.name.split(".")[0]
@@ -88,7 +95,7 @@ def _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16) -> dict:
             items.append((stem, rec.get("linguistics_term"), rec))
     if not items:
         raise UserError(f"{arg}: no minimal pairs to score")
-    ok = score_minimal_pairs(model, tokenizer, [r for _, _, r in items], batch_size, bf16, progress=True)
+    ok = score_minimal_pairs(model, tokenizer, [r for _, _, r in items], batch_size, bf16, progress=True, shards=shards)
     groups: dict[str, dict] = {"per_file": defaultdict(list), "per_term": defaultdict(list)}
     for (stem, term, _), v in zip(items, ok):
         groups["per_file"][stem].append(v)
@@ -162,7 +169,7 @@ def _read_records(kind: str, arg: str, limit) -> list[dict]:
     return out[:limit] if limit is not None else out
 
 
-def _bleu(model, tokenizer, arg, limit) -> dict:
+def _bleu(model, tokenizer, arg, limit, shards: Shards) -> dict:
     import sacrebleu
 
     rows = []
@@ -172,14 +179,17 @@ def _bleu(model, tokenizer, arg, limit) -> dict:
                 raise UserError(f"{arg}:{lineno}: missing key '{key}'")
         rows.append(obj)
     rows = rows[:limit] if limit is not None else rows
-    hyps = []
     bar = progress_bar(len(rows), "generate", True)
-    for r in rows:
+
+    def continue_prompt(batch: list[dict]) -> list[str]:
+        r = batch[0]
         budget = int(r.get("max_new_tokens") or 2 * len(tokenizer(r["reference"])["input_ids"]) + 8)
         text = sample(model, tokenizer, r["prompt"], max_new_tokens=budget, temperature=0.0, n=1)[0].strip()
-        # A one-line reference is compared with the first line: a small model rarely stops by itself.
-        hyps.append(text.split("\n")[0] if "\n" not in r["reference"].strip() else text)
         bar.update()
+        # A one-line reference is compared with the first line: a small model rarely stops by itself.
+        return [text.split("\n")[0] if "\n" not in r["reference"].strip() else text]
+
+    hyps = [h for (h,) in shards.map(continue_prompt, [[r] for r in rows])]  # one prompt a batch: greedy, unpadded
     bar.close()
     bleu = sacrebleu.corpus_bleu(hyps, [[r["reference"] for r in rows]])
     return {"accuracy": None, "bleu": bleu.score, "n": len(rows), "signature": str(bleu.format(signature=True))}
@@ -219,7 +229,18 @@ def evaluate(
 ) -> dict:
     """Run every task spec on the model; write the results JSON and a report if asked; return the results.
     `contrast` > 0 judges claims against that many mutants of themselves where their world can make them
-    (see `Judge.claims`); the default reads every claim directly."""
+    (see `Judge.claims`); the default reads every claim directly. Under a launcher every process calls
+    this and gets the same results (see the module docstring)."""
+    settings = dict(batch_size=batch_size, limit=limit, bf16=bf16, compile=compile, contrast=contrast)
+    if not launched():
+        return _evaluate(model_dir, specs, json_out, report_dir, overwrite, ONE_PROCESS, **settings)
+    with process_group(default_device() == "cuda", "eval") as (rank, world):
+        return _evaluate(model_dir, specs, json_out, report_dir, overwrite, Shards(rank, world), **settings)
+
+
+def _evaluate(
+    model_dir, specs, json_out, report_dir, overwrite, shards: Shards, *, batch_size, limit, bf16, compile, contrast
+):
     import torch
 
     parsed = [(spec, *parse_spec(spec)) for spec in specs]  # all specs checked before the model loads
@@ -242,7 +263,11 @@ def evaluate(
             loaded[spec] = read_text(arg)
             if not loaded[spec].strip():
                 raise UserError(f"{arg}: the text is empty")
-    suites = _build_suites([arg for _, kind, arg in parsed if kind == "suite"])
+    names = [arg for _, kind, arg in parsed if kind == "suite"]
+    # Rank 0 builds the suites (verification included) and sends them: the others would only repeat it.
+    suites = _build_suites(names) if shards.rank == 0 else None
+    if shards.world > 1:
+        suites = broadcast_object(suites)
     model, tokenizer = load_model(model_dir)
     device = default_device()
     model.to(device)
@@ -253,19 +278,19 @@ def evaluate(
     tasks = {}
     for spec, kind, arg in parsed:
         if kind in ("pairs", "claims", "suite") and judge is None:
-            judge = Judge(model, tokenizer, batch_size)
+            judge = Judge(model, tokenizer, batch_size, shards)
         if kind == "minimal-pairs":
-            tasks[spec] = _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16)
+            tasks[spec] = _minimal_pairs(model, tokenizer, arg, batch_size, limit, bf16, shards)
         elif kind in ("pairs", "claims"):
             tasks[spec] = judge_records(judge, loaded[spec], contrast)
         elif kind == "suite":
             records = suites[arg][1][:limit] if limit is not None else suites[arg][1]
             tasks[spec] = judge_records(judge, records, contrast)
         elif kind == "perplexity":
-            r = perplexity_of(model, tokenizer, loaded[spec], batch_size=max(1, batch_size // 8))
+            r = perplexity_of(model, tokenizer, loaded[spec], batch_size=max(1, batch_size // 8), shards=shards)
             tasks[spec] = {"accuracy": None, "n": r["tokens"], **r}
         else:
-            tasks[spec] = _bleu(model, tokenizer, arg, limit)
+            tasks[spec] = _bleu(model, tokenizer, arg, limit, shards)
     results = {
         "model": str(model_dir),
         "tasks": tasks,
@@ -281,6 +306,7 @@ def evaluate(
                 "bf16": bf16,
                 "compile": compile,
                 "device": device,
+                "processes": shards.world,
                 "claim_contrast": contrast,
                 "near_tie_nats": NEAR_TIE,
                 "minimal_pairs_prefix": "BOS (else EOS), continuation ' ' + sentence",
@@ -288,9 +314,9 @@ def evaluate(
             "touchstone_version": __version__,
         },
     }
-    if json_out is not None:
+    if json_out is not None and shards.rank == 0:
         write_json_atomic(json_out, results)
-    if report_dir is not None or json_out is not None:
+    if (report_dir is not None or json_out is not None) and shards.rank == 0:
         write_report(results, *report_place(json_out, report_dir))
     return results
 

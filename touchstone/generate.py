@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from touchstone.distributed import ONE_PROCESS, Shards
 from touchstone.errors import UserError
 from touchstone.files import MANIFEST, check_manifest, read_text
 from touchstone.model import context_length
@@ -114,7 +115,10 @@ def perplexity(model_dir: str | Path, text_file: str | Path, batch_size: int = 8
     return perplexity_of(model, tokenizer, text, batch_size)
 
 
-def perplexity_of(model, tokenizer, text: str, batch_size: int = 8) -> dict:
+def perplexity_of(model, tokenizer, text: str, batch_size: int = 8, shards: Shards = ONE_PROCESS) -> dict:
+    """Perplexity per token and bits per UTF-8 byte of `text` (strided windows, every token scored once).
+    `shards`: the windows' batches split over a launcher's processes; the sum is taken in one order, so
+    the figure is one process's."""
     import torch
     import torch.nn.functional as F
 
@@ -133,15 +137,22 @@ def perplexity_of(model, tokenizer, text: str, batch_size: int = 8) -> dict:
         e = min(a + (width if a == 0 else stride), n_targets)
         spans.append((max(0, e - width), a, e))
         a = e
+
+    def score(group: list[tuple[int, int, int]]) -> list[float]:
+        x = torch.stack([ids[s : s + width] for s, _, _ in group])
+        logp = F.log_softmax(model(input_ids=x).logits.float(), dim=-1)
+        out = []
+        for row, (s, a, e) in enumerate(group):
+            positions = torch.arange(a - s, e - s, device=ids.device)  # position p predicts ids[s + p + 1]
+            out.append(float(logp[row, positions, ids[a + 1 : e + 1]].sum()))
+        return out
+
+    groups = [spans[i : i + batch_size] for i in range(0, len(spans), batch_size)]
     nll = 0.0
     with torch.no_grad():
-        for i in range(0, len(spans), batch_size):
-            group = spans[i : i + batch_size]
-            x = torch.stack([ids[s : s + width] for s, _, _ in group])
-            logp = F.log_softmax(model(input_ids=x).logits.float(), dim=-1)
-            for row, (s, a, e) in enumerate(group):
-                positions = torch.arange(a - s, e - s, device=ids.device)  # position p predicts ids[s + p + 1]
-                nll -= float(logp[row, positions, ids[a + 1 : e + 1]].sum())
+        for window_logps in shards.map(score, groups):
+            for logp_sum in window_logps:
+                nll -= logp_sum
     n_bytes = len(text.encode("utf-8"))
     return {
         "perplexity": math.exp(nll / n_targets),

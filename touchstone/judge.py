@@ -31,6 +31,7 @@ import math
 from pathlib import Path
 
 from touchstone import prompts
+from touchstone.distributed import ONE_PROCESS, Shards
 from touchstone.generate import load_model
 from touchstone.records import is_pair
 
@@ -79,10 +80,12 @@ def last_logits(model, seqs: list[list[int]], pad_id: int):
 
 
 class Judge:
-    """A loaded model answering pairs and claims; see the module docstring for what is guaranteed."""
+    """A loaded model answering pairs and claims; see the module docstring for what is guaranteed.
+    `shards`: under a launcher, every process asks its share of the batches and gets all the answers
+    (`touchstone.distributed.Shards`); the answers are those of one process."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 32):
-        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+    def __init__(self, model, tokenizer, batch_size: int = 32, shards: Shards = ONE_PROCESS):
+        self.model, self.tokenizer, self.batch_size, self.shards = model, tokenizer, batch_size, shards
         ensure_special_tokens(model, tokenizer)
         model.eval()
         ids = tokenizer.convert_tokens_to_ids
@@ -101,16 +104,20 @@ class Judge:
 
         seqs = [encode(self.tokenizer, t)[-self.max_len :] for t in texts]
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
-        out = [0.0] * len(seqs)
+        chunks = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         bar = progress_bar(len(seqs), "judge", progress)
+
+        def score(chunk: list[int]) -> list[float]:
+            logits = last_logits(self.model, [seqs[i] for i in chunk], self.tokenizer.pad_token_id)
+            logp = torch.log_softmax(logits, dim=-1)[:, answers]
+            bar.update(len(chunk))
+            return (logp[:, 0] - logp[:, 1]).tolist()
+
+        out = [0.0] * len(seqs)
         with torch.inference_mode():
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                logits = last_logits(self.model, [seqs[i] for i in chunk], self.tokenizer.pad_token_id)
-                logp = torch.log_softmax(logits, dim=-1)[:, answers]
-                for i, lo in zip(chunk, (logp[:, 0] - logp[:, 1]).tolist()):
+            for chunk, los in zip(chunks, self.shards.map(score, chunks)):
+                for i, lo in zip(chunk, los):
                     out[i] = lo
-                bar.update(len(chunk))
         bar.close()
         return out
 

@@ -11,6 +11,7 @@ margin (docs/evaluation.md: how far it was measured to move them; benchmarks/ben
 
 from __future__ import annotations
 
+from touchstone.distributed import ONE_PROCESS, Shards
 from touchstone.judge import context_length, progress_bar
 
 # nats: the margin within which a bf16 verdict is rescored in fp32 (docs/evaluation.md: over 3x the
@@ -50,20 +51,30 @@ def batch_logprobs(model, requests: list[tuple[list[int], list[int]]], bf16: boo
 
 
 def continuation_logprobs(
-    model, requests: list[tuple[list[int], list[int]]], batch_size: int = 64, bf16: bool = False, progress: bool = False
+    model,
+    requests: list[tuple[list[int], list[int]]],
+    batch_size: int = 64,
+    bf16: bool = False,
+    progress: bool = False,
+    shards: Shards = ONE_PROCESS,
 ) -> list[float]:
-    """`batch_logprobs` over many requests: longest first, so padding is small and memory peaks early."""
+    """`batch_logprobs` over many requests: longest first, so padding is small and memory peaks early.
+    `shards`: the batches split over a launcher's processes, every process getting all the results."""
     import torch
 
     order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]) + len(requests[i][1]), reverse=True)
-    out = [0.0] * len(requests)
+    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     bar = progress_bar(len(requests), "log-likelihood", progress)
+
+    def score(chunk: list[int]) -> list[float]:
+        bar.update(len(chunk))
+        return batch_logprobs(model, [requests[i] for i in chunk], bf16).tolist()
+
+    out = [0.0] * len(requests)
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            for i, v in zip(chunk, batch_logprobs(model, [requests[i] for i in chunk], bf16).tolist()):
+        for chunk, values in zip(chunks, shards.map(score, chunks)):
+            for i, v in zip(chunk, values):
                 out[i] = v
-            bar.update(len(chunk))
     bar.close()
     return out
 
@@ -134,12 +145,19 @@ def pair_differences(model, prefix_id: int, pairs: list[tuple[list[int], list[in
 
 
 def score_minimal_pairs(
-    model, tokenizer, pairs: list[dict], batch_size: int = 64, bf16: bool = False, progress: bool = False
+    model,
+    tokenizer,
+    pairs: list[dict],
+    batch_size: int = 64,
+    bf16: bool = False,
+    progress: bool = False,
+    shards: Shards = ONE_PROCESS,
 ) -> list[bool]:
     """For each {sentence_good, sentence_bad}: does good get the higher summed log-probability?
     A tie counts as wrong. Scored with `pair_differences` (shared prefix once, length-sorted batches);
     differences within `EXACT_TIE` nats (or `NEAR_TIE` with bf16) are rescored with `continuation_logprobs`
-    in fp32, the plain one-sentence-per-row computation, so the verdicts are the fp32 ones."""
+    in fp32, the plain one-sentence-per-row computation, so the verdicts are the fp32 ones. `shards`: the
+    batches of both passes split over a launcher's processes, every process getting every verdict."""
     import torch
 
     prefix = _prefix_id(tokenizer)
@@ -149,19 +167,24 @@ def score_minimal_pairs(
     fits = [i for i, (g, b) in enumerate(tokens) if 1 + max(len(g), len(b)) <= context_length(model)]
     # Sorted by the length of the row pair_differences builds (good + bad after the shared prefix).
     order = sorted(fits, key=lambda i: sum(map(len, tokens[i])) - _shared_prefix(*tokens[i]), reverse=True)
-    diffs = [0.0] * len(pairs)
+    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     scorer = bf16_scorer(model) if bf16 else model
     bar = progress_bar(len(pairs), "minimal pairs", progress)
+
+    def score(chunk: list[int]) -> list[float]:
+        bar.update(len(chunk))
+        return pair_differences(scorer, prefix, [tokens[i] for i in chunk]).tolist()
+
+    diffs = [0.0] * len(pairs)
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            for i, d in zip(chunk, pair_differences(scorer, prefix, [tokens[i] for i in chunk]).tolist()):
+        for chunk, values in zip(chunks, shards.map(score, chunks)):
+            for i, d in zip(chunk, values):
                 diffs[i] = d
-            bar.update(len(chunk))
     bar.close()
     margin = NEAR_TIE if bf16 else EXACT_TIE
     redo = sorted(set(range(len(pairs))) - set(fits) | {i for i in fits if abs(diffs[i]) < margin})
-    exact = continuation_logprobs(model, [([prefix], tokens[i][k]) for i in redo for k in (0, 1)], batch_size)
+    requests = [([prefix], tokens[i][k]) for i in redo for k in (0, 1)]
+    exact = continuation_logprobs(model, requests, batch_size, shards=shards)
     for j, i in enumerate(redo):
         diffs[i] = exact[2 * j] - exact[2 * j + 1]
     return [d > 0 for d in diffs]

@@ -19,7 +19,7 @@ With `text_data` (a prepared data directory), `lm_weight` x the language-model l
 tokens is added at every step, and perplexity on its validation tokens is reported before and after.
 
 Data parallel: under `torchrun` (WORLD_SIZE > 1) every process joins a process group, gloo on CPUs and
-nccl on GPUs (`touchstone.train.distributed`). A step draws one global batch of `batch_size * world_size`
+nccl on GPUs (`touchstone.distributed`). A step draws one global batch of `batch_size * world_size`
 records (and of language-model windows) and rank r trains on the r-th share; each rank's loss is its
 share's part of the global batch's mean and the ranks' gradients are summed in one all-reduce, so a step
 equals, up to float rounding, one process with `batch_size * world_size`, and the epochs take
@@ -42,6 +42,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from touchstone.config import Config, field, to_dict
+from touchstone.distributed import (
+    barrier,
+    broadcast,
+    broadcast_object,
+    launched,
+    process_group,
+    sum_gradients,
+)
 from touchstone.errors import UserError
 from touchstone.evaluate import weights_sha256
 from touchstone.files import check_output, read_jsonl, sha256_file
@@ -63,14 +71,6 @@ from touchstone.train.common import (
     save_model_dir,
     set_lr,
     trainer,
-)
-from touchstone.train.distributed import (
-    barrier,
-    broadcast,
-    broadcast_object,
-    launched,
-    process_group,
-    sum_gradients,
 )
 from touchstone.train.objectives import OBJECTIVES, judge_loss
 

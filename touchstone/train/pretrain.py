@@ -22,7 +22,7 @@ Device: a GPU when torch sees one (`--device cpu` to stay on the CPU), with bf16
 GPU has it; the CPU path is the one this project is built and measured on.
 
 Data parallel: under `torchrun` or `accelerate launch` (WORLD_SIZE > 1) every process joins a process
-group (`touchstone.train.distributed`) and wraps the model in DistributedDataParallel. The per-process
+group (`touchstone.distributed`) and wraps the model in DistributedDataParallel. The per-process
 batch stays `batch_size`: each optimizer step draws one global batch of `batch_size * world_size`
 windows per micro-batch from the shared sampler and rank r trains on the r-th share, so a step sees
 `batch_size * grad_accum * world_size` sequences and `--tokens` is reached in proportionally fewer
@@ -61,6 +61,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from touchstone.config import Config, field, from_dict, to_dict
+from touchstone.distributed import barrier, launched, process_group
 from touchstone.errors import UserError
 from touchstone.files import MANIFEST, check_output
 from touchstone.generate import sample
@@ -73,7 +74,6 @@ from touchstone.train.common import (
     save_model_dir,
     trainer,
 )
-from touchstone.train.distributed import barrier, launched, process_group
 from touchstone.train.pretrain_run import PretrainRun
 from touchstone.train.tokens import data_dir_of
 

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from touchstone.config import Config, to_dict
+from touchstone.distributed import broadcast
 from touchstone.errors import UserError
 from touchstone.model import count_parameters
 from touchstone.train.checkpoint import save_checkpoint
@@ -31,7 +32,6 @@ from touchstone.train.common import (
     mean_lm_loss,
     set_lr,
 )
-from touchstone.train.distributed import broadcast
 from touchstone.train.tokens import data_id, token_files
 
 EVAL_BATCHES = 8  # validation windows = EVAL_BATCHES * batch_size, spread evenly over the val split

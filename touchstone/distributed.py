@@ -1,15 +1,20 @@
-"""Data parallelism under a launcher (`torchrun`, `accelerate launch`): joining the process group and
-agreeing on values across ranks.
+"""Data parallelism under a launcher (`torchrun`, `accelerate launch`): joining the process group,
+agreeing on values across ranks, and splitting batched work over them.
 
 Every process joins one group: gloo on CPUs, nccl on GPUs with rank r on GPU LOCAL_RANK. Without a
 launcher (WORLD_SIZE unset or 1) nothing here is used and a run is a single process.
+
+Training splits each step's batch (pretrain, finetune); evaluation splits its list of batches
+(`Shards`): rank r computes batches r, r + world, ... exactly as one process would have built them, so
+every batch, and with it every score, is the one a single process computes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 from touchstone.errors import UserError
 
@@ -17,6 +22,11 @@ from touchstone.errors import UserError
 def launched() -> bool:
     """True in a process a distributed launcher started with others (WORLD_SIZE > 1)."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def first_process() -> bool:
+    """True in a single process and in a launcher's rank 0: the one that prints a command's result."""
+    return os.environ.get("RANK", "0") == "0"
 
 
 @contextlib.contextmanager
@@ -83,6 +93,40 @@ def sum_gradients(model, loss) -> float:
         p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
         offset += p.numel()
     return float(flat[-1])
+
+
+@dataclass(frozen=True)
+class Shards:
+    """Batched work split over the processes of a group: process `rank` of `world` computes batches
+    rank, rank + world, ...; `map` gathers everyone's results, in batch order, on every process."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def of_group(cls) -> Shards:
+        """This process's place in the process group it has joined; one process if none."""
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            return cls(dist.get_rank(), dist.get_world_size())
+        return cls()
+
+    def map(self, score: Callable[[Sequence], list], batches: Sequence[Sequence]) -> list[list]:
+        """score(batch) for every batch, each computed by one process; the results of all of them on
+        every process. Every process must call it with the same batches."""
+        mine = {b: score(batch) for b, batch in enumerate(batches) if b % self.world == self.rank}
+        if self.world == 1:
+            return [mine[b] for b in range(len(batches))]
+        import torch.distributed as dist
+
+        parts: list[dict | None] = [None] * self.world
+        dist.all_gather_object(parts, mine)  # pickled Python values: the scores are a few floats per item
+        merged = {b: r for part in parts for b, r in part.items()}
+        return [merged[b] for b in range(len(batches))]
+
+
+ONE_PROCESS = Shards()
 
 
 def barrier() -> None:
