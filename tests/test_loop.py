@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import fields, replace
+from pathlib import Path
 
 import pytest
 
@@ -429,3 +430,82 @@ def test_the_loop_survives_kill_9_at_random_instants(tmp_path):
     assert len(gens) == target and all(g["decision"] in ("promoted", "rejected") for g in gens)
     assert len(ids) == len(set(ids))
     assert kills >= 20
+
+
+# ------------------------------------------------------------------------------------ launcher
+@needs_corpus
+def test_challengers_train_data_parallel_under_a_launcher(bootstrapped, tmp_path):
+    """`launcher`: the train step runs the fine-tuning in the processes torchrun starts (2 gloo processes)."""
+    import socket
+
+    from touchstone.config import dump_yaml, load_yaml
+
+    root = tmp_path / "ws"
+    shutil.copytree(bootstrapped, root)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = (
+        f"{sys.executable} -m torch.distributed.run --nnodes 1 --nproc-per-node 2 "
+        f"--master-addr 127.0.0.1 --master-port {port}"
+    )
+    # The workspace keeps the settings it started with: the launcher goes into its config file.
+    (root / "config.yaml").write_text(
+        dump_yaml(replace(load_yaml(LoopConfig, root / "config.yaml"), launcher=launcher))
+    )
+    result = run(root, None, generations=1)
+    assert result["finished"] == 1
+    ledger = Ledger(root / "ledger.sqlite")
+    trained = ledger.done_steps(1)["train"]
+    ledger.close()
+    assert trained["world_size"] == 2
+    import yaml
+
+    assert yaml.safe_load((root / "models" / "gen-0001" / "recipe.yaml").read_text())["loop"]["generation"] == 1
+    assert check_invariants(root) == []
+
+
+def test_a_launcher_that_is_not_installed_is_refused():
+    from touchstone.loop.config import check_config
+
+    with pytest.raises(UserError, match="key 'launcher': 'no-such-launcher' is not an installed program"):
+        check_config(replace(tiny_config(), launcher="no-such-launcher --nproc-per-node 2"))
+    with pytest.raises(UserError, match="key 'launcher': not a command line"):
+        check_config(replace(tiny_config(), launcher="torchrun 'unclosed"))
+
+
+def test_sigterm_stops_the_launched_training_and_every_process_it_started(tmp_path):
+    """The launcher runs in a session of its own (Ctrl-C in the terminal does not reach it); when the loop
+    is stopped (here: Terminated raised as SIGTERM's handler raises it), the launcher and its workers go."""
+    from touchstone.errors import Terminated
+    from touchstone.loop.train import launch
+
+    pids = tmp_path / "pids"
+    launcher = tmp_path / "launcher.py"  # a stand-in for torchrun: one worker that ignores SIGTERM
+    launcher.write_text(
+        "import signal, subprocess, sys, time\n"
+        "worker = subprocess.Popen([sys.executable, '-c', "
+        "'import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)'])\n"
+        f"open({str(pids)!r}, 'w').write(str(worker.pid))\n"
+        "time.sleep(600)\n"
+    )
+
+    def stop(signum, frame):
+        raise Terminated(signal.SIGTERM)
+
+    old = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(2)
+    try:
+        with pytest.raises(Terminated):
+            launch(f"{sys.executable} {launcher}", tmp_path / "job.json")
+    finally:
+        signal.signal(signal.SIGALRM, old)
+    # Gone, though it ignored SIGTERM (SIGKILL, which takes a moment to land); its dead entry may wait
+    # for a parent to reap it, which this machine's init may never do.
+    import time
+
+    stat = Path(f"/proc/{pids.read_text()}/stat")
+    deadline = time.monotonic() + 5
+    while stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"

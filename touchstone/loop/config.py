@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import shutil
 from dataclasses import dataclass
 
 from touchstone.config import Config, field
@@ -37,6 +39,11 @@ class LoopConfig(Config):
     train_minutes: float = field(
         5.0, help="time budget of a challenger's training (keeps a generation under 10 minutes)", above=0
     )
+    launcher: str = field(
+        "",
+        help="command that starts the challenger's training on several processes, e.g. "
+        "'torchrun --nproc-per-node 8' (default: in the loop's own process)",
+    )
     keep_rejected: bool = field(
         False,
         help="keep rejected challengers' weights and training draws (default: "
@@ -56,3 +63,10 @@ def check_config(cfg: LoopConfig, where: str = "config") -> None:
     if not all(isinstance(s, str) and s for s in cfg.sources):
         raise UserError(f"{where}: key 'sources': a list of paths (or hf:NAME datasets)")
     recipe_from_settings(cfg.recipe, f"{where}: recipe")
+    if cfg.launcher:
+        try:
+            program = shlex.split(cfg.launcher)[0]
+        except (ValueError, IndexError):
+            raise UserError(f"{where}: key 'launcher': not a command line: {cfg.launcher!r}") from None
+        if shutil.which(program) is None:
+            raise UserError(f"{where}: key 'launcher': {program!r} is not an installed program")
