@@ -4,6 +4,9 @@ agreeing on values across ranks, and splitting batched work over them.
 Every process joins one group: gloo on CPUs, nccl on GPUs with rank r on GPU LOCAL_RANK. Without a
 launcher (WORLD_SIZE unset or 1) nothing here is used and a run is a single process.
 
+`join_ray` connects to a Ray cluster, for the engines that run on one (datatrove's executor, the worlds'
+verification: touchstone.worlds.on_ray).
+
 Training splits each step's batch (pretrain, finetune); evaluation splits its list of batches
 (`Shards`): rank r computes batches r, r + world, ... exactly as one process would have built them, so
 every batch, and with it every score, is the one a single process computes.
@@ -15,6 +18,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from touchstone.errors import UserError
 
@@ -127,6 +131,21 @@ class Shards:
 
 
 ONE_PROCESS = Shards()
+
+
+def join_ray(num_cpus: int | None = None) -> None:
+    """Connect this process to Ray: the cluster at RAY_ADDRESS (where touchstone is installed), else a
+    cluster of this machine with `num_cpus` CPUs (all, for None) whose workers import this same checkout."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init()
+        return
+    root = str(Path(__file__).resolve().parents[1])  # the folder holding touchstone/
+    path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
 
 
 def barrier() -> None:

@@ -100,6 +100,7 @@ from touchstone.data.sources import (
     source_files,
 )
 from touchstone.data.split import SPLITS
+from touchstone.distributed import join_ray
 from touchstone.errors import UserError
 from touchstone.files import is_binary, write_json_atomic
 
@@ -303,19 +304,6 @@ def _job(sources: list[str], cfg: PrepareConfig) -> dict:
     return {"sources": list(sources), "config": {k: v for k, v in to_dict(cfg).items() if k not in RUN_ONLY}}
 
 
-def _ray_init(cfg: PrepareConfig) -> None:
-    import ray
-
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init()  # an existing cluster, where touchstone is installed
-    else:  # a cluster of this machine: its workers import this same touchstone
-        root = str(Path(__file__).resolve().parents[2])  # the checkout holding touchstone/
-        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        ray.init(num_cpus=cfg.workers, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": path}})
-
-
 def prepare_datatrove(sources: list[str], out: str | Path, cfg: PrepareConfig, overwrite: bool = False) -> dict:
     """prepare.prepare on datatrove (see the module docstring); returns the manifest's summary, or for slurm
     the submitted job ids."""
@@ -345,7 +333,7 @@ def prepare_datatrove(sources: list[str], out: str | Path, cfg: PrepareConfig, o
         execs[-1].run()  # submits every stage, each job depending on the one before
         return {"submitted": [ex.job_id for ex in execs], "work": str(work), "out": str(out)}
     if cfg.executor == "ray":
-        _ray_init(cfg)
+        join_ray(cfg.workers)
     run(execs)
     manifest = json.loads((out / "MANIFEST.json").read_text(encoding="utf-8"))
     shutil.rmtree(work)

@@ -39,6 +39,12 @@ class LoopConfig(Config):
     train_minutes: float = field(
         5.0, help="time budget of a challenger's training (keeps a generation under 10 minutes)", above=0
     )
+    verify_on: str = field(
+        "local",
+        help="where the verify step checks candidates: local (this machine's pools) or ray "
+        "(a Ray cluster: RAY_ADDRESS, else one started on this machine)",
+        choices=("local", "ray"),
+    )
     launcher: str = field(
         "",
         help="command that starts the challenger's training on several processes, e.g. "

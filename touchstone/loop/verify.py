@@ -8,6 +8,7 @@ from touchstone.loop.config import LoopConfig
 from touchstone.loop.generation import Generation, by_world
 from touchstone.loop.workspace import Workspace, ids_in, records
 from touchstone.records import schema_errors
+from touchstone.worlds.on_ray import verify_many_on_ray
 
 
 def origin(record: dict) -> str:
@@ -24,7 +25,10 @@ def verify(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
     earlier = ids_in(p for p in ws.new_files() if p != ws.new_file(g.number))
     kept, seen, stats = [], set(), {}
     for w, recs in sorted(by_world(candidates).items()):
-        verdicts = g.worlds[w].verify_many(recs)
+        if cfg.verify_on == "ray":
+            verdicts = verify_many_on_ray(w, recs, corpus=str(ws.orig))
+        else:
+            verdicts = g.worlds[w].verify_many(recs)
         for r, v in zip(recs, verdicts):
             source = origin(r)
             row = stats.setdefault(
