@@ -26,9 +26,12 @@ def test_synth_writes_n_verified_records(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["numbers", "facts", "colour"])
-def test_heldout_suite_is_deterministic(name):
+def test_heldout_suite_is_deterministic(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("TOUCHSTONE_CACHE", str(tmp_path / "first"))
+    monkeypatch.setattr(S, "_suites", {})
     first = S.heldout_suite(name)
-    S._suites.clear()
+    monkeypatch.setenv("TOUCHSTONE_CACHE", str(tmp_path / "second"))  # rendered again, not read back
+    monkeypatch.setattr(S, "_suites", {})
     assert S.heldout_suite(name) == first
     assert len(first[1]) == get_world(name).suite_size
 
@@ -135,3 +138,35 @@ def test_wing_claims_are_balanced_between_true_and_false():
     _, suite = S.heldout_suite("wing")
     claims = [r for r in suite if not is_pair(r)]
     assert len(claims) >= 50 and 0.4 <= sum(bool(r["label"]) for r in claims) / len(claims) <= 0.6
+
+
+def test_a_rendered_suite_is_read_back_from_the_cache_and_a_broken_one_rendered_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOUCHSTONE_CACHE", str(tmp_path))
+    monkeypatch.setattr(S, "_suites", {})
+    version, first = S.heldout_suite("colour")
+    (cached,) = (tmp_path / "suites").iterdir()
+    assert cached.name.startswith(f"colour-heldout-v{version}-")
+
+    def no_rendering(*args):
+        raise AssertionError("rendered although the cache holds the suite")
+
+    monkeypatch.setattr(S, "_suites", {})  # a new process: only the disk cache is left
+    monkeypatch.setattr(S, "split_world", no_rendering)
+    assert S.heldout_suite("colour") == (version, first)
+
+    monkeypatch.undo()
+    monkeypatch.setenv("TOUCHSTONE_CACHE", str(tmp_path))
+    monkeypatch.setattr(S, "_suites", {})
+    cached.write_text(cached.read_text()[:-40])  # cut short: its last line no longer parses
+    assert S.heldout_suite("colour") == (version, first)
+    assert [obj for _, obj in read_jsonl(cached)] == first
+
+
+def test_the_suite_cache_keeps_the_most_recently_used_versions_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOUCHSTONE_CACHE", str(tmp_path))
+    for k in range(5):  # five code versions, each rendering the suite anew
+        monkeypatch.setattr(S, "_suites", {})
+        monkeypatch.setattr(S, "code_fingerprint", lambda k=k: f"{k:016d}")
+        S.heldout_suite("colour")
+    kept = sorted(p.name.rsplit("-", 1)[1] for p in (tmp_path / "suites").iterdir())
+    assert kept == [f"{k:016d}.jsonl" for k in (2, 3, 4)]

@@ -6,7 +6,7 @@
 It is the Python standard library's own documentation: the language reference and library topics of
 `pydoc_data.topics` (what `help("if")` shows), and every docstring of every module, class and
 function in the standard library's `.py` sources, read with `ast` (nothing is imported or executed).
-The text is written once, atomically, to a cache folder (`$TOUCHSTONE_CACHE/corpus/python-X.Y`,
+The text is written once, atomically, to a cache folder (`corpus/python-X.Y` in `touchstone.files.cache_dir()`,
 default `~/.cache/touchstone`) as one `.txt` file per top-level module, and reused after that.
 
 Guaranteed: no download; the same Python version gives the same files. Not guaranteed: the same text
@@ -17,19 +17,14 @@ across Python versions (the folder name carries the version), or that a trimmed 
 from __future__ import annotations
 
 import ast
-import os
 import sys
 import sysconfig
 from pathlib import Path
 
-from touchstone.files import MANIFEST, atomic_dir, write_manifest
+from touchstone.files import MANIFEST, atomic_dir, cache_dir, write_manifest
 
 # Test suites and demos repeat the library's prose or are not prose at all.
 SKIP_PARTS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__", "lib2to3", "turtledemo"}
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TOUCHSTONE_CACHE") or Path.home() / ".cache" / "touchstone")
 
 
 def module_text(source: bytes, name: str) -> str:
@@ -80,9 +75,10 @@ def build_corpus(stdlib: Path, out: Path) -> Path:
     return out
 
 
-def default_sources(cache_dir: str | Path | None = None) -> list[str]:
-    """The embedded corpus as `prepare` sources (one folder), built on first use."""
-    root = Path(cache_dir) if cache_dir else cache_root()
+def default_sources(cache: str | Path | None = None) -> list[str]:
+    """The embedded corpus as `prepare` sources (one folder), built on first use in `cache` (default:
+    `touchstone.files.cache_dir()`)."""
+    root = Path(cache) if cache else cache_dir()
     out = root / "corpus" / f"python-{sys.version_info.major}.{sys.version_info.minor}"
     if not (out / MANIFEST).exists():
         build_corpus(Path(sysconfig.get_paths()["stdlib"]), out)

@@ -43,6 +43,14 @@ def shared_data() -> Path:
     return Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def cache_dir() -> Path:
+    """Where Touchstone keeps what it can rebuild (the default corpus, prepared data, held-out suites):
+    $TOUCHSTONE_CACHE, else $XDG_CACHE_HOME/touchstone, else ~/.cache/touchstone."""
+    if os.environ.get("TOUCHSTONE_CACHE"):
+        return Path(os.environ["TOUCHSTONE_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "touchstone"
+
+
 def open_binary(path: str | os.PathLike):
     """Open a file for reading bytes, decompressing `.gz`."""
     return gzip.open(path, "rb") if Path(path).suffix == ".gz" else open(path, "rb")

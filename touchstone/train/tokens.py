@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -13,21 +12,15 @@ from touchstone.corpus import default_sources
 from touchstone.data.config import PrepareConfig
 from touchstone.data.prepare import prepare
 from touchstone.errors import UserError
-from touchstone.files import MANIFEST, atomic_file, read_jsonl
+from touchstone.files import MANIFEST, atomic_file, cache_dir, read_jsonl
 from touchstone.tokenizer import load_tokenizer
-
-
-def default_cache() -> Path:
-    if os.environ.get("TOUCHSTONE_CACHE"):
-        return Path(os.environ["TOUCHSTONE_CACHE"])
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "touchstone"
 
 
 def default_data() -> Path:
     """The embedded default corpus, prepared once into the cache and reused."""
     # "-2": prepared with the digit-splitting tokenizer trained on the worlds' text too; a cache of the
     # earlier tokenizer is left alone and not reused.
-    path = default_cache() / "default-corpus-2"
+    path = cache_dir() / "default-corpus-2"
     if not (path / MANIFEST).exists():
         print(f"preparing the embedded default corpus into {path} (once)", file=sys.stderr)
         prepare(default_sources(), path, PrepareConfig())
