@@ -191,12 +191,12 @@ def test_a_time_budget_trains_until_the_deadline_whatever_the_epochs(setup, monk
 
     d, model = setup
     now, rates, calls = [0.0], [], []
-    real_loss, real_lr_at = tf.judge_loss, tf.lr_at
+    real_parts, real_lr_at = tf.judge_loss_parts, tf.lr_at
 
-    def judge_loss(*args, **kw):
+    def judge_loss_parts(*args, **kw):
         calls.append(1)
         now[0] += 2.0 if len(calls) == 1 else 1.0  # the first step slow, as on a machine busy for a moment
-        return real_loss(*args, **kw)
+        return real_parts(*args, **kw)
 
     def lr_at(*args, **kw):
         rates.append(real_lr_at(*args, **kw))
@@ -204,7 +204,7 @@ def test_a_time_budget_trains_until_the_deadline_whatever_the_epochs(setup, monk
 
     monkeypatch.setattr(tf, "clock", lambda: now[0])
     monkeypatch.setattr(tf, "lr_at", lr_at)
-    monkeypatch.setattr(tf, "judge_loss", judge_loss)
+    monkeypatch.setattr(tf, "judge_loss_parts", judge_loss_parts)
     r = finetune(model, [str(d / "train.jsonl")], d / "until-deadline", FinetuneConfig(batch_size=4, minutes=0.5))
     assert r["steps"] == 29 and r["steps_planned"] is None  # 2 s, then 1 s a step, until 30 s: many epochs
     assert rates[-1] == pytest.approx(FinetuneConfig().lr / 10, rel=0.05)

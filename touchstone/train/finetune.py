@@ -72,7 +72,7 @@ from touchstone.train.common import (
     set_lr,
     trainer,
 )
-from touchstone.train.objectives import OBJECTIVES, judge_loss
+from touchstone.train.objectives import OBJECTIVES, judge_loss_parts
 
 DEFAULT_EPOCHS = 2.0
 LM_SEQ_LEN = 256  # tokens per window of the language-model loss (or the model's context, if shorter)
@@ -123,7 +123,10 @@ def heldout_loss(model, windows: Windows | None) -> float | None:
     return mean_lm_loss(model, windows, list(range(min(HELDOUT_WINDOWS, windows.n))), batch_size=8)
 
 
-def judge_accuracy(model, tokenizer, records: list[dict]) -> float:
+def judge_accuracy(model, tokenizer, records: list[dict]) -> float | None:
+    """The judge's accuracy on `records`; None without any (`eval_records: 0`)."""
+    if not records:
+        return None
     verdicts = Judge(model, tokenizer).records(records)
     return sum(judge_right(r, v) for r, v in zip(records, verdicts)) / len(records)
 
@@ -343,14 +346,20 @@ class FinetuneRun:
         whole = self.order.take(cfg.batch_size * self.world)
         batch = whole[self.rank * cfg.batch_size : (self.rank + 1) * cfg.batch_size]
         set_lr(self.opt, lr_at(self.step, cfg.lr, self.warmup, self.steps, spent))
-        loss = judge_loss(
+        self.opt.zero_grad(set_to_none=True)
+        parts = judge_loss_parts(
             self.model, self.tokenizer, batch, cfg.objective, self.bf16, whole=whole if self.world > 1 else None
         )
+        loss = 0.0
+        for part in parts:  # each term's backward before the next forward: one term's activations at a time
+            part.backward()
+            loss += float(part.detach())
         if self.lm_sampler is not None and cfg.lm_weight > 0:
-            loss = loss + cfg.lm_weight * self.lm_share()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        total = sum_gradients(self.model, loss) if self.world > 1 else float(loss.detach())
+            part = cfg.lm_weight * self.lm_share()
+            if isinstance(part, torch.Tensor):
+                part.backward()
+                loss += float(part.detach())
+        total = sum_gradients(self.model, torch.tensor(loss)) if self.world > 1 else loss
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.opt.step()
         self.losses.append(total)

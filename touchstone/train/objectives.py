@@ -54,12 +54,19 @@ def length_groups(lengths: list[int], slack: float = 0.7) -> list[list[int]]:
 def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool, whole: list[dict] | None = None):
     """The fine-tuning loss of one batch of records under `objective`. With `whole`, the global batch of which
     `batch` is this process's share: the share's part of the whole batch's mean loss."""
+    return sum(judge_loss_parts(model, tokenizer, batch, objective, bf16, whole))
+
+
+def judge_loss_parts(model, tokenizer, batch: list[dict], objective: str, bf16: bool, whole: list[dict] | None = None):
+    """`judge_loss` as the terms that sum to it, each a scalar tensor computed when the previous one has
+    been taken: one per length group of answer questions, then the pairwise term. Training calls
+    backward on each as it comes, so only one group's activations are held at a time (a whole batch's
+    were the largest part of fine-tuning's memory); the summed gradient is the same."""
     import torch
     import torch.nn.functional as F
 
     whole = batch if whole is None else whole
     device = next(model.parameters()).device
-    loss = torch.zeros((), device=device)
     answers = [ex for r in batch if answered(r, objective) for ex in answer_examples(r)]
     if answers:
         seqs = [encode(tokenizer, q)[-context_length(model) :] for q, _ in answers]
@@ -69,7 +76,7 @@ def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool, 
             [pair_ids if a in (prompts.ANSWER_A, prompts.ANSWER_B) else claim_ids for _, a in answers], device=device
         )
         target = torch.tensor([int(a in (prompts.ANSWER_B, prompts.ANSWER_FALSE)) for _, a in answers], device=device)
-        total = torch.zeros((), device=device)
+        denominator = sum(len(answer_examples(r)) for r in whole if answered(r, objective))
         for group in length_groups([len(q) for q in seqs]):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = last_logits(model, [seqs[i] for i in group], tokenizer.pad_token_id)
@@ -77,18 +84,17 @@ def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool, 
             # over the whole vocabulary: a full-vocabulary loss first spends its steps lifting tokens
             # that pretraining never saw, and the judge ignores every other token anyway.
             idx = torch.tensor(group, device=device)
-            total = total + F.cross_entropy(logits.gather(1, choices[idx]), target[idx], reduction="sum")
-        loss = loss + total / sum(len(answer_examples(r)) for r in whole if answered(r, objective))
+            yield F.cross_entropy(logits.gather(1, choices[idx]), target[idx], reduction="sum") / denominator
     pairs = [r for r in batch if "a" in r]
     if objective != "answer" and pairs:
+        # One term: a pair's two versions may fall in different length groups, and its margin needs both.
         reqs = [req for r in pairs for req in version_requests(tokenizer, r)]
         groups = length_groups([len(c) + len(x) for c, x in reqs])
         scores = torch.cat([batch_logprobs(model, [reqs[i] for i in g], bf16) for g in groups])
         where = torch.tensor([i for g in groups for i in g], device=device)
         s = torch.zeros_like(scores).scatter(0, where, scores)  # back in request order
         margins = F.logsigmoid(s[0::2] - s[1::2])
-        loss = loss - (margins.mean() if whole is batch else margins.sum() / sum("a" in r for r in whole))
-    return loss
+        yield -(margins.mean() if whole is batch else margins.sum() / sum("a" in r for r in whole))
 
 
 def answered(rec: dict, objective: str) -> bool:
