@@ -221,3 +221,11 @@ def test_callback_sees_every_step(setup):
         callback=lambda step, m, tok: seen.append((step, m.training)),
     )
     assert [s for s, _ in seen] == list(range(5))  # 8 records x 2 / 4 per step: before, then after each of 4
+
+
+def test_no_probe_records_means_no_accuracy_figures(setup):
+    d, model = setup
+    r = finetune(
+        model, [str(d / "train.jsonl")], d / "no-probe", FinetuneConfig(epochs=1, batch_size=4, eval_records=0)
+    )
+    assert r["judge_accuracy_before"] is None and r["judge_accuracy_after"] is None
