@@ -7,6 +7,7 @@ import json
 import re
 
 import pytest
+import torch
 from test_judge import TEXT, tiny_model_dir
 from test_pretrain_ddp import torchrun
 
@@ -75,7 +76,13 @@ def test_two_processes_give_the_numbers_of_one(tasks, tmp_path, monkeypatch):
     batches = []
     real = Shards.map
     monkeypatch.setattr(Shards, "map", lambda self, score, todo: batches.append(len(todo)) or real(self, score, todo))
-    one = evaluate(model, specs, batch_size=BATCH, limit=30)
+    # One thread, as torchrun gives each of its processes: a matrix product's sums then run in one order.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        one = evaluate(model, specs, batch_size=BATCH, limit=30)
+    finally:
+        torch.set_num_threads(threads)
     # Each rank scored its own batches, about half of one process's, and together all of them.
     per_rank = [int(n) for n in re.findall(r"rank \d scored (\d+) batches", r.stderr)]
     assert len(per_rank) == 2 and sum(per_rank) == sum(batches) and min(per_rank) >= sum(batches) // 2 - len(batches)
