@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -69,6 +70,8 @@ def check_config(cfg: LoopConfig, where: str = "config") -> None:
     if not all(isinstance(s, str) and s for s in cfg.sources):
         raise UserError(f"{where}: key 'sources': a list of paths (or hf:NAME datasets)")
     recipe_from_settings(cfg.recipe, f"{where}: recipe")
+    if cfg.verify_on == "ray" and importlib.util.find_spec("ray") is None:
+        raise UserError(f"{where}: key 'verify_on': ray is not installed (pip install -e '.[scale]')")
     if cfg.launcher:
         try:
             program = shlex.split(cfg.launcher)[0]
