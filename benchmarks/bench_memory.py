@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     for i, name in enumerate(steps):
         end = peaks[steps[i + 1]]["start"] if i + 1 < len(steps) else time.monotonic()
         r = peaks[name]
-        print(f"{name:<18} {end - r['start']:>8.0f} {r['tree']:>8.0f} {r['loop']:>8.0f}")
+        if r["tree"]:
+            print(f"{name:<18} {end - r['start']:>8.0f} {r['tree']:>8.0f} {r['loop']:>8.0f}")
+        else:  # over between two samples
+            print(f"{name:<18} {end - r['start']:>8.0f} {'-':>8} {'-':>8}")
     peak = max(r["tree"] for r in peaks.values())
     floor = float(
         subprocess.run(
