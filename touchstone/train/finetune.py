@@ -42,14 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from touchstone.config import Config, field, to_dict
-from touchstone.distributed import (
-    barrier,
-    broadcast,
-    broadcast_object,
-    launched,
-    process_group,
-    sum_gradients,
-)
+from touchstone.distributed import barrier, broadcast, broadcast_object, launched, process_group, sum_gradients
 from touchstone.errors import UserError
 from touchstone.evaluate import weights_sha256
 from touchstone.files import check_output, read_jsonl, sha256_file
