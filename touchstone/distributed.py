@@ -107,15 +107,6 @@ class Shards:
     rank: int = 0
     world: int = 1
 
-    @classmethod
-    def of_group(cls) -> Shards:
-        """This process's place in the process group it has joined; one process if none."""
-        import torch.distributed as dist
-
-        if dist.is_available() and dist.is_initialized():
-            return cls(dist.get_rank(), dist.get_world_size())
-        return cls()
-
     def map(self, score: Callable[[Sequence], list], batches: Sequence[Sequence]) -> list[list]:
         """score(batch) for every batch, each computed by one process; the results of all of them on
         every process. Every process must call it with the same batches."""
@@ -128,6 +119,17 @@ class Shards:
         dist.all_gather_object(parts, mine)  # pickled Python values: the scores are a few floats per item
         merged = {b: r for part in parts for b, r in part.items()}
         return [merged[b] for b in range(len(batches))]
+
+    def per_item(self, score: Callable[[list[int]], list], order: list[int], batch_size: int, n: int) -> list:
+        """A value for each of n items: the items `order` lists, cut in that order into batches of
+        `batch_size`, scored by `map` (score(indices) gives one value per index); 0.0 for items not in
+        `order`. On every process."""
+        batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+        out = [0.0] * n
+        for batch, values in zip(batches, self.map(score, batches)):
+            for i, v in zip(batch, values):
+                out[i] = v
+        return out
 
 
 ONE_PROCESS = Shards()

@@ -104,7 +104,6 @@ class Judge:
 
         seqs = [encode(self.tokenizer, t)[-self.max_len :] for t in texts]
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
-        chunks = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
         bar = progress_bar(len(seqs), "judge", progress)
 
         def score(chunk: list[int]) -> list[float]:
@@ -113,11 +112,8 @@ class Judge:
             bar.update(len(chunk))
             return (logp[:, 0] - logp[:, 1]).tolist()
 
-        out = [0.0] * len(seqs)
         with torch.inference_mode():
-            for chunk, los in zip(chunks, self.shards.map(score, chunks)):
-                for i, lo in zip(chunk, los):
-                    out[i] = lo
+            out = self.shards.per_item(score, order, self.batch_size, len(seqs))
         bar.close()
         return out
 

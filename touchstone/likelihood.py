@@ -63,18 +63,14 @@ def continuation_logprobs(
     import torch
 
     order = sorted(range(len(requests)), key=lambda i: len(requests[i][0]) + len(requests[i][1]), reverse=True)
-    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     bar = progress_bar(len(requests), "log-likelihood", progress)
 
     def score(chunk: list[int]) -> list[float]:
         bar.update(len(chunk))
         return batch_logprobs(model, [requests[i] for i in chunk], bf16).tolist()
 
-    out = [0.0] * len(requests)
     with torch.inference_mode():
-        for chunk, values in zip(chunks, shards.map(score, chunks)):
-            for i, v in zip(chunk, values):
-                out[i] = v
+        out = shards.per_item(score, order, batch_size, len(requests))
     bar.close()
     return out
 
@@ -167,7 +163,6 @@ def score_minimal_pairs(
     fits = [i for i, (g, b) in enumerate(tokens) if 1 + max(len(g), len(b)) <= context_length(model)]
     # Sorted by the length of the row pair_differences builds (good + bad after the shared prefix).
     order = sorted(fits, key=lambda i: sum(map(len, tokens[i])) - _shared_prefix(*tokens[i]), reverse=True)
-    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     scorer = bf16_scorer(model) if bf16 else model
     bar = progress_bar(len(pairs), "minimal pairs", progress)
 
@@ -175,11 +170,8 @@ def score_minimal_pairs(
         bar.update(len(chunk))
         return pair_differences(scorer, prefix, [tokens[i] for i in chunk]).tolist()
 
-    diffs = [0.0] * len(pairs)
     with torch.inference_mode():
-        for chunk, values in zip(chunks, shards.map(score, chunks)):
-            for i, d in zip(chunk, values):
-                diffs[i] = d
+        diffs = shards.per_item(score, order, batch_size, len(pairs))  # 0.0 for the pairs that do not fit
     bar.close()
     margin = NEAR_TIE if bf16 else EXACT_TIE
     redo = sorted(set(range(len(pairs))) - set(fits) | {i for i in fits if abs(diffs[i]) < margin})
