@@ -30,6 +30,8 @@ def test_a_study_scores_the_suites_every_n_steps_and_after_the_last(tmp_path, ca
                 "2",
                 "--limit",
                 "6",
+                "--contrast",
+                "1",
             ]
         )
         == 0
@@ -38,7 +40,7 @@ def test_a_study_scores_the_suites_every_n_steps_and_after_the_last(tmp_path, ca
     assert [p["step"] for p in curve["points"]] == [0, 2, 4, 5]  # 10 records / 2 a step: 5 steps
     first, last = curve["points"][0], curve["points"][-1]
     assert set(last["worlds"]) == {"numbers"} and last["worlds"]["numbers"]["n"] == 6
-    assert {"accuracy", "pairs", "claims", "per_kind"} <= set(last["worlds"]["numbers"])
+    assert {"accuracy", "pairs", "claims", "claims_contrast", "per_kind"} <= set(last["worlds"]["numbers"])
     assert first["train_seconds"] == 0 <= last["train_seconds"]
     assert (out / "curve.png").stat().st_size > 0 and (out / "model" / "MANIFEST.json").is_file()
     assert "| 5 |" in capsys.readouterr().out  # the table's last row

@@ -89,6 +89,24 @@ def test_numbers_claim_in_words_is_checked_exactly():
     assert not world.verify_record(flipped(true)).ok
 
 
+def test_a_numbers_comparison_claim_restates_as_the_pair_its_truth_answers():
+    """The contrast of a comparison claim is its pair question with the claim's first number as a: the
+    tool labels that pair a exactly when the claim is true. Other claims get no contrast."""
+    from touchstone.records import pair_record
+
+    world = get_world("numbers")
+    records = world.render(random.Random(8), 400)
+    comparisons = [r for r in records if not is_pair(r) and r["kind"] in ("larger", "smaller")]
+    assert len(comparisons) > 40 and {r["label"] for r in comparisons} == {True, False}
+    for rec in comparisons:
+        (asked,) = world.contrast(rec, random.Random(0), 1)
+        restated = pair_record(asked["prompt"], asked["a"], asked["b"], "a", world="numbers", kind=rec["kind"])
+        assert world.verify_record(restated).ok == rec["label"], rec["statement"]
+    others = [r for r in records if not is_pair(r) and r["kind"] not in ("larger", "smaller")]
+    assert others and all(world.contrast(r, random.Random(0), 3) == [] for r in others)
+    assert world.contrast({"statement": "Not about numbers."}, random.Random(0), 1) == []
+
+
 def test_colour_distance_separates_gross_and_subtle_wrong_names():
     world = get_world("colour")
     rng = random.Random(6)

@@ -91,6 +91,7 @@ def _study(args):
         every=args.every,
         worlds=args.worlds.split(",") if args.worlds else None,
         limit=args.limit,
+        contrast=args.contrast,
     )
 
 
@@ -192,6 +193,11 @@ OVERWRITE_DIR = (
     "file in it); without this an existing one is an error"
 )
 OVERWRITE_FILE = "replace existing output files; without this an existing one is an error"
+CONTRAST_HELP = (
+    "judge claims through the pair skill, against K truth-blind contrasts of themselves where their world "
+    "writes them (code: K mutants; number comparisons: the pair question the claim restates); 0 (default) "
+    "reads every claim directly"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -270,6 +276,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--every", type=positive_int, default=100, help="steps between points (default 100)")
     s.add_argument("--worlds", help="comma-separated suites to score (default: the worlds of the records)")
     s.add_argument("--limit", type=positive_int, help="at most N records per suite")
+    s.add_argument(
+        "--contrast",
+        type=nonneg_int,
+        default=0,
+        metavar="K",
+        help="also score the claims through the pair skill, as eval --contrast K does (default 0: off)",
+    )
     s.add_argument("--config", help="YAML overlaying the fine-tuning defaults")
     add_arguments(s, FinetuneConfig)
 
@@ -337,14 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overwrite", action="store_true", help=OVERWRITE_FILE)
     s.add_argument("--batch-size", type=positive_int, default=64)
     s.add_argument("--limit", type=positive_int, help="at most N items per task (for quick looks)")
-    s.add_argument(
-        "--contrast",
-        type=nonneg_int,
-        default=0,
-        metavar="K",
-        help="judge claims against K mutants of themselves where their world can make them without "
-        "knowing the truth (code); 0 (default) reads every claim directly",
-    )
+    s.add_argument("--contrast", type=nonneg_int, default=0, metavar="K", help=CONTRAST_HELP)
 
     s = command("debate", _debate, "argue a choice between two wing designs with the simulator's figures")
     s.add_argument("model")

@@ -8,7 +8,8 @@ every `every` steps (and after the last) its callback judges the held-out suites
 the worlds of the training records; `facts-untaught` may be named too) as `touchstone eval` does
 (`touchstone.evaluate.judge_records`), so a curve point is exactly an eval of the model at that step. Each
 point records the steps, the training's own wall and CPU seconds so far (evaluation excluded), and per world
-the accuracy, the pairs' and the claims' accuracy apart, and the accuracy per record kind.
+the accuracy, the pairs' and the claims' accuracy apart, and the accuracy per record kind; with `--contrast
+K`, also the claims' accuracy when judged through the pair skill (`claims_contrast`, "cNN" in the table).
 
 Written to OUT: `curve.json` (atomically, after every point, so a long study can be read while it runs),
 `curve.png` (accuracy against steps, one panel per world, pairs and claims apart), and `model/`, the
@@ -31,6 +32,7 @@ from touchstone.evaluate import judge_records
 from touchstone.files import write_json_atomic
 from touchstone.generate import load_model
 from touchstone.judge import Judge
+from touchstone.records import is_pair
 from touchstone.report import save_figure
 from touchstone.synth import EXTRA_SUITES, heldout_suite
 from touchstone.train.finetune import FinetuneConfig, finetune, read_records
@@ -53,13 +55,17 @@ def study(
     every: int = 100,
     worlds: list[str] | None = None,
     limit: int | None = None,
+    contrast: int = 0,
 ) -> dict:
     """Fine-tune `model_dir` on `data_files` with `cfg`, scoring the held-out suites of `worlds` (at most
-    `limit` records each) every `every` steps; write OUT/curve.json, OUT/curve.png and OUT/model."""
+    `limit` records each) every `every` steps; write OUT/curve.json, OUT/curve.png and OUT/model.
+    `contrast` K > 0 also scores each suite's claims through the pair skill, against K truth-blind
+    contrasts of themselves where their world writes them (`touchstone eval --contrast`), as
+    `claims_contrast` beside the direct `claims`."""
     cfg = cfg or FinetuneConfig()
     out = Path(out)
-    if every < 1 or (limit is not None and limit < 1):
-        raise UserError("study: --every and --limit must be at least 1")
+    if every < 1 or (limit is not None and limit < 1) or contrast < 0:
+        raise UserError("study: --every and --limit must be at least 1, --contrast at least 0")
     if (out / "model").exists():
         raise UserError(f"{out / 'model'}: already exists; choose another --out")
     if worlds is None:
@@ -76,9 +82,10 @@ def study(
         "config": to_dict(cfg),
         "every": every,
         "limit": limit,
+        "contrast": contrast,
         "suite_records": {w: len(s) for w, s in suites.items()},
     }
-    curve = Curve(suites, every, out / "curve.json", header)
+    curve = Curve(suites, every, out / "curve.json", header, contrast)
     out.mkdir(parents=True, exist_ok=True)
     print(_header(worlds), file=sys.stderr)
     report = finetune(model_dir, data_files, out / "model", cfg, callback=curve.callback)
@@ -95,8 +102,8 @@ class Curve:
     """The points of a study, scored from fine-tuning's callback, with the training's own wall and CPU
     seconds (evaluation is off both clocks); written to `path` after every point."""
 
-    def __init__(self, suites: dict[str, list[dict]], every: int, path: Path, header: dict):
-        self.suites, self.every, self.path, self.header = suites, every, path, header
+    def __init__(self, suites: dict[str, list[dict]], every: int, path: Path, header: dict, contrast: int = 0):
+        self.suites, self.every, self.path, self.header, self.contrast = suites, every, path, header, contrast
         self.points: list[Point] = []
         self.wall, self.cpu = 0.0, 0.0
         self.last_wall, self.last_cpu = time.monotonic(), time.process_time()
@@ -107,6 +114,12 @@ class Curve:
     def score(self, step: int, model, tokenizer) -> None:
         judge = Judge(model, tokenizer)
         worlds = {w: _summary(judge_records(judge, recs, progress=False)) for w, recs in self.suites.items()}
+        if self.contrast:
+            for w, recs in self.suites.items():
+                claims = [r for r in recs if not is_pair(r)]
+                if claims:
+                    judged = judge_records(judge, claims, contrast=self.contrast, progress=False)
+                    worlds[w]["claims_contrast"] = judged["claims"]["accuracy"]
         self.points.append(Point(step, round(self.wall, 1), round(self.cpu, 1), worlds))
         print(_row(self.points[-1]), file=sys.stderr, flush=True)
         write_json_atomic(self.path, {**self.header, "points": self.rows()})
@@ -137,7 +150,8 @@ def _header(worlds: list[str]) -> str:
 
 def _cell(s: dict) -> str:
     pc = "/".join(f"{100 * s[f]:.0f}" if f in s else "-" for f in ("pairs", "claims"))
-    return f"{100 * s['accuracy']:.1f} ({pc})"
+    through_pairs = f" c{100 * s['claims_contrast']:.0f}" if "claims_contrast" in s else ""
+    return f"{100 * s['accuracy']:.1f} ({pc}){through_pairs}"
 
 
 def _row(p: Point) -> str:
@@ -177,7 +191,7 @@ def plot_curves(result: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(worlds), figsize=(3.2 * len(worlds), 3), squeeze=False, sharey=True)
     steps = [p["step"] for p in points]
     for ax, w in zip(axes[0], worlds):
-        for key, style in (("accuracy", "-k"), ("pairs", "--b"), ("claims", ":r")):
+        for key, style in (("accuracy", "-k"), ("pairs", "--b"), ("claims", ":r"), ("claims_contrast", "-.m")):
             ys = [100 * p["worlds"][w][key] for p in points if key in p["worlds"][w]]
             if len(ys) == len(steps):
                 ax.plot(steps, ys, style, marker=".", label=key)

@@ -210,6 +210,21 @@ class NumbersWorld(World):
             item["values"] = values
         return item
 
+    def contrast(self, record: dict, rng: random.Random, k: int) -> list[dict]:
+        """A comparison claim as the pair question it restates: "x is larger than y." is "Which number
+        is larger?" with x as a and y as b, whose answer is a exactly when the claim holds. Made from the
+        claim's text alone, so it is blind to the claim's truth. Sums, products and orders have no such
+        restatement: a mutant of a false one is as false as it is, and the judge meets two wrong versions
+        as equals, so those claims are read directly."""
+        try:
+            item = parse_statement(record["statement"])
+        except (KeyError, ValueError):
+            return []
+        if item["op"] not in ("larger", "smaller") or k < 1:
+            return []
+        w = item["words"]
+        return [{"prompt": PAIR_PROMPTS[item["op"]], "a": say(item["x"], w), "b": say(item["y"], w)}]
+
     def verify(self, item: dict) -> Verdict:
         true = truth(item)
         if item["op"] in ("sum", "product"):
