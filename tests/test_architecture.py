@@ -1,16 +1,14 @@
 """The layout's rules, checked over the source: each module small enough to read whole, the package's
-imports a graph without cycles, and no module reaching into another's private names.
-
-sandbox.py is the one module allowed past the size limit: it runs as the sandbox worker's script, a
-single file copied into a bare root, so it cannot be split into a package.
+imports a graph without cycles, no module reaching into another's private names, and the sandbox's
+worker given every file it imports.
 """
 
 import ast
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "touchstone"
 MAX_LINES = 400
-ONE_FILE_BY_NECESSITY = {"touchstone.sandbox"}
 
 
 def modules() -> dict[str, Path]:
@@ -53,7 +51,7 @@ def test_no_module_is_longer_than_the_limit():
     too_long = {
         name: n
         for name, path in modules().items()
-        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES and name not in ONE_FILE_BY_NECESSITY
+        if (n := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert not too_long, f"modules over {MAX_LINES} lines: {too_long}"
 
@@ -96,3 +94,30 @@ def test_the_import_graph_has_no_cycle():
         if node not in state:
             visit(node)
     assert not cycles, " ; ".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_sandbox_worker_is_given_every_file_it_imports():
+    """The worker runs alone under `python -I -S`, Touchstone not importable: every file it imports, at
+    any depth, is one of its siblings imported by plain name and bound beside it (`WORKER_FILES`), and
+    nothing else it imports is outside the standard library."""
+    from touchstone.sandbox import WORKER_FILES
+
+    folder = PACKAGE / "sandbox"
+    siblings = {p.stem for p in folder.glob("*.py")}
+    needed, todo = set(), ["worker"]
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        for node in ast.walk(ast.parse((folder / f"{name}.py").read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                tops = [alias.name.split(".")[0] for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                tops = [(node.module or "").split(".")[0] if not node.level else "."]
+            else:
+                continue
+            for top in tops:
+                assert top in siblings or top in sys.stdlib_module_names, f"{name}.py imports {top}"
+                todo += [top] if top in siblings else []
+    assert sorted(WORKER_FILES) == sorted(f"{name}.py" for name in needed)

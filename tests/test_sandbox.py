@@ -161,22 +161,22 @@ def test_every_isolation_gives_the_same_guarantees_and_verdicts(isolation):
 
 
 def test_a_machine_without_isolation_is_refused_in_one_line(monkeypatch):
-    from touchstone import sandbox
     from touchstone.errors import UserError
+    from touchstone.sandbox import isolation
 
-    monkeypatch.setattr(sandbox, "usable", lambda isolation: False)
+    monkeypatch.setattr(isolation, "usable", lambda name: False)
     with pytest.raises(UserError, match="apt-get install bubblewrap"):
         Sandbox(workers=1)
-    monkeypatch.setenv(sandbox.SETTING, "chroot")
+    monkeypatch.setenv(isolation.SETTING, "chroot")
     with pytest.raises(UserError, match="TOUCHSTONE_SANDBOX=chroot"):
         Sandbox(workers=1)
 
 
 def test_a_directory_under_a_private_parent_is_not_searchable_by_others(tmp_path):
-    from touchstone.sandbox import _searchable_by_others
+    from touchstone.sandbox import searchable_by_others
 
     inner = tmp_path / "private" / "lib"
     inner.mkdir(parents=True)
     (tmp_path / "private").chmod(0o700)
-    assert not _searchable_by_others(str(inner))
-    assert _searchable_by_others("/usr")
+    assert not searchable_by_others(str(inner))
+    assert searchable_by_others("/usr")

@@ -48,7 +48,7 @@ def run(box, code, **kw):
 
 # ----------------------------------------------------------------------------------- forged verdicts
 # Each attack runs inside the wrong function's call, while the test process and the worker are alive.
-# It aims only at the sandbox's own processes (the worker and the test process run this file), so that
+# It aims only at the sandbox's own processes (the worker and the test process run worker.py), so that
 # a sandbox that failed to contain it would not take the machine running the tests down with it.
 SANDBOX_PIDS = """
 import os
@@ -59,7 +59,7 @@ def sandbox_pids():
                 argv = open(f"/proc/{pid}/cmdline", "rb").read()
             except OSError:
                 continue
-            if any(os.path.basename(arg) in (b"sandbox.py", b"worker.py") for arg in argv.split(b"\\0")):
+            if any(os.path.basename(arg) == b"worker.py" for arg in argv.split(b"\\0")):
                 yield int(pid)
 """
 FORGE_THROUGH_PROC_FD = (
