@@ -22,7 +22,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from touchstone.files import shared_data
-from touchstone.sandbox import ISOLATIONS, Sandbox, _interpreter, _worker_argv, usable
+from touchstone.sandbox import ISOLATIONS, Sandbox, interpreter, usable, worker_argv
 from touchstone.worlds.code import CodeWorld, humaneval_item
 
 HUMANEVAL = shared_data() / "humaneval" / "HumanEval.jsonl.gz"
@@ -74,14 +74,14 @@ def main() -> None:
         f"{sum(ok)}/{len(items)} passed"
     )
     print(f"ratio sandbox/plain: {sandboxed / plain:.2f}x")
-    python = _interpreter()
+    python = interpreter()
     bare = launch_ms([python, "-I", "-S", "-c", "pass"])
     print(f"interpreter launch: {bare:.1f} ms bare")
     for isolation in ISOLATIONS:
         if usable(isolation):
             # a worker that builds its root, takes the job limits once and exits: its start-up cost
             with tempfile.TemporaryDirectory(prefix="touchstone-bench-") as new_root:
-                wrapped = launch_ms(_worker_argv(isolation, python, new_root) + ["--probe"])
+                wrapped = launch_ms(worker_argv(isolation, python, new_root) + ["--probe"])
             print(f"worker start in {isolation}: {wrapped:.1f} ms (overhead {wrapped - bare:.1f} ms)")
 
 

@@ -109,6 +109,3 @@ __all__ = [
     "usable",
     "worker_argv",
 ]
-
-# The names these two had when the sandbox was one module (benchmarks/bench_verify_code.py uses them).
-_interpreter, _worker_argv = interpreter, worker_argv
