@@ -40,12 +40,12 @@ GOLDEN = {
     "candidates": "5b14b2c43e27e90a984210c2125a60447879de21081b46eb9aa6ffdff5b1efe0",
     "gate": "daebe230916043a464f3210bdd56891b6ae48fec6ae3514a6b7b35568c316c91",
     "new": "8264eb76cc12aa226d63fec510bd3b0365890f657e533f40c43541aabce282c4",
-    "rework": "afcb6a00646ccc857855f5b81b2293829b2c233112e4df11512f1fd42f227ab3",
+    "rework": "17388af2511d4cbe3d3a0f4394f490e023f246c9a862520132f8cd7a3db1e3c6",
     "recipe": "a990a7f6ec0e465dbe8c0bb388f6d81eff1cf01600ec91df933013379b5b034c",
-    "train_draw": "3ec2290d65d2db6e2776ae5b16b0109c6f60875421a3f127dd3c4daaa5074904",
-    "ledger_generations": "453807721a297a6cecfe9136c73a589e5034c3bcc6205136e8d4e6193607b4b9",
-    "ledger_steps": "f18262f2d794b663a92e0990c7abbb50f153d7689cdba614943153fcf9c26a75",
-    "ledger_tables": "e85a5fcfb030f6ca917f230123e0532e1bd1398fca05a82f8774309d96eb2eeb",
+    "train_draw": "93dd561e9b25488f00244a48c32df28588c24bcfa88174e45196655df564e0c5",
+    "ledger_generations": "c82870db6b426da7145eb8b1a0e3b43119df839d09c1bf7d261bac5a8753a151",
+    "ledger_steps": "eb9c7fe04fdad8e41f898104dabf8641e91543d8389948790cb2cf412e6e227d",
+    "ledger_tables": "297fb9f26321ba94384e71628a089d5526ad7e9774d9a38ab7d08a48e220856f",
 }
 
 # Step summaries left out of the hash, and why: pretrain and train hold their manifests (wall time,

@@ -27,7 +27,7 @@ from pathlib import Path
 from touchstone.distributed import ONE_PROCESS, Shards
 from touchstone.errors import UserError
 from touchstone.files import MANIFEST, check_manifest, read_text
-from touchstone.model import context_length
+from touchstone.model import FAST_GELU, context_length
 
 WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
 
@@ -35,7 +35,7 @@ WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.b
 def load_model(model_dir: str | Path):
     """(model in eval mode, tokenizer) from a model directory; UserError if it is not a complete model."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     path = Path(model_dir)
     if not path.is_dir():
@@ -46,7 +46,10 @@ def load_model(model_dir: str | Path):
         raise UserError(f"{path}: not a complete model directory (needs config.json and weights)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32)
+        config = AutoConfig.from_pretrained(str(path))
+        if getattr(config, "activation_function", None) == "gelu_new":  # a GPT-2 saved before FAST_GELU
+            config.activation_function = FAST_GELU
+        model = AutoModelForCausalLM.from_pretrained(str(path), config=config, dtype=torch.float32)
     except Exception as e:  # noqa: BLE001 - see below
         # Whatever broken files make transformers, safetensors or torch raise (OSError, ValueError,
         # SafetensorError, UnpicklingError...), the cause is the directory's content.

@@ -41,6 +41,9 @@ def size_defaults(size: str) -> dict:
     return SIZES[size]
 
 
+FAST_GELU = "gelu_pytorch_tanh"
+
+
 def make_config(size: str, vocab_size: int, **overrides):
     """A `transformers.GPT2Config` for `size`; `overrides` are GPT2Config fields (e.g. n_positions)."""
     from transformers import GPT2Config
@@ -57,6 +60,10 @@ def make_config(size: str, vocab_size: int, **overrides):
         "resid_pdrop": 0.0,
         "embd_pdrop": 0.0,
         "attn_pdrop": 0.0,
+        # GPT-2's own tanh-approximated GELU ("gelu_new") as one fused PyTorch kernel rather than five
+        # elementwise ops: the same function (logits agree within 1e-6), and judging a batch ran 21%
+        # faster on the 2-core CPU (docs/training.md).
+        "activation_function": FAST_GELU,
         "tie_word_embeddings": True,
         # Touchstone's tokenizer reserves <|endoftext|> at id 0; it starts and ends every document.
         "bos_token_id": 0,
