@@ -49,11 +49,11 @@ from touchstone.distributed import ONE_PROCESS, Shards, broadcast_object, launch
 from touchstone.errors import UserError
 from touchstone.files import check_output, read_jsonl, read_text, sha256_file, write_json_atomic
 from touchstone.generate import WEIGHTS, load_model, perplexity_of, sample
-from touchstone.judge import Judge, progress_bar
+from touchstone.judge import Judge
 from touchstone.likelihood import NEAR_TIE, score_minimal_pairs
 from touchstone.metrics import classification, wilson
 from touchstone.records import is_pair, jsonl_files, read_claims, read_minimal_pairs, read_pairs
-from touchstone.report import report_files, write_report
+from touchstone.report import progress_bar, report_files, write_report
 from touchstone.synth import EXTRA_SUITES, heldout_suite
 from touchstone.train.common import default_bf16, default_device, git_commit
 from touchstone.worlds import WORLDS, get_world

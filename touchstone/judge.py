@@ -33,7 +33,9 @@ from pathlib import Path
 from touchstone import prompts
 from touchstone.distributed import ONE_PROCESS, Shards
 from touchstone.generate import load_model
+from touchstone.model import context_length
 from touchstone.records import is_pair
+from touchstone.report import progress_bar
 
 
 def ensure_special_tokens(model, tokenizer) -> list[str]:
@@ -54,11 +56,6 @@ def encode(tokenizer, text: str) -> list[int]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     eos = tokenizer.convert_tokens_to_ids(prompts.EOS)
     return [eos] + ids
-
-
-def context_length(model) -> int:
-    c = model.config
-    return getattr(c, "n_positions", None) or getattr(c, "max_position_embeddings", None) or 1024
 
 
 def last_logits(model, seqs: list[list[int]], pad_id: int):
@@ -249,10 +246,3 @@ class AsyncJudge:
 
 def _sigmoid(x: float) -> float:
     return 1 / (1 + math.exp(-x)) if x >= 0 else math.exp(x) / (1 + math.exp(x))
-
-
-def progress_bar(total: int, desc: str, enabled: bool):
-    from tqdm import tqdm
-
-    # Only worth drawing for long jobs; tqdm writes to stderr, so JSON on stdout stays clean.
-    return tqdm(total=total, desc=desc, disable=not enabled or total < 512, leave=False)

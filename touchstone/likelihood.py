@@ -12,7 +12,8 @@ margin (docs/evaluation.md: how far it was measured to move them; benchmarks/ben
 from __future__ import annotations
 
 from touchstone.distributed import ONE_PROCESS, Shards
-from touchstone.judge import context_length, progress_bar
+from touchstone.model import context_length
+from touchstone.report import progress_bar
 
 # nats: the margin within which a bf16 verdict is rescored in fp32 (docs/evaluation.md: over 3x the
 # largest move measured).
@@ -89,20 +90,13 @@ def _shared_prefix(good: list[int], bad: list[int]) -> int:
 
 def bf16_scorer(model):
     """A bf16 copy of `model` for the minimal-pair pass: weights cast once (autocast re-casts them at every
-    call) and GPT-2's composed tanh-GELU swapped for PyTorch's
-    fused kernel of the same formula. The copy's verdicts are only a first pass; near-ties are rescored
-    with the fp32 original (`score_minimal_pairs`)."""
+    call). The copy's verdicts are only a first pass; near-ties are rescored with the fp32 original
+    (`score_minimal_pairs`)."""
     import copy
 
     import torch
-    from transformers.activations import NewGELUActivation, PytorchGELUTanh
 
-    scorer = copy.deepcopy(model).to(torch.bfloat16).eval()
-    for module in list(scorer.modules()):
-        for name, child in module.named_children():
-            if isinstance(child, NewGELUActivation):
-                setattr(module, name, PytorchGELUTanh())
-    return scorer
+    return copy.deepcopy(model).to(torch.bfloat16).eval()
 
 
 def pair_differences(model, prefix_id: int, pairs: list[tuple[list[int], list[int]]]):

@@ -145,3 +145,10 @@ def write_report(results: dict, directory: str | Path, name: str = "eval") -> Pa
     path = directory / f"{name}.md"
     write_text_atomic(path, "\n".join(lines) + "\n")
     return path
+
+
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar on stderr (so JSON on stdout stays clean), drawn only for jobs long enough to watch."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled or total < 512, leave=False)
