@@ -75,5 +75,5 @@ def synthesize(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
         "candidates": len(candidates),
         "made": made,
         "gate": len(gate),
-        "champion_unparseable_numbers": unparseable.get("numbers", 0),
+        "champion_unparseable": unparseable,
     }

@@ -20,9 +20,14 @@ from touchstone.loop.ledger import BOOTSTRAP_STEPS, STEPS, generation_stats
 from touchstone.loop.workspace import Workspace
 from touchstone.serve.errors import Conflict, Unavailable
 from touchstone.serve.views import History
+from touchstone.worlds import WORLDS, world_class
 
-# Worlds that can read a question a person typed: language needs the provenance a record carries.
-RECOGNISING = ("numbers", "code", "colour", "facts", "wing")
+
+def recognising() -> list[str]:
+    """The worlds that can read a question a person typed (`World.reads_typed_questions`)."""
+    return [name for name in WORLDS if world_class(name).reads_typed_questions]
+
+
 NOT_RECOGNISED = ("unparseable", "no_provenance")  # verify_record's reasons for "this text is not mine"
 
 
@@ -126,7 +131,7 @@ class Worlds:
         right answer, "label_disagrees" means b is, any other reason means the tool cannot tell."""
         is_pair = "a" in record
         probe = {**record, "label": "a" if is_pair else True}
-        for name in RECOGNISING:
+        for name in recognising():
             try:
                 verdict = self.get(name).verify_many([probe])[0]
             except (ValueError, KeyError, TypeError):  # the code world raises for text that is not code

@@ -98,6 +98,9 @@ class World:
     suite_size: int = 600
     extra_suites: ClassVar[dict[str, str]] = {}  # further held-out suites of this world: suite name -> split
     reads_corpus: bool = False  # made with `source=` a corpus (`touchstone.worlds.get_world(corpus=...)`)
+    # Whether `verify_record` can answer a question a person typed, from its text alone (the web app's
+    # tool verdict beside the judge's); language cannot: it needs the provenance its own records carry.
+    reads_typed_questions: bool = True
     champion_tokens: int = 0  # tokens the champion writes per sample, where it can write one (`champion_prompts`)
 
     def sample(self, rng: random.Random) -> dict:

@@ -147,6 +147,7 @@ class LanguageWorld(World):
     # 5: the grammar's phenomena
     version = 5
     reads_corpus = True
+    reads_typed_questions = False
 
     def __init__(self, source: str | list[str] | None = None):
         if source is None:

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from touchstone.errors import UserError
 from touchstone.records import is_judged, is_pair, parse_record
 from touchstone.serve.errors import NotFound, Unavailable
-from touchstone.serve.state import RECOGNISING, state_of
+from touchstone.serve.state import recognising, state_of
 from touchstone.worlds import WORLDS, get_world
 
 # 20,000 characters holds the longest question any world writes (a code pair with its tests is about
@@ -139,7 +139,7 @@ async def examples():
 
 def _make_examples() -> list[dict]:
     out = []
-    for name in RECOGNISING:
+    for name in recognising():
         records = get_world(name).render(random.Random(1), 8)
         pair = next((r for r in records if is_pair(r)), None)
         if pair is not None:
