@@ -28,7 +28,7 @@ from pathlib import Path
 
 from touchstone.config import to_dict
 from touchstone.errors import UserError
-from touchstone.evaluate import judge_records
+from touchstone.evaluate import claim_contrast, judge_records
 from touchstone.files import write_json_atomic
 from touchstone.generate import load_model
 from touchstone.judge import Judge
@@ -104,6 +104,14 @@ class Curve:
 
     def __init__(self, suites: dict[str, list[dict]], every: int, path: Path, header: dict, contrast: int = 0):
         self.suites, self.every, self.path, self.header, self.contrast = suites, every, path, header, contrast
+        # The claims to judge again through the pair skill: only worlds that write a contrast for some of
+        # them, since for the others the second reading would repeat the direct one.
+        asked = claim_contrast(contrast) if contrast else None
+        self.contrasted = {
+            w: claims
+            for w, recs in suites.items()
+            if asked and (claims := [r for r in recs if not is_pair(r)]) and any(asked(r) for r in claims)
+        }
         self.points: list[Point] = []
         self.wall, self.cpu = 0.0, 0.0
         self.last_wall, self.last_cpu = time.monotonic(), time.process_time()
@@ -114,12 +122,12 @@ class Curve:
     def score(self, step: int, model, tokenizer) -> None:
         judge = Judge(model, tokenizer)
         worlds = {w: _summary(judge_records(judge, recs, progress=False)) for w, recs in self.suites.items()}
-        if self.contrast:
-            for w, recs in self.suites.items():
-                claims = [r for r in recs if not is_pair(r)]
-                if claims:
-                    judged = judge_records(judge, claims, contrast=self.contrast, progress=False)
-                    worlds[w]["claims_contrast"] = judged["claims"]["accuracy"]
+        for w, claims in self.contrasted.items():
+            judged = judge_records(judge, claims, contrast=self.contrast, progress=False)
+            worlds[w]["claims_contrast"] = judged["claims"]["accuracy"]
+        for w in set(self.suites) - set(self.contrasted):
+            if self.contrast and "claims" in worlds[w]:  # no claim of it has a contrast: read directly, as above
+                worlds[w]["claims_contrast"] = worlds[w]["claims"]
         self.points.append(Point(step, round(self.wall, 1), round(self.cpu, 1), worlds))
         print(_row(self.points[-1]), file=sys.stderr, flush=True)
         write_json_atomic(self.path, {**self.header, "points": self.rows()})
