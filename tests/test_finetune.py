@@ -229,3 +229,43 @@ def test_no_probe_records_means_no_accuracy_figures(setup):
         model, [str(d / "train.jsonl")], d / "no-probe", FinetuneConfig(epochs=1, batch_size=4, eval_records=0)
     )
     assert r["judge_accuracy_before"] is None and r["judge_accuracy_after"] is None
+
+
+def test_derivation_loss_is_the_next_token_loss_of_the_working_after_the_answer(setup):
+    """With derivation_weight w, the loss adds w x each example's mean next-token loss over its world's
+    working written after the answer token; records of a world without working add nothing."""
+    import torch
+    import torch.nn.functional as F
+
+    from touchstone.generate import load_model
+    from touchstone.judge import encode
+    from touchstone.train.objectives import answer_examples, derivations
+
+    _d, path = setup
+    model, tok = load_model(path)
+    numbers = [
+        pair_record("Which number is larger?", "87612", "87576", "a", world="numbers", kind="larger"),
+        claim_record("31 is smaller than 4.", False, world="numbers", kind="smaller"),
+    ]
+    assert derivations(numbers[0]) == [
+        " 87612 and 87576 have 5 digits each and first differ at digit 3: 6 against 5.",
+        " 87576 and 87612 have 5 digits each and first differ at digit 3: 5 against 6.",
+    ]
+    assert derivations(numbers[1]) == [" 31 has 2 digits and 4 has 1."]
+    batch = numbers + records(2)
+    assert all(d is None for r in records(2) for d in derivations(r))
+    with torch.no_grad():
+        plain = float(judge_loss(model, tok, batch, "answer", bf16=False))
+        weighted = float(judge_loss(model, tok, batch, "answer", bf16=False, derivation_weight=0.5))
+        extra, n = 0.0, 0
+        for r in batch:
+            for (q, a), d in zip(answer_examples(r), derivations(r)):
+                n += 1
+                if d is None:
+                    continue
+                tail = tok(d, add_special_tokens=False)["input_ids"][: 128 // 4]  # a quarter of the context at most
+                seq = encode(tok, q) + [tok.convert_tokens_to_ids(a)] + tail
+                logits = model(input_ids=torch.tensor([seq])).logits[0]
+                extra += float(F.cross_entropy(logits[-len(tail) - 1 : -1], torch.tensor(tail)))
+    assert weighted == pytest.approx(plain + 0.5 * extra / n, abs=1e-5)
+    assert float(judge_loss(model, tok, batch, "answer", bf16=False, derivation_weight=0.0)) == pytest.approx(plain)

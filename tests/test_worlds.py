@@ -73,7 +73,7 @@ def test_mutate_turns_a_true_item_false(name):
 
 
 def test_numbers_words_read_back_exactly():
-    from touchstone.worlds.numbers import parse_number, to_words
+    from touchstone.worlds.number_words import parse_number, to_words
 
     rng = random.Random(5)
     for n in [0, 13, 40, 100, 1000, 999_999] + [rng.randint(0, 999_999) for _ in range(500)]:
@@ -371,3 +371,27 @@ def test_facts_suite_asks_taught_facts_in_phrasings_training_never_uses():
         assert all(world.verify_record(r).ok for r in suite)
         assert {r["kind"].split(":")[0] for r in suite} == {"question", "rephrased"}
         assert {bucket(world, item) for item in true_facts(suite)} == {wanted}
+
+
+def test_numbers_derivation_is_the_working_read_from_the_record_text():
+    from touchstone.records import claim_record, pair_record
+    from touchstone.worlds import get_world
+
+    w = get_world("numbers")
+    assert w.derivation(
+        claim_record("Seventy-five times thirteen is 900.", False, world="numbers", kind="product")
+    ) == (" Seventy-five is 75. thirteen is 13. 75 * 13 = 975.")
+    assert w.derivation(pair_record("What is 37 plus 45?", "82", "83", "a", world="numbers", kind="sum")) == (
+        " 37 + 45 = 82."
+    )
+    assert w.derivation(
+        pair_record("Which list is in increasing order?", "3, 9, 5", "3, 5, 9", "b", world="numbers", kind="order")
+    ) == (" In increasing order: 3, 5, 9.")
+    assert w.derivation(claim_record("6 is larger than 12.", False, world="numbers", kind="larger")) == (
+        " 6 has 1 digit and 12 has 2."
+    )
+    assert w.derivation(claim_record("The moon is made of cheese.", False, world="numbers", kind="larger")) is None
+    assert (
+        get_world("facts").derivation(claim_record("Paris is the capital of France.", True, world="facts", kind="x"))
+        is None
+    )

@@ -11,6 +11,7 @@ commands that never train (`touchstone --help`, the loop's recipe) must not pay 
 from __future__ import annotations
 
 import math
+import random
 import shutil
 import subprocess
 import sys
@@ -111,6 +112,21 @@ class Sampler:
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "cursor": self.cursor}
+
+
+class RecordOrder:
+    """The records in a fresh shuffle per pass, taken a batch at a time; a batch may span two passes."""
+
+    def __init__(self, records: list[dict], rng: random.Random):
+        self.records, self.rng, self.queue = records, rng, []
+
+    def take(self, n: int) -> list[dict]:
+        if len(self.queue) < n:
+            fresh = self.records[:]
+            self.rng.shuffle(fresh)
+            self.queue += fresh
+        batch, self.queue = self.queue[:n], self.queue[n:]
+        return batch
 
 
 # --------------------------------------------------------------------------------- schedule, optimizer

@@ -17,6 +17,8 @@ model's own preference between sentences (minimal-pair evaluation), "pairwise" o
 is the one that helps; run after "answer" it kept the judge's gains (docs/training.md has the runs).
 With `text_data` (a prepared data directory), `lm_weight` x the language-model loss on its training
 tokens is added at every step, and perplexity on its validation tokens is reported before and after.
+Where a record's world writes out the working behind its answer, `derivation_weight` x the next-token
+loss of that working after the answer token is added (`touchstone.train.objectives`).
 
 Data parallel: under `torchrun` (WORLD_SIZE > 1) every process joins a process group, gloo on CPUs and
 nccl on GPUs (`touchstone.distributed`). A step draws one global batch of `batch_size * world_size`
@@ -51,6 +53,7 @@ from touchstone.judge import Judge, ensure_special_tokens
 from touchstone.model import context_length
 from touchstone.records import is_pair, jsonl_files, judge_right, parse_record
 from touchstone.train.common import (
+    RecordOrder,
     Sampler,
     Windows,
     budget_spent,
@@ -85,6 +88,12 @@ class FinetuneConfig(Config):
     objective: str = field("answer", help="answer | pairwise | mix (see the module docstring)", choices=OBJECTIVES)
     lm_weight: float = field(0.5, help="weight of the language-model loss on text_data (0: off)", min=0)
     text_data: str | None = field(None, help="prepared data directory for the language-model loss and perplexity")
+    derivation_weight: float = field(
+        0.0,
+        help="weight of the next-token loss on the working a record's world writes after its answer "
+        "(touchstone.train.objectives; 0: off)",
+        min=0,
+    )
     seed: int = field(0, help="seed for data order")
     bf16: bool | None = field(None, help="bf16 autocast (default: on a GPU or a CPU with native bf16)")
     eval_records: int = field(
@@ -137,9 +146,12 @@ def check_config(cfg: FinetuneConfig) -> FinetuneConfig:
         or cfg.batch_size < 1
         or cfg.lr <= 0
         or cfg.lm_weight < 0
+        or cfg.derivation_weight < 0
         or (cfg.minutes is not None and cfg.minutes <= 0)
     ):
-        raise UserError("finetune: epochs, batch_size, lr and minutes must be positive, lm_weight at least 0")
+        raise UserError(
+            "finetune: epochs, batch_size, lr and minutes must be positive, lm_weight and derivation_weight at least 0"
+        )
     return cfg
 
 
@@ -243,21 +255,6 @@ def train_and_save(
     return {"out": str(out), **stats}
 
 
-class RecordOrder:
-    """The records in a fresh shuffle per pass, taken a batch at a time; a batch may span two passes."""
-
-    def __init__(self, records: list[dict], rng: random.Random):
-        self.records, self.rng, self.queue = records, rng, []
-
-    def take(self, n: int) -> list[dict]:
-        if len(self.queue) < n:
-            fresh = self.records[:]
-            self.rng.shuffle(fresh)
-            self.queue += fresh
-        batch, self.queue = self.queue[:n], self.queue[n:]
-        return batch
-
-
 class FinetuneRun:
     """The steps of one fine-tuning: optimizer, record order, language-model windows, budget and losses.
     Its clock leaves out the time spent in the callback, so a study's evaluations cost no training time.
@@ -341,7 +338,13 @@ class FinetuneRun:
         set_lr(self.opt, lr_at(self.step, cfg.lr, self.warmup, self.steps, spent))
         self.opt.zero_grad(set_to_none=True)
         parts = judge_loss_parts(
-            self.model, self.tokenizer, batch, cfg.objective, self.bf16, whole=whole if self.world > 1 else None
+            self.model,
+            self.tokenizer,
+            batch,
+            cfg.objective,
+            self.bf16,
+            whole=whole if self.world > 1 else None,
+            derivation_weight=cfg.derivation_weight,
         )
         loss = 0.0
         for part in parts:  # each term's backward before the next forward: one term's activations at a time

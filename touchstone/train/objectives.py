@@ -3,14 +3,25 @@ loss of one batch of records, on the judge's own question format (touchstone.pro
 
 Under data parallelism each process computes the loss of its share of the global batch as that share's
 part of the whole batch's mean, so the sum of the ranks' gradients is the gradient of the whole batch.
+
+Derivations: where a record's world writes out the working behind its answer (`World.derivation`, from
+the record's own text, e.g. where two numbers first differ), the answer objective also trains the model
+to write that working after the answer token, weighted by `derivation_weight`. The answer position
+comes before the derivation, so what the judge reads is unchanged and judging needs no generation; the
+derivation only shapes what the model learns to represent. Why: on the number-comparison probe
+(docs/learning-curves.md), a model that also had to predict the derivation left the plateau where the
+answer-only model sat at chance for the same steps.
 """
 
 from __future__ import annotations
 
+import functools
+
 from touchstone import prompts
-from touchstone.judge import encode, last_logits
+from touchstone.judge import encode
 from touchstone.likelihood import batch_logprobs
 from touchstone.model import context_length
+from touchstone.worlds import WORLDS, get_world
 
 OBJECTIVES = ("answer", "pairwise", "mix")
 
@@ -26,6 +37,50 @@ def answer_examples(rec: dict) -> list[tuple[str, str]]:
             (prompts.pair_prompt(rec["prompt"], rec["b"], rec["a"]), second),
         ]
     return [(prompts.claim_prompt(rec["statement"]), prompts.ANSWER_TRUE if rec["label"] else prompts.ANSWER_FALSE)]
+
+
+@functools.cache
+def _world(name: str):
+    return get_world(name)
+
+
+def derivations(rec: dict) -> list[str | None]:
+    """The derivation to train after each of `answer_examples(rec)`'s answers (None: none), from the
+    record's world: for a pair, the working of each order as it is shown."""
+    if rec.get("world") not in WORLDS:
+        return [None] * (2 if "a" in rec else 1)
+    world = _world(rec["world"])
+    if "a" in rec:
+        return [world.derivation(rec), world.derivation({**rec, "a": rec["b"], "b": rec["a"]})]
+    return [world.derivation(rec)]
+
+
+def answer_positions(model, seqs: list[list[int]], answer_at: list[int], tails: list[list[int]], pad_id: int):
+    """One right-padded forward pass over question + answer + derivation sequences: the fp32 logits at
+    each answer position, and the summed next-token loss of each sequence's derivation (`tails`, the
+    tokens after the answer; zero where empty). Only those positions go through the output layer."""
+    import torch
+    import torch.nn.functional as F
+
+    device = next(model.parameters()).device
+    width = max(len(s) for s in seqs)
+    x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        x[i, : len(s)] = torch.tensor(s)
+    hidden = model.base_model(input_ids=x.to(device)).last_hidden_state
+    head = model.get_output_embeddings()
+    rows = torch.arange(len(seqs), device=device)
+    answers = head(hidden[rows, torch.tensor(answer_at, device=device)]).float()
+    tail_loss = torch.zeros(len(seqs), device=device)
+    # The token at answer_at + 1 is the answer; the derivation's k-th token is predicted from the
+    # position before it, answer_at + 1 + k.
+    where = [(i, answer_at[i] + 1 + k) for i, t in enumerate(tails) for k in range(len(t))]
+    if where:
+        r, c = (torch.tensor(v, device=device) for v in zip(*where))
+        target = torch.tensor([tok for t in tails for tok in t], device=device)
+        losses = F.cross_entropy(head(hidden[r, c]).float(), target, reduction="none")
+        tail_loss = tail_loss.index_add(0, r, losses / torch.tensor([len(tails[i]) for i in r.tolist()], device=device))
+    return answers, tail_loss
 
 
 def version_requests(tokenizer, rec: dict) -> list[tuple[list[int], list[int]]]:
@@ -51,13 +106,29 @@ def length_groups(lengths: list[int], slack: float = 0.7) -> list[list[int]]:
     return groups
 
 
-def judge_loss(model, tokenizer, batch: list[dict], objective: str, bf16: bool, whole: list[dict] | None = None):
+def judge_loss(
+    model,
+    tokenizer,
+    batch: list[dict],
+    objective: str,
+    bf16: bool,
+    whole: list[dict] | None = None,
+    derivation_weight: float = 0.0,
+):
     """The fine-tuning loss of one batch of records under `objective`. With `whole`, the global batch of which
     `batch` is this process's share: the share's part of the whole batch's mean loss."""
-    return sum(judge_loss_parts(model, tokenizer, batch, objective, bf16, whole))
+    return sum(judge_loss_parts(model, tokenizer, batch, objective, bf16, whole, derivation_weight))
 
 
-def judge_loss_parts(model, tokenizer, batch: list[dict], objective: str, bf16: bool, whole: list[dict] | None = None):
+def judge_loss_parts(
+    model,
+    tokenizer,
+    batch: list[dict],
+    objective: str,
+    bf16: bool,
+    whole: list[dict] | None = None,
+    derivation_weight: float = 0.0,
+):
     """`judge_loss` as the terms that sum to it, each a scalar tensor computed when the previous one has
     been taken: one per length group of answer questions, then the pairwise term. Training calls
     backward on each as it comes, so only one group's activations are held at a time (a whole batch's
@@ -67,9 +138,19 @@ def judge_loss_parts(model, tokenizer, batch: list[dict], objective: str, bf16: 
 
     whole = batch if whole is None else whole
     device = next(model.parameters()).device
-    answers = [ex for r in batch if answered(r, objective) for ex in answer_examples(r)]
+    answered_records = [r for r in batch if answered(r, objective)]
+    answers = [ex for r in answered_records for ex in answer_examples(r)]
     if answers:
-        seqs = [encode(tokenizer, q)[-context_length(model) :] for q, _ in answers]
+        ctx = context_length(model)
+        if derivation_weight > 0:
+            working = [d for r in answered_records for d in derivations(r)]
+            # At most a quarter of the context, so the question keeps the rest.
+            tails = [tokenizer(d, add_special_tokens=False)["input_ids"][: ctx // 4] if d else [] for d in working]
+        else:
+            tails = [[] for _ in answers]
+        questions = [encode(tokenizer, q)[-(ctx - 1 - len(t)) :] for (q, _), t in zip(answers, tails)]
+        answer_ids = tokenizer.convert_tokens_to_ids([a for _, a in answers])
+        seqs = [q + ([a] + t if t else []) for q, a, t in zip(questions, answer_ids, tails)]
         pair_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_A, prompts.ANSWER_B])
         claim_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_TRUE, prompts.ANSWER_FALSE])
         choices = torch.tensor(
@@ -79,12 +160,19 @@ def judge_loss_parts(model, tokenizer, batch: list[dict], objective: str, bf16: 
         denominator = sum(len(answer_examples(r)) for r in whole if answered(r, objective))
         for group in length_groups([len(q) for q in seqs]):
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                logits = last_logits(model, [seqs[i] for i in group], tokenizer.pad_token_id)
+                logits, tail_loss = answer_positions(
+                    model,
+                    [seqs[i] for i in group],
+                    [len(questions[i]) - 1 for i in group],
+                    [tails[i] for i in group],
+                    tokenizer.pad_token_id,
+                )
             # Cross-entropy over the two answer tokens the judge reads (its renormalized log-odds), not
             # over the whole vocabulary: a full-vocabulary loss first spends its steps lifting tokens
             # that pretraining never saw, and the judge ignores every other token anyway.
             idx = torch.tensor(group, device=device)
-            yield F.cross_entropy(logits.gather(1, choices[idx]), target[idx], reduction="sum") / denominator
+            answer = F.cross_entropy(logits.gather(1, choices[idx]), target[idx], reduction="sum")
+            yield (answer + derivation_weight * tail_loss.sum()) / denominator
     pairs = [r for r in batch if "a" in r]
     if objective != "answer" and pairs:
         # One term: a pair's two versions may fall in different length groups, and its margin needs both.

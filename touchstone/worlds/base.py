@@ -152,6 +152,13 @@ class World:
         (numbers computes the right sum to miss it, facts looks up the right capital)."""
         return []
 
+    def derivation(self, record: dict) -> str | None:
+        """The working the world's tool does to reach a pair or claim record's answer, in words (where two
+        numbers first differ), computed from the record's own text; None where the world writes none.
+        Fine-tuning trains the judge to write it after its answer token (`FinetuneConfig.derivation_weight`):
+        the answer position never sees it, so judging does not change and needs no generation."""
+        return None
+
     def texts(self, rng: random.Random, n: int) -> list[str]:
         """The text of about n records, for tokenizer training (`touchstone.tokenizer.world_texts`): the
         questions and versions exactly as `render` writes them. Worlds whose tool is slow write the

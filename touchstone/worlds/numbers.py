@@ -7,9 +7,7 @@ than fifty-three") or {"op": "sum", "x": 37, "y": 45, "claimed": 82, "words": fa
 Guaranteed: every rendered record is re-verified from its own text (`verify_record` parses the words
 or digits back), so a record whose label disagrees with the arithmetic is caught.
 Not covered: negative numbers, fractions, numbers of a million or more in words.
-The number words are written here (about thirty lines) rather than taken from num2words, because the
-verifier must also read them back exactly and a parser for one fixed spelling is simpler than
-following a package's spelling choices (num2words writes "and", commas, and varies by version).
+The number words are in `touchstone.worlds.number_words`.
 """
 
 from __future__ import annotations
@@ -26,68 +24,9 @@ from touchstone.worlds.base import (
     claim_agreement,
     ordered,
 )
-
-ONES = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-    "thirteen",
-    "fourteen",
-    "fifteen",
-    "sixteen",
-    "seventeen",
-    "eighteen",
-    "nineteen",
-]
-TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-WORD_VALUE = {w: i for i, w in enumerate(ONES)} | {w: 10 * i for i, w in enumerate(TENS) if w}
-MAX_WORDS = 999_999
+from touchstone.worlds.number_words import MAX_WORDS, parse_number, to_words
 
 OPS = ("larger", "smaller", "sum", "product", "order")
-
-
-def to_words(n: int) -> str:
-    """American English without "and": 1205 -> "one thousand two hundred five"."""
-    if not 0 <= n <= MAX_WORDS:
-        raise ValueError(f"{n} is outside 0..{MAX_WORDS}")
-    if n < 20:
-        return ONES[n]
-    if n < 100:
-        return TENS[n // 10] + ("-" + ONES[n % 10] if n % 10 else "")
-    if n < 1000:
-        return ONES[n // 100] + " hundred" + (" " + to_words(n % 100) if n % 100 else "")
-    return to_words(n // 1000) + " thousand" + (" " + to_words(n % 1000) if n % 1000 else "")
-
-
-def parse_number(text: str) -> int:
-    """Digits ("1,205" or "1205") or the words `to_words` writes; ValueError for anything else."""
-    text = text.strip().lower()
-    if re.fullmatch(r"\d{1,3}(,\d{3})*|\d+", text):
-        return int(text.replace(",", ""))
-    total = current = 0
-    words = text.replace("-", " ").split()
-    if not words:
-        raise ValueError("empty number")
-    for w in words:
-        if w in WORD_VALUE:
-            current += WORD_VALUE[w]
-        elif w == "hundred" and current:
-            current *= 100
-        elif w == "thousand" and current and not total:
-            total, current = current * 1000, 0
-        elif w != "and":
-            raise ValueError(f"not a number word: {w!r}")
-    return total + current
 
 
 def say(n: int, words: bool) -> str:
@@ -163,6 +102,57 @@ PAIR_PROMPTS = {
     "order": "Which list is in increasing order?",
 }
 PAIR_PROMPT_RE = re.compile(r"What is (?P<x>.+) (?P<op>plus|times) (?P<y>.+)\?")
+
+
+def comparison(x: int, y: int) -> str:
+    """Where two numbers part: their lengths, or the first digit at which they differ."""
+    sx, sy = str(x), str(y)
+    if len(sx) != len(sy):
+        return f" {x} has {digits(len(sx))} and {y} has {len(sy)}."
+    i = next(k for k in range(len(sx)) if sx[k] != sy[k])
+    return f" {x} and {y} have {digits(len(sx))} each and first differ at digit {i + 1}: {sx[i]} against {sy[i]}."
+
+
+def digits(n: int) -> str:
+    return f"{n} digit" + ("s" if n != 1 else "")
+
+
+def working(op: str, texts: list[str]) -> str:
+    """The derivation of a record about the numbers written as `texts`: numbers in words are first given
+    in digits; then for a comparison where the two numbers part (`comparison`), for a sum or product its
+    value, for an order the list sorted. A ValueError when a text is not a number."""
+    values = [parse_number(t) for t in texts]
+    out = "".join(f" {t.strip()} is {v}." for t, v in zip(texts, values) if t.strip() != str(v))
+    if op in ("larger", "smaller"):
+        x, y = values
+        return out + (comparison(x, y) if x != y else f" {x} and {y} are equal.")
+    if op == "sum":
+        return out + f" {values[0]} + {values[1]} = {values[0] + values[1]}."
+    if op == "product":
+        return out + f" {values[0]} * {values[1]} = {values[0] * values[1]}."
+    return out + " In increasing order: " + ", ".join(map(str, sorted(values))) + "."
+
+
+def number_texts(record: dict) -> tuple[str, list[str]]:
+    """(op, the numbers as written) of a pair or claim record of this world; a ValueError for other text.
+    For an order pair, the numbers of version a (version b holds the same ones)."""
+    if not is_pair(record):
+        for pattern, op in CLAIM_PATTERNS:
+            m = pattern.fullmatch(record["statement"].strip())
+            if m and op == "order":
+                return "order", m["values"].split(",")
+            if m:
+                return {"plus": "sum", "times": "product"}.get(m["op"], m["op"]), [m["x"], m["y"]]
+        raise ValueError("not a numbers statement")
+    m = PAIR_PROMPT_RE.fullmatch(record["prompt"])
+    if m:
+        return ("sum" if m["op"] == "plus" else "product"), [m["x"], m["y"]]
+    if record["prompt"] == PAIR_PROMPTS["order"]:
+        return "order", record["a"].split(",")
+    for op in ("larger", "smaller"):
+        if record["prompt"] == PAIR_PROMPTS[op]:
+            return op, [record["a"], record["b"]]
+    raise ValueError("not a numbers question")
 
 
 class NumbersWorld(World):
@@ -295,6 +285,14 @@ class NumbersWorld(World):
             return Verdict(False, 0.0, "ambiguous", {**evidence, "a_correct": right["a"], "b_correct": right["b"]})
         expected = "a" if right["a"] else "b"
         return agreement(record["label"] == expected, {**evidence, "correct": expected})
+
+    def derivation(self, record: dict) -> str | None:
+        """The arithmetic behind the answer, from the record's own text (`working`)."""
+        try:
+            op, texts = number_texts(record)
+            return working(op, texts)
+        except (KeyError, ValueError):
+            return None
 
     # ------------------------------------------------------------------------------------ growing
     champion_tokens = 8
