@@ -395,3 +395,18 @@ def test_numbers_derivation_is_the_working_read_from_the_record_text():
         get_world("facts").derivation(claim_record("Paris is the capital of France.", True, world="facts", kind="x"))
         is None
     )
+
+
+def test_colour_derivation_names_each_nearest_reference_and_its_distance():
+    from touchstone.records import claim_record, pair_record
+    from touchstone.worlds import get_world
+
+    w = get_world("colour")
+    d, ref = w.distance("#fe0101", "red")
+    assert w.derivation(claim_record("The colour #fe0101 is red.", True, world="colour", kind="x")) == (
+        f" red is {ref}, {d:.0f} from #fe0101."
+    )
+    pair = pair_record("What is the name of the colour rgb(254, 1, 1)?", "red", "blue", "a", world="colour", kind="x")
+    text = w.derivation(pair)
+    assert text.startswith(" rgb(254, 1, 1) is #fe0101. red is ") and "; blue is " in text
+    assert w.derivation(claim_record("The colour #fe0101 is not a colour.", True, world="colour", kind="x")) is None

@@ -194,6 +194,31 @@ class ColourWorld(World):
             source="colour",
         )
 
+    def derivation(self, record: dict) -> str | None:
+        """The distances behind the answer, from the record's own text: each name's nearest reference
+        colour and how far (CIEDE2000, rounded) the shown colour lies from it; an rgb() colour is first
+        given in hex."""
+
+        def near(colour: str, name: str) -> str:
+            d, ref = self.distance(colour, name)
+            return f"{name} is {ref}, {d:.0f} from {colour}"
+
+        def spelled(colour: str) -> str:
+            return "" if colour.startswith("#") else f" {colour} is {to_hex(colour)}."
+
+        try:
+            if not is_pair(record):
+                m = STATEMENT_RE.fullmatch(record["statement"].strip())
+                return spelled(m["colour"]) + f" {near(m['colour'], m['name'])}." if m else None
+            if m := NAME_PROMPT_RE.fullmatch(record.get("prompt", "")):
+                return spelled(m["colour"]) + f" {near(m['colour'], record['a'])}; {near(m['colour'], record['b'])}."
+            if m := HEX_PROMPT_RE.fullmatch(record.get("prompt", "")):
+                shown = [record["a"], record["b"]]
+                return "".join(map(spelled, shown)) + f" {near(shown[0], m['name'])}; {near(shown[1], m['name'])}."
+        except (ValueError, KeyError):
+            pass
+        return None
+
     def verify_record(self, record: dict) -> Verdict:
         """Recompute the distances named by the record's text; ok when the label agrees with them."""
         try:
