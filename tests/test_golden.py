@@ -43,9 +43,9 @@ GOLDEN = {
     "rework": "17388af2511d4cbe3d3a0f4394f490e023f246c9a862520132f8cd7a3db1e3c6",
     "recipe": "a990a7f6ec0e465dbe8c0bb388f6d81eff1cf01600ec91df933013379b5b034c",
     "train_draw": "93dd561e9b25488f00244a48c32df28588c24bcfa88174e45196655df564e0c5",
-    "ledger_generations": "c82870db6b426da7145eb8b1a0e3b43119df839d09c1bf7d261bac5a8753a151",
-    "ledger_steps": "35a7796163c8400adb54e97bc662fb735ad1539da443c92ac4bf61e8260d17c2",
-    "ledger_tables": "297fb9f26321ba94384e71628a089d5526ad7e9774d9a38ab7d08a48e220856f",
+    "ledger_generations": "ff187eb36b85f96e20781fc942aecba321b4d8b46c4bb9f8fe3f44b332e3798f",
+    "ledger_steps": "87c21281129fa71c76426fd2e1ca7dcf44201512a189c670bc8fed35513ea214",
+    "ledger_tables": "409d4daed41c671eef5011b77f37d0607bbf9411f7b3f46197a36ee9d23e2650",
 }
 
 # Step summaries left out of the hash, and why: pretrain and train hold their manifests (wall time,
