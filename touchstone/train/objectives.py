@@ -106,18 +106,11 @@ def length_groups(lengths: list[int], slack: float = 0.7) -> list[list[int]]:
     return groups
 
 
-def judge_loss(
-    model,
-    tokenizer,
-    batch: list[dict],
-    objective: str,
-    bf16: bool,
-    whole: list[dict] | None = None,
-    derivation_weight: float = 0.0,
-):
-    """The fine-tuning loss of one batch of records under `objective`. With `whole`, the global batch of which
-    `batch` is this process's share: the share's part of the whole batch's mean loss."""
-    return sum(judge_loss_parts(model, tokenizer, batch, objective, bf16, whole, derivation_weight))
+def judge_loss(*args, **kwargs):
+    """The fine-tuning loss of one batch of records under `objective`, with `judge_loss_parts`' arguments.
+    With `whole`, the global batch of which `batch` is this process's share: the share's part of the whole
+    batch's mean loss."""
+    return sum(judge_loss_parts(*args, **kwargs))
 
 
 def judge_loss_parts(
