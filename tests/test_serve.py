@@ -394,6 +394,23 @@ def test_a_models_markdown_report_is_rendered_with_its_plots(model_dir, tmp_path
         assert page.count("files/eval-tasks.png") == 1 and page.count("files/loose.png") == 1
 
 
+def test_a_rejected_challengers_report_stays_readable_after_its_weights_are_deleted(model_dir, tmp_path):
+    root = tmp_path / "ws"
+    kept = root / "models" / "gen-0001"
+    kept.mkdir(parents=True)
+    (kept / "report.md").write_text("# Fine-tuning report\n\nrejected: 0.498 vs 0.509\n")
+    (kept / "recipe.yaml").write_text("stage: finetune\nloop: {generation: 1, base: gen-0000}\n")
+    (root / "models" / "gen-0002").mkdir()  # neither weights nor a report: not a model
+    with TestClient(create_app(ServeConfig(workspace=str(root), model=str(model_dir)))) as c:
+        models = {m["name"]: m for m in c.get("/api/v1/models").json()}
+        assert models["gen-0001"]["weights"] is False and models[model_dir.name]["weights"] is True
+        assert "gen-0002" not in models
+        assert models["gen-0001"]["generation"] == 1 and models["gen-0001"]["trained_from"] == "gen-0000"
+        page = c.get("/models/gen-0001").text
+        assert "Fine-tuning report" in page and "weights deleted" in page
+        assert "report only" in c.get("/models").text
+
+
 def test_status_of_a_missing_workspace_is_404(client):
     r = client.get("/api/v1/loop/status")
     assert r.status_code == 404 and "not a Touchstone workspace" in r.json()["detail"]

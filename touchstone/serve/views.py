@@ -17,7 +17,7 @@ from touchstone.errors import UserError
 from touchstone.files import MANIFEST
 from touchstone.loop.history import status, write_reports
 from touchstone.loop.ledger import generation_stats
-from touchstone.loop.workspace import Workspace, data_counts
+from touchstone.loop.workspace import KEPT_OF_REJECTED, Workspace, data_counts
 from touchstone.serve.errors import NotFound
 
 MODEL_FILES = ("recipe.yaml", "report.md", "eval.json", MANIFEST)
@@ -153,11 +153,15 @@ def _generation(g: dict, times: dict) -> dict:
 
 # ---------------------------------------------------------------------------------------------- models
 def model_dirs(ws: Workspace, extra: str | None) -> dict[str, Path]:
-    """Every complete model of the workspace by name, and the served --model under its folder name."""
+    """Every model of the workspace by name, and the served --model under its folder name. A complete
+    model has its manifest; a rejected challenger whose weights the loop deleted still has its report,
+    eval and recipe (`KEPT_OF_REJECTED`), and is listed with `weights` False so its report stays readable."""
     out = {}
     if ws.models.is_dir():
         for d in sorted(ws.models.iterdir()):
-            if d.is_dir() and not d.name.startswith(".") and (d / MANIFEST).exists():
+            if not d.is_dir() or d.name.startswith("."):
+                continue
+            if (d / MANIFEST).exists() or any((d / kept).exists() for kept in KEPT_OF_REJECTED):
                 out[d.name] = d
     if extra is not None:
         out.setdefault(Path(extra).name, Path(extra))
@@ -182,6 +186,7 @@ def model_summary(name: str, d: Path, champion: str | None) -> dict:
         "held_out": {w: s["accuracy"] for w, s in _suites(d).items()},
         "generation": loop.get("generation"),
         "trained_from": loop.get("base") or _base_name(recipe),
+        "weights": (d / "config.json").exists(),  # a transformers model folder, not just its reports
     }
 
 

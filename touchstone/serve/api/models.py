@@ -26,6 +26,7 @@ class ModelSummary(BaseModel):
     held_out: dict[str, float]
     generation: int | None
     trained_from: str | None
+    weights: bool = Field(description="False for a rejected challenger whose weights the loop deleted")
 
 
 class ModelReport(ModelSummary):
