@@ -23,7 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from touchstone.files import shared_data
 from touchstone.sandbox import ISOLATIONS, Sandbox, interpreter, usable, worker_argv
-from touchstone.worlds.code import CodeWorld, humaneval_item
+from touchstone.worlds.code import CodeWorld
+from touchstone.worlds.programs import humaneval_item
 
 HUMANEVAL = shared_data() / "humaneval" / "HumanEval.jsonl.gz"
 

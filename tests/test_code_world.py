@@ -9,8 +9,8 @@ import pytest
 from touchstone.files import shared_data
 from touchstone.records import is_pair
 from touchstone.worlds import get_world
-from touchstone.worlds.code import CodeWorld, humaneval_item
-from touchstone.worlds.programs import mutate_source
+from touchstone.worlds.code import CodeWorld
+from touchstone.worlds.programs import humaneval_item, mutate_source
 
 HUMANEVAL = shared_data() / "humaneval" / "HumanEval.jsonl.gz"
 needs_humaneval = pytest.mark.skipif(not HUMANEVAL.exists(), reason="HumanEval data not present")

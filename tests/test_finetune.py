@@ -239,7 +239,8 @@ def test_derivation_loss_is_the_next_token_loss_of_the_working_after_the_answer(
 
     from touchstone.generate import load_model
     from touchstone.judge import encode
-    from touchstone.train.objectives import answer_examples, derivations
+    from touchstone.model import context_length
+    from touchstone.train.objectives import DerivationTokens, answer_examples, derivations
 
     _d, path = setup
     model, tok = load_model(path)
@@ -269,3 +270,9 @@ def test_derivation_loss_is_the_next_token_loss_of_the_working_after_the_answer(
                 extra += float(F.cross_entropy(logits[-len(tail) - 1 : -1], torch.tensor(tail)))
     assert weighted == pytest.approx(plain + 0.5 * extra / n, abs=1e-5)
     assert float(judge_loss(model, tok, batch, "answer", bf16=False, derivation_weight=0.0)) == pytest.approx(plain)
+    once = DerivationTokens(tok, batch, context_length(model))  # what a run computes when it starts
+    with torch.no_grad():
+        from_once = judge_loss(
+            model, tok, batch, "answer", bf16=False, derivation_weight=0.5, derivation_tokens_of=once
+        )
+    assert float(from_once) == pytest.approx(weighted, abs=1e-6)

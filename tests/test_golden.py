@@ -43,9 +43,9 @@ GOLDEN = {
     "rework": "17388af2511d4cbe3d3a0f4394f490e023f246c9a862520132f8cd7a3db1e3c6",
     "recipe": "a990a7f6ec0e465dbe8c0bb388f6d81eff1cf01600ec91df933013379b5b034c",
     "train_draw": "93dd561e9b25488f00244a48c32df28588c24bcfa88174e45196655df564e0c5",
-    "ledger_generations": "ff187eb36b85f96e20781fc942aecba321b4d8b46c4bb9f8fe3f44b332e3798f",
-    "ledger_steps": "87c21281129fa71c76426fd2e1ca7dcf44201512a189c670bc8fed35513ea214",
-    "ledger_tables": "409d4daed41c671eef5011b77f37d0607bbf9411f7b3f46197a36ee9d23e2650",
+    "ledger_generations": "82f1751e96214d707b6973983cbccb8d82c1c11e7740cee6028a4d29c7b51822",
+    "ledger_steps": "15b9dcd921fcd466997a06430ae4399bdbeb7800134ad4adb0ef872044a83475",
+    "ledger_tables": "6de4d931846d3db9dddf8bc3c184dd30bb02acf80c597332f4c8b502cde32088",
 }
 
 # Step summaries left out of the hash, and why: pretrain and train hold their manifests (wall time,

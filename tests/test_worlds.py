@@ -391,10 +391,53 @@ def test_numbers_derivation_is_the_working_read_from_the_record_text():
         " 6 has 1 digit and 12 has 2."
     )
     assert w.derivation(claim_record("The moon is made of cheese.", False, world="numbers", kind="larger")) is None
-    assert (
-        get_world("facts").derivation(claim_record("Paris is the capital of France.", True, world="facts", kind="x"))
-        is None
+    assert get_world("language").derivation(claim_record("Cats sleep.", True, world="language", kind="x")) is None
+
+
+def test_facts_derivation_is_the_true_fact_in_the_training_phrasing_only():
+    from touchstone.records import claim_record, pair_record
+    from touchstone.synth import heldout_suite
+    from touchstone.worlds.facts import HELDOUT_PATTERNS, PATTERNS
+
+    w = get_world("facts")
+    assert w.derivation(claim_record("The capital of France is Lyon.", False, world="facts", kind="x")) == (
+        " Paris is the capital of France."
     )
+    assert w.derivation(claim_record("Mombasa lies in Uganda.", False, world="facts", kind="x")) == (
+        " Mombasa is a city in Kenya."
+    )
+    question = pair_record("On which continent is Kenya?", "Asia", "Africa", "b", world="facts", kind="x")
+    assert w.derivation(question) == " Kenya is in Africa."
+    assert w.derivation(claim_record("Atlantis is in Europe.", True, world="facts", kind="x")) is None
+    # Every derivation of the training and held-out records is a training-phrasing statement.
+    for rec in w.render(random.Random(3), 60) + heldout_suite("facts")[1][:60]:
+        fact = w.derivation(rec).strip()
+        assert any(p.fullmatch(fact) for _, p in PATTERNS)
+        assert not any(p.fullmatch(fact) for _, p in HELDOUT_PATTERNS)
+        assert w.verify_record(claim_record(fact, True, world="facts", kind="fact")).ok
+
+
+def test_code_and_wing_derivations_read_the_verdict_and_follow_the_order_shown():
+    from touchstone.records import swapped
+
+    def sides(text: str) -> tuple[str, str]:
+        first, second = text.split(" The second")
+        return first.removeprefix(" The first"), second
+
+    code, wing = get_world("code"), get_world("wing")
+    for world in (code, wing):
+        pair = next(r for r in world.render(random.Random(5), 12) if is_pair(r))
+        assert swapped(swapped(pair)) == pair and swapped(pair)["label"] != pair["label"]
+        assert sides(world.derivation(swapped(pair))) == sides(world.derivation(pair))[::-1]
+    pair = next(r for r in code.render(random.Random(5), 12) if is_pair(r))
+    good = "a" if pair["label"] == "a" else "b"
+    parts = code.derivation(pair).split(" The second ")
+    assert ("passes its tests" in parts[0]) == (good == "a") and ("fails: " in parts[1]) == (good == "a")
+    assert code.derivation({k: v for k, v in pair.items() if k != "verdict"}) is None  # code is never run for it
+    claim = next(r for r in wing.render(random.Random(6), 12) if not is_pair(r))
+    unverified = {k: v for k, v in claim.items() if k != "verdict"}
+    assert wing.derivation(unverified) == wing.derivation(claim)  # the simulator, run again, says the same
+    assert wing.derivation(claim).rstrip(".").endswith("feasible") == bool(claim["label"])
 
 
 def test_colour_derivation_names_each_nearest_reference_and_its_distance():

@@ -58,22 +58,29 @@ def encode(tokenizer, text: str) -> list[int]:
     return [eos] + ids
 
 
-def last_logits(model, seqs: list[list[int]], pad_id: int):
-    """Next-token logits (fp32) after the last token of each sequence, in one right-padded forward pass.
+def right_padded_hidden(model, seqs: list[list[int]], pad_id: int):
+    """The last hidden states of one right-padded forward pass over `seqs` (rows, width, hidden).
 
     Right padding needs no attention mask: with causal attention, padding after a position cannot
-    change it. Only the last position of each row goes through the output layer."""
+    change it. The output layer is left to the caller, for the positions it reads."""
     import torch
 
     width = max(len(s) for s in seqs)
     x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     for i, s in enumerate(seqs):
         x[i, : len(s)] = torch.tensor(s)
-    device = next(model.parameters()).device
-    last = torch.tensor([len(s) - 1 for s in seqs], device=device)
-    hidden = model.base_model(input_ids=x.to(device)).last_hidden_state
-    h = hidden[torch.arange(len(seqs), device=device), last]
-    return model.get_output_embeddings()(h).float()
+    return model.base_model(input_ids=x.to(next(model.parameters()).device)).last_hidden_state
+
+
+def last_logits(model, seqs: list[list[int]], pad_id: int):
+    """Next-token logits (fp32) after the last token of each sequence; only those positions go through
+    the output layer."""
+    import torch
+
+    hidden = right_padded_hidden(model, seqs, pad_id)
+    rows = torch.arange(len(seqs), device=hidden.device)
+    last = torch.tensor([len(s) - 1 for s in seqs], device=hidden.device)
+    return model.get_output_embeddings()(hidden[rows, last]).float()
 
 
 class Judge:

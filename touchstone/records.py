@@ -54,6 +54,19 @@ def is_pair(rec: dict) -> bool:
     return record_type(rec) == "pair"
 
 
+def swapped(pair: dict) -> dict:
+    """A pair record in the other order: a and b, the label, and the verdict's per-version evidence
+    (and its "better") exchanged, so everything about "a" is still about the version shown first."""
+    out = {**pair, "a": pair["b"], "b": pair["a"], "label": {"a": "b", "b": "a"}.get(pair["label"], pair["label"])}
+    evidence = (pair.get("verdict") or {}).get("evidence")
+    if isinstance(evidence, dict) and "a" in evidence and "b" in evidence:
+        mirrored = {**evidence, "a": evidence["b"], "b": evidence["a"]}
+        if evidence.get("better") in ("a", "b"):
+            mirrored["better"] = "b" if evidence["better"] == "a" else "a"
+        out["verdict"] = {**pair["verdict"], "evidence": mirrored}
+    return out
+
+
 def is_judged(obj: dict) -> bool:
     """Is `obj` a pair or claim record, as opposed to a text record or a world's raw item?"""
     try:

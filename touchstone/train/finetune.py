@@ -16,9 +16,8 @@ Objectives (`objective`), all on the judge's own question format (touchstone.pro
 model's own preference between sentences (minimal-pair evaluation), "pairwise" on language records
 is the one that helps; run after "answer" it kept the judge's gains (docs/training.md has the runs).
 With `text_data` (a prepared data directory), `lm_weight` x the language-model loss on its training
-tokens is added at every step, and perplexity on its validation tokens is reported before and after.
-Where a record's world writes out the working behind its answer, `derivation_weight` x the next-token
-loss of that working after the answer token is added (`touchstone.train.objectives`).
+tokens is added at every step, and perplexity on its validation tokens is reported before and after;
+`derivation_weight` x the loss of each record's working after its answer (`touchstone.train.objectives`).
 
 Data parallel: under `torchrun` (WORLD_SIZE > 1) every process joins a process group, gloo on CPUs and
 nccl on GPUs (`touchstone.distributed`). A step draws one global batch of `batch_size * world_size`
@@ -30,9 +29,9 @@ and saves; every rank returns its report.
 
 Guaranteed: the output is a complete model directory (weights, tokenizer, recipe.yaml, report.md,
 MANIFEST.json last) that appears atomically; a bad record is a one-line UserError naming file:line;
-runs are reproducible for a given seed on one machine. bf16 autocast is used only where the CPU runs
-bf16 natively (or on a GPU); elsewhere it is emulated and slower than fp32.
-Not guaranteed: identical weights across torch versions or thread counts.
+runs are reproducible for a given seed on one machine. bf16 autocast only where the CPU runs bf16
+natively (or on a GPU; elsewhere it is emulated, slower than fp32). Not guaranteed: identical weights
+across torch versions or thread counts.
 """
 
 from __future__ import annotations
@@ -68,7 +67,7 @@ from touchstone.train.common import (
     set_lr,
     trainer,
 )
-from touchstone.train.objectives import OBJECTIVES, judge_loss_parts
+from touchstone.train.objectives import OBJECTIVES, DerivationTokens, judge_loss_parts
 
 DEFAULT_EPOCHS = 2.0
 LM_SEQ_LEN = 256  # tokens per window of the language-model loss (or the model's context, if shorter)
@@ -143,14 +142,8 @@ def measured(model, tokenizer, probe: list[dict], val_lm: Windows | None) -> dic
 def check_config(cfg: FinetuneConfig) -> FinetuneConfig:
     if cfg.objective not in OBJECTIVES:
         raise UserError(f"objective '{cfg.objective}': unknown (choose from {', '.join(OBJECTIVES)})")
-    if (
-        (cfg.epochs is not None and cfg.epochs <= 0)
-        or cfg.batch_size < 1
-        or cfg.lr <= 0
-        or cfg.lm_weight < 0
-        or cfg.derivation_weight < 0
-        or (cfg.minutes is not None and cfg.minutes <= 0)
-    ):
+    positive = (cfg.epochs, cfg.minutes, cfg.lr, cfg.batch_size)
+    if any(v is not None and v <= 0 for v in positive) or cfg.lm_weight < 0 or cfg.derivation_weight < 0:
         raise UserError(
             "finetune: epochs, batch_size, lr and minutes must be positive, lm_weight and derivation_weight at least 0"
         )
@@ -286,6 +279,9 @@ class FinetuneRun:
         self.train_lm = train_lm
         self.lm_sampler = Sampler(train_lm.n, cfg.seed) if train_lm is not None and train_lm.n else None
         self.order = RecordOrder(records, rng)
+        self.derivation_tokens = None  # the records' derivations as tokens, computed once here
+        if cfg.derivation_weight > 0:
+            self.derivation_tokens = DerivationTokens(tokenizer, records, context_length(model))
         self.losses: list[float] = []
         self.start = clock()
         self.deadline = cfg.minutes * 60 if cfg.minutes else None
@@ -347,6 +343,7 @@ class FinetuneRun:
             self.bf16,
             whole=whole if self.world > 1 else None,
             derivation_weight=cfg.derivation_weight,
+            derivation_tokens_of=self.derivation_tokens,
         )
         loss = 0.0
         for part in parts:  # each term's backward before the next forward: one term's activations at a time

@@ -18,9 +18,10 @@ from __future__ import annotations
 import functools
 
 from touchstone import prompts
-from touchstone.judge import encode
+from touchstone.judge import encode, right_padded_hidden
 from touchstone.likelihood import batch_logprobs
 from touchstone.model import context_length
+from touchstone.records import swapped
 from touchstone.worlds import WORLDS, get_world
 
 OBJECTIVES = ("answer", "pairwise", "mix")
@@ -51,23 +52,38 @@ def derivations(rec: dict) -> list[str | None]:
         return [None] * (2 if "a" in rec else 1)
     world = _world(rec["world"])
     if "a" in rec:
-        return [world.derivation(rec), world.derivation({**rec, "a": rec["b"], "b": rec["a"]})]
+        return [world.derivation(rec), world.derivation(swapped(rec))]
     return [world.derivation(rec)]
+
+
+def derivation_tokens(tokenizer, rec: dict, ctx: int) -> list[list[int]]:
+    """`derivations(rec)` as token ids, each at most a quarter of the context so the question keeps the
+    rest; empty where there is none."""
+    return [tokenizer(d, add_special_tokens=False)["input_ids"][: ctx // 4] if d else [] for d in derivations(rec)]
+
+
+class DerivationTokens:
+    """`derivation_tokens` of every record of a run, computed once when the run starts: a derivation is
+    fixed by its record, and computing and tokenizing it again at every step and epoch cost time the
+    training needs. Looked up by record object, so the records must outlive it (the run holds both)."""
+
+    def __init__(self, tokenizer, records: list[dict], ctx: int):
+        self.records = records
+        self.by_record = {id(r): derivation_tokens(tokenizer, r, ctx) for r in records}
+
+    def __call__(self, rec: dict) -> list[list[int]]:
+        return self.by_record[id(rec)]
 
 
 def answer_positions(model, seqs: list[list[int]], answer_at: list[int], tails: list[list[int]], pad_id: int):
     """One right-padded forward pass over question + answer + derivation sequences: the fp32 logits at
-    each answer position, and the summed next-token loss of each sequence's derivation (`tails`, the
+    each answer position, and the mean next-token loss of each sequence's derivation (`tails`, the
     tokens after the answer; zero where empty). Only those positions go through the output layer."""
     import torch
     import torch.nn.functional as F
 
-    device = next(model.parameters()).device
-    width = max(len(s) for s in seqs)
-    x = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        x[i, : len(s)] = torch.tensor(s)
-    hidden = model.base_model(input_ids=x.to(device)).last_hidden_state
+    hidden = right_padded_hidden(model, seqs, pad_id)
+    device = hidden.device
     head = model.get_output_embeddings()
     rows = torch.arange(len(seqs), device=device)
     answers = head(hidden[rows, torch.tensor(answer_at, device=device)]).float()
@@ -121,11 +137,14 @@ def judge_loss_parts(
     bf16: bool,
     whole: list[dict] | None = None,
     derivation_weight: float = 0.0,
+    derivation_tokens_of=None,
 ):
     """`judge_loss` as the terms that sum to it, each a scalar tensor computed when the previous one has
     been taken: one per length group of answer questions, then the pairwise term. Training calls
     backward on each as it comes, so only one group's activations are held at a time (a whole batch's
-    were the largest part of fine-tuning's memory); the summed gradient is the same."""
+    were the largest part of fine-tuning's memory); the summed gradient is the same.
+    `derivation_tokens_of`: a record's derivations as token ids (`DerivationTokens`, computed once per
+    run); without it they are computed here."""
     import torch
     import torch.nn.functional as F
 
@@ -136,9 +155,8 @@ def judge_loss_parts(
     if answers:
         ctx = context_length(model)
         if derivation_weight > 0:
-            working = [d for r in answered_records for d in derivations(r)]
-            # At most a quarter of the context, so the question keeps the rest.
-            tails = [tokenizer(d, add_special_tokens=False)["input_ids"][: ctx // 4] if d else [] for d in working]
+            tokens_of = derivation_tokens_of or (lambda r: derivation_tokens(tokenizer, r, ctx))
+            tails = [t for r in answered_records for t in tokens_of(r)]
         else:
             tails = [[] for _ in answers]
         questions = [encode(tokenizer, q)[-(ctx - 1 - len(t)) :] for (q, _), t in zip(answers, tails)]

@@ -60,6 +60,15 @@ def pair_agreement(record: dict, va: Verdict, vb: Verdict, evidence: dict) -> Ve
     return agreement(record["label"] == ("a" if va.ok else "b"), evidence)
 
 
+def verified_evidence(record: dict) -> dict | None:
+    """The evidence of the verdict a record was verified with, when that verdict agrees with its label;
+    None for a record never verified (or one whose label the tool rejected)."""
+    verdict = record.get("verdict")
+    if not isinstance(verdict, dict) or verdict.get("ok") is not True or not isinstance(verdict.get("evidence"), dict):
+        return None
+    return verdict["evidence"]
+
+
 def ordered(label: str, right, wrong) -> tuple:
     """(a, b): the right version on the side `label` names."""
     return (right, wrong) if label == "a" else (wrong, right)

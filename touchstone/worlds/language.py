@@ -45,7 +45,7 @@ from touchstone.errors import UserError
 from touchstone.files import read_jsonl, shared_data
 from touchstone.records import claim_record, is_pair, pair_record
 from touchstone.worlds import grammar
-from touchstone.worlds.base import Grower, Verdict, World, agreement, ordered
+from touchstone.worlds.base import Grower, Verdict, World, agreement, ordered, verified_evidence
 from touchstone.worlds.corruptions import (
     OPS,
     WordBalance,
@@ -303,6 +303,12 @@ class LanguageWorld(World):
                 return Verdict(False, 0.0, "unrecorded_text", evidence)
             agree = record[record["label"]] == original
         return agreement(agree, evidence)
+
+    def derivation(self, record: dict) -> str | None:
+        """The sentence as it was written, from the verdict the record was verified with: for a pair
+        the better side, for a claim its correction (or itself, when it is the original)."""
+        original = (verified_evidence(record) or {}).get("original")
+        return f" Well formed: {original}" if isinstance(original, str) else None
 
     def grower(self, rng: random.Random, generation: int) -> Grower:
         return _PairMutations(self, rng, generation)

@@ -1,6 +1,6 @@
-"""The code world's items and their breakage: template functions with argument generators, and the
-AST edits that break a function (`mutate_source`). See `touchstone.worlds.code` for how they become
-records.
+"""The code world's items and their breakage: template functions with argument generators, the AST
+edits that break a function (`mutate_source`), and HumanEval problems as items (`humaneval_item`). See
+`touchstone.worlds.code` for how they become records.
 """
 
 from __future__ import annotations
@@ -205,3 +205,23 @@ def mutate_source(source: str, kind: str, rng: random.Random) -> str | None:
     else:
         raise ValueError(f"unknown mutation {kind!r} (choose from {', '.join(MUTATIONS)})")
     return ast.unparse(ast.fix_missing_locations(tree)) + "\n"
+
+
+def function_body(signature: str, completion: str) -> str:
+    """A function written after `signature`: the signature and the indented lines that follow it."""
+    lines = []
+    for line in completion.split("\n"):
+        if line.strip() and not line.startswith((" ", "\t")):
+            break
+        lines.append(line)
+    return signature + "\n" + "\n".join(lines).rstrip() + "\n"
+
+
+def humaneval_item(problem: dict, completion: str | None = None) -> dict:
+    """A HumanEval problem as a code item, with its canonical solution unless a completion is given."""
+    return {
+        "prompt": problem["prompt"],
+        "completion": problem["canonical_solution"] if completion is None else completion,
+        "test": problem["test"],
+        "entry_point": problem["entry_point"],
+    }

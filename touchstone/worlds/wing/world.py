@@ -10,7 +10,7 @@ import re
 
 from touchstone.files import atomic_file
 from touchstone.records import claim_record, is_judged, is_pair, pair_record
-from touchstone.worlds.base import Verdict, World, agreement, ordered
+from touchstone.worlds.base import Verdict, World, agreement, ordered, verified_evidence
 from touchstone.worlds.wing.aero import AIRFOILS
 from touchstone.worlds.wing.solver import analyze, compare, prefetch
 
@@ -231,11 +231,40 @@ class WingWorld(World):
             return v
         return agreement(record["label"] == v.evidence["better"], v.evidence, v.score, v.reason)
 
+    def derivation(self, record: dict) -> str | None:
+        """The simulator's figures behind the answer: each design's aspect ratio, the lift coefficient
+        it needs and at what angle, its L/D, and what rules it out. From the verdict the record was
+        verified with, or the simulator run again on the record's text."""
+        evidence = verified_evidence(record)
+        if evidence is None:
+            v = self.verify_record(record)
+            evidence = v.evidence if v.ok else None
+        try:
+            if is_pair(record):
+                return f" The first: {figures_text(evidence['a'])}. The second: {figures_text(evidence['b'])}."
+            return f" {figures_text(evidence)}."
+        except (KeyError, TypeError):
+            return None
+
     def verify_many(self, objs: list[dict]) -> list[Verdict]:
         """Verdicts for raw designs and records alike, their analyses fanned out over the pool first
         (a record's designs in the same chunk)."""
         prefetch([designs_of(o) for o in objs], self.processes)
         return super().verify_many(objs)
+
+
+def figures_text(f: dict) -> str:
+    """A design's analysis (`analyze`) in words, ending in whether it flies the mission."""
+    head = f"aspect ratio {f['aspect_ratio']:.1f}, needs CL {f['CL_required']:.2f} of at most {f['CL_max']:.2f}"
+    if f["alpha_required"] is None:
+        return head + (", cannot lift it" if f["reason"] == "cannot_lift" else ", too much wing")
+    tail = {
+        "span_limit": "span over the limit",
+        "alpha_limit": "angle over the limit",
+        "stall_margin": "stall margin too small",
+        "feasible": "feasible",
+    }[f["reason"]]
+    return f"{head}, at {f['alpha_required']:.1f} deg, L/D {f['L_over_D']:.1f}, {tail}"
 
 
 def designs_of(obj: dict) -> list[dict]:
