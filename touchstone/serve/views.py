@@ -20,8 +20,6 @@ from touchstone.loop.ledger import generation_stats
 from touchstone.loop.workspace import KEPT_OF_REJECTED, Workspace, data_counts
 from touchstone.serve.errors import NotFound
 
-MODEL_FILES = ("recipe.yaml", "report.md", "eval.json", MANIFEST)
-
 matplotlib_lock = threading.Lock()  # pyplot keeps global state; one drawing at a time
 
 

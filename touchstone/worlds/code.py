@@ -387,6 +387,7 @@ class _ClaimMutations(Grower):
 def outcome(evidence: dict | None) -> str:
     """One version's verdict in words: "passes its tests", or "fails: " and the error's last line."""
     evidence = evidence or {}
+    # A pair's side is a whole verdict (its message under "evidence"); a claim's evidence is flat.
     message = evidence.get("message") or (evidence.get("evidence") or {}).get("message") or ""
     if evidence.get("reason") == "pass":
         return "passes its tests"

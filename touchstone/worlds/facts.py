@@ -120,6 +120,7 @@ def tables() -> dict:
         "big_cities": big,
         "with_capital": with_capital,
         "country_names": sorted(countries),
+        "by_iso": by_iso,
     }
 
 
@@ -284,6 +285,5 @@ def true_fact(item: dict) -> dict | None:
         return {**item, "city": country["capital"]} if country and country["capital"] else None
     if item["kind"] == "city":
         found = sorted(t["in_country"].get(item["city"].lower(), ()))
-        names = {c["iso"]: name for name, c in t["countries"].items()}
-        return {**item, "country": names[found[0]]} if len(found) == 1 and found[0] in names else None
+        return {**item, "country": t["by_iso"][found[0]]} if len(found) == 1 and found[0] in t["by_iso"] else None
     return {**item, "continent": CONTINENTS[country["continentcode"]]} if country else None
