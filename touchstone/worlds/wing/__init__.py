@@ -18,8 +18,9 @@ same mission the better one is feasible when the other is not, else has the high
 Guaranteed: every rendered record is re-verified from its own text (designs are rounded to the
 precision they are written with, so text and item are the same design). Not covered: structures,
 
-The package: `aero` runs one design through the solver, `solver` caches analyses and fans them out over
-processes and compares two designs, `world` writes and reads designs as text and renders the records.
+The package: `aero` runs designs through the solver (a batch at once, with `buildup`), `solver` caches
+analyses and fans them out over processes and compares two designs, `world` writes and reads designs
+as text and renders the records.
 """
 
 from touchstone.worlds.wing.aero import (
