@@ -17,6 +17,7 @@ same mission the better one is feasible when the other is not, else has the high
 
 Guaranteed: every rendered record is re-verified from its own text (designs are rounded to the
 precision they are written with, so text and item are the same design). Not covered: structures,
+stability and control, and any flight condition but the one cruise point a mission states.
 
 The package: `aero` runs designs through the solver (a batch at once, with `buildup`), `solver` caches
 analyses and fans them out over processes and compares two designs, `world` writes and reads designs
