@@ -41,11 +41,11 @@ GOLDEN = {
     "gate": "daebe230916043a464f3210bdd56891b6ae48fec6ae3514a6b7b35568c316c91",
     "new": "8264eb76cc12aa226d63fec510bd3b0365890f657e533f40c43541aabce282c4",
     "rework": "17388af2511d4cbe3d3a0f4394f490e023f246c9a862520132f8cd7a3db1e3c6",
-    "recipe": "a990a7f6ec0e465dbe8c0bb388f6d81eff1cf01600ec91df933013379b5b034c",
+    "recipe": "2f253664b29db9b5afa32039bfe332695b908a92b4ca56eecbb82da9c0a3ae02",
     "train_draw": "93dd561e9b25488f00244a48c32df28588c24bcfa88174e45196655df564e0c5",
-    "ledger_generations": "82f1751e96214d707b6973983cbccb8d82c1c11e7740cee6028a4d29c7b51822",
-    "ledger_steps": "15b9dcd921fcd466997a06430ae4399bdbeb7800134ad4adb0ef872044a83475",
-    "ledger_tables": "6de4d931846d3db9dddf8bc3c184dd30bb02acf80c597332f4c8b502cde32088",
+    "ledger_generations": "9a52ce02260770c8a71b5bacbb7baa9d73c6e8daa1c5a02cabf9277897989719",
+    "ledger_steps": "b0aef476215c71f20fdc4d9b9eca3c493045ae34e6247eb1b0ab840797075427",
+    "ledger_tables": "29c3d37aea75d4ce78bbe0f3919ff39f23d07ee51c5e68158bb3ffd9724f5d83",
 }
 
 # Step summaries left out of the hash, and why: pretrain and train hold their manifests (wall time,

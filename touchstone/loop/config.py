@@ -15,11 +15,14 @@ from touchstone.model import DEPTHS
 
 @dataclass
 class LoopConfig(Config):
-    size: str = field("micro", help="model size of generation 0 (nano | micro | small)", choices=tuple(DEPTHS))
+    # nano: step for step it learned the six worlds as micro did, at a seventh of the cost of a step
+    # (docs/learning-curves.md, "The same run from nano"); at this budget a judge is limited by steps.
+    size: str = field("nano", help="model size of generation 0 (nano | micro | small)", choices=tuple(DEPTHS))
     pretrain_minutes: float = field(10.0, help="pretraining budget of generation 0, in minutes", above=0)
     sources: list = field([], help="what data/orig is prepared from (default: the embedded corpus)")
     worlds: list = field(list(WORLD_NAMES), help="the worlds the loop synthesizes from and is gated on")
-    records_per_world: int = field(300, help="candidates from each world's generator per generation", min=0)
+    # 1,000: a nano challenger trains on about 36,000 records a generation (train_records, three epochs).
+    records_per_world: int = field(1000, help="candidates from each world's generator per generation", min=0)
     own_samples: int = field(
         32, help="champion samples per generation for each world that has them (numbers, code)", min=0
     )

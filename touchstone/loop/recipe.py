@@ -36,9 +36,9 @@ TRAINER_SETTINGS = ("lr", "epochs", "batch_size", "objective", "lm_weight")
 
 
 def default_trainer() -> FinetuneConfig:
-    # epochs 2 rather than FinetuneConfig's None, which under the loop's time budget would mean "as many
-    # as fit". lr 1e-4 (the trainer's default too): at 1e-3 fine-tuning collapsed to the label prior.
-    return FinetuneConfig(epochs=2.0)
+    # epochs 3 rather than FinetuneConfig's None, which under the loop's time budget would mean "as many
+    # as fit"; lr and batch size are the trainer's defaults (touchstone.train.finetune says why).
+    return FinetuneConfig(epochs=3.0)
 
 
 @dataclass
@@ -47,7 +47,9 @@ class Recipe(Config):
         default_factory=default_trainer,
         metadata={"help": f"the trainer's settings ({', '.join(TRAINER_SETTINGS)}; see touchstone.finetune)"},
     )
-    train_records: int = field(2000, help="records drawn from data/new for one challenger", min=1)
+    # 12,000 at 3 epochs: about 1,100 steps of 32, what a nano challenger trains in train_minutes (the
+    # deadline stops a larger model sooner; its schedule follows the clock).
+    train_records: int = field(12000, help="records drawn from data/new for one challenger", min=1)
     new_fraction: float = field(
         0.5, help="curriculum: share of the draw taken from this generation's records", min=0, max=1
     )
@@ -157,12 +159,12 @@ def _trainer(r: Recipe, **changes) -> Recipe:
 
 
 def _lr(r, rng):
-    new = _scale(r.finetune.lr, rng, 1e-5, 5e-4)  # at 1e-3 fine-tuning collapsed to the label prior
+    new = _scale(r.finetune.lr, rng, 1e-4, 4e-3)  # nano pretrains at 3.1e-3; at 1e-4 it moved nothing in 375 steps
     return _trainer(r, lr=new), f"lr {r.finetune.lr:g} -> {new:g}"
 
 
 def _epochs(r, rng):
-    new = min(3.0, max(0.5, r.finetune.epochs + rng.choice((-0.5, 0.5))))
+    new = min(4.0, max(0.5, r.finetune.epochs + rng.choice((-0.5, 0.5))))
     return _trainer(r, epochs=new), f"epochs {r.finetune.epochs:g} -> {new:g}"
 
 
@@ -176,8 +178,8 @@ def _lm_weight(r, rng):
 
 
 def _train_records(r, rng):
-    # The upper bound keeps a micro challenger's training inside a generation's ten minutes.
-    new = int(min(2000, max(500, r.train_records * rng.choice((2 / 3, 1.5)))))
+    # Past 16,000 records the training ends at the deadline rather than the draw, even for nano.
+    new = int(min(16000, max(2000, r.train_records * rng.choice((2 / 3, 1.5)))))
     return replace(r, train_records=new), f"train_records {r.train_records} -> {new}"
 
 
