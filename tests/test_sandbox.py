@@ -160,6 +160,19 @@ def test_every_isolation_gives_the_same_guarantees_and_verdicts(isolation):
         assert b.check("def add(a, b):\n    while True: pass\n", TEST_ADD, "add", timeout=1).status == "timeout"
 
 
+def test_workers_outlive_the_threads_that_started_them():
+    # bubblewrap's parent-death signal follows the thread that started bwrap, and check_many's threads
+    # end with the call: the workers must not end with them.
+    job = {"program": "def add(a, b):\n    return a + b\n", "test": TEST_ADD, "entry_point": "add"}
+    with Sandbox(workers=2) as b:
+        assert all(r.status == "pass" for r in b.check_many([job] * 8))
+        procs = [w.proc for w in b._pool if w.proc is not None]
+        time.sleep(0.5)
+        assert procs and all(p.poll() is None for p in procs)
+        assert all(r.status == "pass" for r in b.check_many([job] * 8))
+        assert all(any(w.proc is p for w in b._pool) for p in procs)  # the same workers, not new ones
+
+
 def test_a_machine_without_isolation_is_refused_in_one_line(monkeypatch):
     from touchstone.errors import UserError
     from touchstone.sandbox import isolation

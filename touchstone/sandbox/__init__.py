@@ -7,8 +7,10 @@
 
 How it works. A *worker* is `worker.py` run as a script by a bare interpreter (`python -I -S`, no
 site-packages, empty environment) inside fresh namespaces. For every job the worker forks fresh
-processes from itself (fast: no interpreter start-up) and, after the job, kills every other process in
-its PID namespace and empties its scratch space, so no state survives from one job to the next:
+processes from itself (fast: no interpreter start-up; the worker has imported the standard modules
+jobs commonly use, such as typing, math and re, and each job process gets its own copy of them) and,
+after the job, kills every other process in its PID namespace and empties its scratch space, so no
+state survives from one job to the next:
 
 - the *program* process runs the untrusted code and then answers calls to its function over a pipe;
   every return value is encoded by exact type (None, bool, int, float, str, bytes, list, tuple, set,
@@ -33,8 +35,9 @@ fallback, because its verdicts become training data. In both:
     world-searchable parents), a new /proc, five devices, and a size-capped private tmpfs at /tmp
     and /dev/shm, emptied after each job: nothing of /etc, the home directory, the checkout, the
     host's /tmp or /dev/shm; the tmpfs sizes cap the job's whole disk use;
-  - job processes hold no capabilities and cannot gain any (bounding set dropped, no_new_privs, so
-    setuid programs do not elevate), and are not dumpable, like the worker: no ptrace, no
+  - job processes hold no capabilities and cannot gain any (bounding set dropped and no_new_privs
+    set by the worker before its first job, inherited by every fork and irreversible, so setuid
+    programs do not elevate), and are not dumpable, like the worker: no ptrace, no
     /proc/PID/mem or /proc/PID/fd of one process by another, so the program can neither read the
     test's expected values nor write into the verdict's pipe;
   - as root the program runs as uid 65534 and the test as uid 65533 (where RLIMIT_NPROC binds); as

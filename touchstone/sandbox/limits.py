@@ -2,8 +2,8 @@
 dumpable, another uid where there is one, rlimits, its stdio redirected.
 
 Runs inside the sandbox too (imported by plain name under a bare interpreter), so it imports only the
-standard library; `resource` and `ctypes` are imported where they are used (the worker imports them
-once before any job, and the parent never needs them).
+standard library; `resource`, `ctypes` and `fcntl` are imported where they are used (the worker
+imports them once before any job, and the parent never needs them).
 """
 
 from __future__ import annotations
@@ -49,11 +49,26 @@ def searchable_by_others(path: str) -> bool:
         path = parent
 
 
+def prepare_worker() -> None:
+    """In the worker, once, before its first job: what every job process would otherwise do for itself
+    and inherits instead. The bounding set is emptied (where the worker holds CAP_SETPCAP: no exec can
+    ever regain a capability) and no_new_privs set (setuid files and file capabilities are ignored by
+    exec); both pass to every fork and can never be undone. The worker keeps its effective
+    capabilities (the bounding set limits only what an exec grants), and it never execs. libc and the
+    functions the job processes call are looked up here, so a job process does not repeat it."""
+    libc = load_libc()
+    for cap in range(64):  # past the kernel's last capability prctl fails with EINVAL: harmless
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+    check_errno(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    libc.capset  # noqa: B018 - looked up now, in the worker
+    _no_capabilities()
+
+
 def set_limits(memory_mb: int, cpu_s: float, uid: int | None) -> None:
-    """Drop privileges, then cap resources. Runs in a freshly forked job process."""
+    """Drop privileges, then cap resources. Runs in a freshly forked job process, after the worker's
+    `prepare_worker`."""
     import resource
 
-    _drop_bounding_set()  # while CAP_SETPCAP is still held: no exec can regain a capability later
     if uid is not None:
         os.setgroups([])
         os.setgid(uid)
@@ -72,7 +87,9 @@ def set_limits(memory_mb: int, cpu_s: float, uid: int | None) -> None:
         resource.setrlimit(res, (value, value))
 
 
+@functools.lru_cache(maxsize=1)
 def load_libc():
+    """libc, loaded once per process (a job process uses the worker's, inherited by fork)."""
     import ctypes
 
     return ctypes.CDLL(None, use_errno=True)
@@ -89,23 +106,22 @@ def check_errno(ret: int, what: str) -> None:
 PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 4, 24, 38
 
 
-def _drop_bounding_set() -> None:
-    libc = load_libc()
-    for cap in range(64):  # past the kernel's last capability prctl fails with EINVAL: harmless
-        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)
+@functools.lru_cache(maxsize=1)
+def _no_capabilities():
+    """capset's arguments for "none at all", made once (by the worker's `prepare_worker`): a new
+    ctypes array type is costly to make in every job process."""
+    import ctypes
+
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    empty = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: two 32-bit words each
+    return header, empty
 
 
 def _drop_capabilities() -> None:
-    """No capabilities at all, and no way to gain any (no_new_privs: setuid files and file
-    capabilities are ignored by exec). Without this, a job left as uid 0 of a user namespace would hold
-    CAP_SYS_PTRACE over the test process beside it."""
-    import ctypes
-
-    libc = load_libc()
-    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
-    empty = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable: two 32-bit words each
-    check_errno(libc.capset(header, empty), "capset")
-    check_errno(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    """No capabilities at all (no_new_privs, set by `prepare_worker`, keeps it so across exec).
+    Without this, a job left as uid 0 of a user namespace would hold CAP_SYS_PTRACE over the test
+    process beside it."""
+    check_errno(load_libc().capset(*_no_capabilities()), "capset")
 
 
 def not_dumpable() -> None:
@@ -115,10 +131,13 @@ def not_dumpable() -> None:
 
 
 def redirect(keep: dict[int, int], stdin: int, stdout: int, stderr: int) -> None:
-    """In a job process: stdio to the given fds, `keep` moved to fixed numbers, every other fd closed."""
-    os.dup2(stdin, 0)
-    os.dup2(stdout, 1)
-    os.dup2(stderr, 2)
-    for target, fd in keep.items():
+    """In a job process: stdio to the given fds, `keep` moved to fixed numbers, every other fd closed.
+    Each fd is first copied above every target, so no dup2 overwrites one that is still to be moved
+    (the worker's fds may have any numbers)."""
+    import fcntl
+
+    above = max(keep, default=2) + 1
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD, above) for fd in (stdin, stdout, stderr, *keep.values())]
+    for target, fd in zip((0, 1, 2, *keep), moved):
         os.dup2(fd, target)
-    os.closerange(max(keep, default=2) + 1, 1 << 16)
+    os.closerange(above, 1 << 16)

@@ -37,6 +37,13 @@ class SandboxResult:
         return self.status in ("ok", "pass")
 
 
+# Every worker is started from this one thread, which lives as long as the process. Bubblewrap's
+# --die-with-parent is a parent-death signal, sent when the *thread* that started bwrap ends: a worker
+# started by one of `check_many`'s threads was killed as that call returned, and every batch paid for
+# starting the workers again (or lost a worker another thread was still using).
+_starter = ThreadPoolExecutor(1, thread_name_prefix="sandbox-start")
+
+
 class _WorkerProcess:
     """The parent's handle on one worker: start on demand, talk, kill and restart on trouble."""
 
@@ -49,7 +56,8 @@ class _WorkerProcess:
         if self.isolation == "namespaces":
             self.new_root = tempfile.mkdtemp(prefix="touchstone-sandbox-")
         argv = worker_argv(self.isolation, interpreter(), self.new_root)
-        self.proc = subprocess.Popen(
+        self.proc = _starter.submit(
+            subprocess.Popen,
             argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -58,7 +66,7 @@ class _WorkerProcess:
             env={"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"},
             start_new_session=True,
             bufsize=0,
-        )
+        ).result()
 
     def request(self, messages: list[dict], timeout: float) -> dict | None:
         if self.proc is None or self.proc.poll() is not None:

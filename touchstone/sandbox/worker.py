@@ -12,6 +12,7 @@ parent binds them beside it (`isolation.WORKER_FILES`).
 from __future__ import annotations
 
 import ctypes  # noqa: F401 - imported once here, before any job, not in every job process
+import fcntl  # noqa: F401 - as ctypes
 import json
 import os
 import resource  # noqa: F401 - as ctypes
@@ -32,6 +33,7 @@ from limits import (  # noqa: E402
     TEST_UID,
     not_dumpable,
     others_can_import_stdlib,
+    prepare_worker,
     redirect,
     set_limits,
 )
@@ -61,6 +63,11 @@ class _Worker:
             raise SystemExit("the sandbox's interpreter is not readable by its unprivileged uids")
         self.count = 0
         self.statuses: dict[int, int] = {}  # exit statuses of reaped job processes
+        # The job processes' environment, all but its two paths (`run` sets them for each job): set in
+        # the worker, which runs nothing else, so that each job process inherits it ready-made.
+        os.environ.clear()
+        os.environ.update({"LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"})
+        self.devnull = os.open("/dev/null", os.O_RDWR)  # the test process's stdio, in every job
 
     def serve(self) -> None:
         while (job := recv(0, limit=1 << 30)) is not None:
@@ -72,23 +79,36 @@ class _Worker:
         os.mkdir(workdir, 0o700)
         if self.switch_uid:
             os.chown(workdir, PROGRAM_UID, PROGRAM_UID)
+        os.environ["HOME"] = os.environ["TMPDIR"] = workdir
         start = time.monotonic()
         mode, timeout = job["mode"], float(job["timeout"])
         memory_mb = int(job["memory_mb"])
-        out_path, err_path, in_path = (os.path.join(workdir, n) for n in (".stdout", ".stderr", ".stdin"))
-        with open(in_path, "w", encoding="utf-8") as f:
-            f.write(job.get("stdin") or "")
-        to_prog_r, to_prog_w = os.pipe()
-        from_prog_r, from_prog_w = os.pipe()
+        out_path, err_path = os.path.join(workdir, ".stdout"), os.path.join(workdir, ".stderr")
+        opened: list[int] = []  # fds of this job the worker opened: closed once its processes hold theirs
         pids = []
         try:
+            if job.get("stdin"):
+                with open(os.path.join(workdir, ".stdin"), "w", encoding="utf-8") as f:
+                    f.write(job["stdin"])
+                opened.append(os.open(f.name, os.O_RDONLY))
+            else:
+                opened.append(os.dup(self.devnull))  # no input: end of file at once, as from an empty file
+            # The program's stdio is opened here, not in its process: the job processes only move fds.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+            opened += [os.open(out_path, flags, 0o600), os.open(err_path, flags, 0o600)]
+            if self.switch_uid:
+                for fd in opened[1:]:
+                    os.fchown(fd, PROGRAM_UID, PROGRAM_UID)
+            stdio = opened[:3]
+            to_prog_r, to_prog_w = os.pipe()
+            opened += [to_prog_r, to_prog_w]
+            from_prog_r, from_prog_w = os.pipe()
+            opened += [from_prog_r, from_prog_w]
             program = os.fork()
             if program == 0:
                 self._enter_job(
                     workdir,
-                    in_path,
-                    out_path,
-                    err_path,
+                    stdio,
                     {3: to_prog_r, 4: from_prog_w},
                     memory_mb,
                     timeout,
@@ -103,9 +123,7 @@ class _Worker:
                 if tester == 0:
                     self._enter_job(
                         workdir,
-                        "/dev/null",
-                        "/dev/null",
-                        "/dev/null",
+                        [self.devnull] * 3,
                         {3: from_prog_r, 4: to_prog_w, 5: result_w},
                         max(memory_mb, 256),
                         timeout,
@@ -119,8 +137,7 @@ class _Worker:
                     os._exit(0)
                 pids.append(tester)
                 os.close(result_w)
-            for fd in (to_prog_r, to_prog_w, from_prog_r, from_prog_w):
-                os.close(fd)
+            _close(opened)
             watched = pids[-1]  # the test process in check mode, the program in run mode
             finished = self._wait(watched, start + timeout)
             result = {"duration": time.monotonic() - start}
@@ -157,20 +174,14 @@ class _Worker:
             return result
         finally:
             self._kill_all(pids)  # again, in case the job failed half-way
+            _close(opened)  # left open only when the job failed half-way
             for scratch in (self.tmp, "/dev/shm"):  # the job may have written anywhere it could
                 _empty(scratch)
 
-    def _enter_job(self, workdir, stdin_path, out_path, err_path, keep, memory_mb, timeout, uid) -> None:
+    def _enter_job(self, workdir, stdio, keep, memory_mb, timeout, uid) -> None:
         os.setsid()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-        fds = [os.open(stdin_path, os.O_RDONLY), os.open(out_path, flags, 0o600), os.open(err_path, flags, 0o600)]
-        if self.switch_uid and out_path != "/dev/null":
-            for fd in fds[1:]:
-                os.fchown(fd, uid, uid)
-        redirect(keep, *fds)
-        os.chdir(workdir)
-        os.environ.clear()
-        os.environ.update({"HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8", "PATH": "/usr/bin:/bin"})
+        redirect(keep, *stdio)
+        os.chdir(workdir)  # the environment comes from the worker: HOME and TMPDIR are workdir
         set_limits(memory_mb, timeout, uid if self.switch_uid else None)
 
     @staticmethod
@@ -187,11 +198,15 @@ class _Worker:
         `setsid` grandchild dies too. Reaps the worker's children; returns their exit statuses
         (negative: the signal)."""
         deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
+        again = False
+        while not again or time.monotonic() < deadline:
             try:
                 os.kill(-1, signal.SIGKILL)  # every process we may signal but ourselves (init)
             except ProcessLookupError:
-                break  # nothing left, not even a zombie
+                break  # nothing left, not even a zombie: usually at the second round, at once
+            if again:
+                time.sleep(0.001)  # a stray was still dying when we last reaped: give it a moment
+            again = True
             for pid in pids:  # our own children: wait for them to die, no polling
                 if pid not in self.statuses:
                     try:
@@ -199,7 +214,6 @@ class _Worker:
                     except ChildProcessError:
                         pass
             self._reap()  # strays, reparented to us as the namespace's init
-            time.sleep(0.001)
         self._reap()
         statuses = {p: self.statuses[p] for p in pids if p in self.statuses}
         self.statuses.clear()  # strays' statuses are of no use, and would pile up
@@ -214,6 +228,11 @@ class _Worker:
             if pid == 0:
                 break
             self.statuses[pid] = os.waitstatus_to_exitcode(status)
+
+
+def _close(fds: list[int]) -> None:
+    while fds:
+        os.close(fds.pop())
 
 
 def _empty(folder: str) -> None:
@@ -233,8 +252,29 @@ def _empty(folder: str) -> None:
                 pass
 
 
+# Standard modules the programs and tests commonly import (HumanEval: typing above all, then math,
+# copy, string, collections, re, hashlib). Imported once by the worker, they are already loaded in every
+# job process it forks, instead of each job importing them again. Every job gets its own copy of them
+# (fork), so what one job does to a module never reaches another. Not `random`: it reseeds itself in
+# every fork, which would cost every job more than the few that import it save.
+PRELOAD = ("typing", "math", "copy", "string", "collections", "re", "hashlib", "itertools", "functools")
+
+
+def _preload() -> None:
+    import gc
+    import importlib
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    # What the worker holds from now on stays out of the collector's reach: no collection, in a job
+    # process or in the worker, walks (and so writes to, and copies) the pages the two share.
+    gc.collect()
+    gc.freeze()
+
+
 def _probe(switch_uid: bool) -> None:
-    """Exit 0 only if a job process can take every limit `set_limits` sets (see `isolation.usable`)."""
+    """Exit 0 only if a job process can take every limit `prepare_worker` and `set_limits` set (see
+    `isolation.usable`)."""
     pid = os.fork()
     if pid == 0:
         try:
@@ -250,6 +290,8 @@ if __name__ == "__main__":  # started by the parent's `pool._WorkerProcess`, ins
     not_dumpable()  # the worker holds each job's test: nothing may read its memory or its pipes
     if "--new-root" in _args:
         build_root(_args[_args.index("--new-root") + 1], json.loads(_args[_args.index("--layout") + 1]))
+    prepare_worker()
     if "--probe" in _args:
         _probe("--switch-uid" in _args)
+    _preload()
     _Worker(tmp=_args[_args.index("--tmp") + 1], switch_uid="--switch-uid" in _args).serve()
