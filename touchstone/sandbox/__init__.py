@@ -35,9 +35,10 @@ fallback, because its verdicts become training data. In both:
     world-searchable parents), a new /proc, five devices, and a size-capped private tmpfs at /tmp
     and /dev/shm, emptied after each job: nothing of /etc, the home directory, the checkout, the
     host's /tmp or /dev/shm; the tmpfs sizes cap the job's whole disk use;
-  - job processes hold no capabilities and cannot gain any (bounding set dropped and no_new_privs
-    set by the worker before its first job, inherited by every fork and irreversible, so setuid
-    programs do not elevate), and are not dumpable, like the worker: no ptrace, no
+  - job processes hold no capabilities and cannot gain any (no_new_privs set by the worker before
+    its first job, inherited by every fork and irreversible, so setuid programs and file
+    capabilities do not elevate; the bounding set is emptied too where the worker may, which under
+    bubblewrap, without CAP_SETPCAP, it may not), and are not dumpable, like the worker: no ptrace, no
     /proc/PID/mem or /proc/PID/fd of one process by another, so the program can neither read the
     test's expected values nor write into the verdict's pipe;
   - as root the program runs as uid 65534 and the test as uid 65533 (where RLIMIT_NPROC binds); as
