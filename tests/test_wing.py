@@ -46,7 +46,9 @@ def test_vectorized_curves_equal_a_stock_aerobuildup_run_up_to_float_rounding():
 
     designs = _designs(12, 6)
     airfoils = [aero.prepare_airfoil(d["airfoil"]) for d in designs]
-    cl, cd, area, density = buildup.curves(designs, [a for a, _ in airfoils], [t for _, t in airfoils], aero.ALPHAS)
+    cl, cd, area, density = buildup.curves(
+        designs, [aero.tip_x(d) for d in designs], [a for a, _ in airfoils], [t for _, t in airfoils], aero.ALPHAS
+    )
     for i, d in enumerate(designs):
         b, cr, af = d["span"], d["root_chord"], airfoils[i][0]
         ct = cr * d["taper"]

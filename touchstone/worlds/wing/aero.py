@@ -43,6 +43,12 @@ def prepare_airfoil(name: str) -> tuple:
     return k, float(k.max_thickness())
 
 
+def tip_x(d: dict) -> float:
+    """The tip's leading edge behind the root's, for a quarter-chord sweep of d["sweep"] degrees."""
+    cr = float(d["root_chord"])
+    return (float(d["span"]) / 2) * math.tan(math.radians(float(d["sweep"]))) + 0.25 * (cr - cr * float(d["taper"]))
+
+
 def _checked(design: dict) -> tuple[dict, str]:
     """The design with the mission's defaults, and its airfoil's name; raises as a stock run would."""
     d = {**DEFAULTS, **design}
@@ -71,7 +77,11 @@ def side_by_side(designs: list[dict]) -> list:
     if ok:
         try:
             cl, cd, area, density = buildup.curves(
-                [d for _, d in ok], [a for a, _ in airfoils], [t for _, t in airfoils], ALPHAS
+                [d for _, d in ok],
+                [tip_x(d) for _, d in ok],
+                [a for a, _ in airfoils],
+                [t for _, t in airfoils],
+                ALPHAS,
             )
             for row, (i, d) in enumerate(ok):
                 results[i] = figures(d, cl[row], cd[row], area[row], density[row])
@@ -96,7 +106,7 @@ def analyze_design(design: dict, plain: bool = False) -> dict:
     b, cr, taper = float(d["span"]), float(d["root_chord"]), float(d["taper"])
     atmosphere, af = asb.Atmosphere(altitude=float(d["altitude"]), method="isa"), _stock(name)
     ct = cr * taper
-    x_tip = (b / 2) * math.tan(math.radians(float(d["sweep"]))) + 0.25 * (cr - ct)  # quarter-chord sweep
+    x_tip = tip_x(d)
     wing = asb.Wing(
         symmetric=True,
         xsecs=[

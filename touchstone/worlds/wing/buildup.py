@@ -20,8 +20,6 @@ stock run's up to float rounding (the tests compare every rounded figure with `a
 
 from __future__ import annotations
 
-import math
-
 import aerosandbox as asb
 import aerosandbox.library.aerodynamics as aerolib
 import aerosandbox.numpy as anp
@@ -68,21 +66,16 @@ def _cross(a, b):
     return (a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0])
 
 
-def curves(designs: list[dict], airfoils: list, thickness: list[float], alphas) -> tuple:
+def curves(designs: list[dict], tip_x: list[float], airfoils: list, thickness: list[float], alphas) -> tuple:
     """(CL, CD, area, density): CL and CD of shape (designs, alphas), area and density one per design.
-    Each design has span, root_chord, taper, sweep, twist, speed, altitude (validated floats);
-    airfoils[i] is design i's stock Kulfan airfoil and thickness[i] its max_thickness()."""
+    Each design has span, root_chord, taper, twist, speed, altitude (validated floats); tip_x[i] is
+    design i's tip leading edge (`aero.tip_x`, as the stock path places it), airfoils[i] its stock
+    Kulfan airfoil and thickness[i] that airfoil's max_thickness()."""
     col = {k: np.array([[float(d[k])] for d in designs]) for k in ("span", "root_chord", "taper", "twist", "speed")}
     b, cr, twist = col["span"], col["root_chord"], col["twist"]
     ct = cr * col["taper"]
     h = b / 2
-    # The tip's leading edge, exactly as `analyze_design` places it (math, one design at a time).
-    x_tip = np.array(
-        [
-            [(float(d["span"]) / 2) * math.tan(math.radians(float(d["sweep"]))) + 0.25 * (c - c * float(d["taper"]))]
-            for d, c in zip(designs, col["root_chord"][:, 0])
-        ]
-    )
+    x_tip = np.array(tip_x, float)[:, None]
     zero = np.zeros_like(b)
 
     ### Wing geometry (`Wing` methods): the root frame is the identity, the tip's is rotated by its twist.
