@@ -52,7 +52,8 @@ def text_data(setup):
 def test_finetuning_improves_judge_accuracy_on_its_data(setup):
     d, model = setup
     r = finetune(model, [str(d / "train.jsonl")], d / "learned", FinetuneConfig(epochs=10, lr=3e-3, batch_size=8))
-    assert r["judge_accuracy_after"] >= 0.9 and r["judge_accuracy_after"] >= r["judge_accuracy_before"] + 0.3
+    # 16 records: a random model's accuracy on them ranges widely with its seed (0.75 for this one).
+    assert r["judge_accuracy_after"] >= 0.9 and r["judge_accuracy_after"] >= r["judge_accuracy_before"] + 0.2
 
 
 def test_output_is_a_complete_model_dir_with_recipe(setup):
@@ -276,3 +277,76 @@ def test_derivation_loss_is_the_next_token_loss_of_the_working_after_the_answer(
             model, tok, batch, "answer", bf16=False, derivation_weight=0.5, derivation_tokens_of=once
         )
     assert float(from_once) == pytest.approx(weighted, abs=1e-6)
+
+
+def test_working_first_trains_the_working_and_its_closing_answer_token_before_the_answer(setup):
+    """With working_first the sequence is the question less its <|answer|>, <|work|>, the working and
+    <|answer|>: the derivation loss covers the working and that <|answer|>, and the answer is read there."""
+    import torch
+    import torch.nn.functional as F
+
+    from touchstone import prompts
+    from touchstone.generate import load_model
+    from touchstone.judge import encode, ensure_special_tokens
+    from touchstone.train.objectives import answer_examples, derivations
+
+    _d, path = setup
+    model, tok = load_model(path)
+    ensure_special_tokens(model, tok)
+    batch = [
+        pair_record("Which number is larger?", "87612", "87576", "a", world="numbers", kind="larger"),
+        claim_record("31 is smaller than 4.", False, world="numbers", kind="smaller"),
+    ] + records(1)
+    ids = tok.convert_tokens_to_ids
+    work, close = ids(prompts.WORK), ids(prompts.ANSWER)
+    with torch.no_grad():
+        got = float(judge_loss(model, tok, batch, "answer", bf16=False, derivation_weight=0.5, working_first=True))
+        want, n = 0.0, 0
+        for r in batch:
+            for (q, a), d in zip(answer_examples(r), derivations(r)):
+                n += 1
+                tail = (tok(d, add_special_tokens=False)["input_ids"][: 128 // 4] if d else []) + [close]
+                seq = encode(tok, q)[:-1] + [work] + tail
+                logits = model(input_ids=torch.tensor([seq])).logits[0]
+                pair = a in (prompts.ANSWER_A, prompts.ANSWER_B)
+                answers = (prompts.ANSWER_A, prompts.ANSWER_B) if pair else (prompts.ANSWER_TRUE, prompts.ANSWER_FALSE)
+                choices = ids(list(answers))
+                target = int(a in (prompts.ANSWER_B, prompts.ANSWER_FALSE))
+                want += float(F.cross_entropy(logits[-1, choices][None], torch.tensor([target])))
+                want += 0.5 * float(F.cross_entropy(logits[-len(tail) - 1 : -1], torch.tensor(tail)))
+    assert got == pytest.approx(want / n, abs=1e-5)
+
+
+def test_working_first_needs_a_derivation_weight(setup):
+    d, model = setup
+    with pytest.raises(UserError, match="working_first"):
+        finetune(model, [str(d / "train.jsonl")], d / "wf0", FinetuneConfig(working_first=True, derivation_weight=0))
+
+
+def test_a_model_trained_to_work_first_is_judged_after_writing_its_working(setup):
+    """The flag is kept in the model's config.json; its judge writes a working before each answer and
+    answers as the model does at the <|answer|> that follows it."""
+    import json
+
+    import torch
+
+    from touchstone import prompts
+    from touchstone.judge import Judge, encode, last_logits
+
+    d, model = setup
+    numbers = [pair_record("Which number is larger?", "612", "87", "a", world="numbers", kind="larger")]
+    write_jsonl_atomic(d / "numbers.jsonl", numbers * 8 + records(4))
+    cfg = FinetuneConfig(epochs=2, batch_size=4, working_first=True, eval_records=0)
+    finetune(model, [str(d / "numbers.jsonl")], d / "wf", cfg)
+    assert json.loads((d / "wf" / "config.json").read_text())["touchstone_working_first"] is True
+    judge = Judge.load(d / "wf")
+    verdict, claim = judge.records(numbers[:1] + [claim_record("the cat sat.", True, world="test", kind="animal")])
+    assert set(verdict["working"]) == {"a_first", "b_first"} and isinstance(claim["working"], str)
+    tok = judge.tokenizer
+    question = prompts.pair_prompt("Which number is larger?", "612", "87")
+    asked = question[: -len(prompts.ANSWER)] + prompts.WORK + verdict["working"]["a_first"] + prompts.ANSWER
+    with torch.no_grad():
+        logp = torch.log_softmax(last_logits(judge.model, [encode(tok, asked)], tok.pad_token_id), -1)[0]
+    a_first = torch.sigmoid(logp[judge.ab[0]] - logp[judge.ab[1]])
+    assert float(a_first) == pytest.approx(judge.pairs(numbers[:1], orders=True)[0]["orders"]["a_first"], abs=1e-4)
+    assert "working" not in Judge.load(model).records(numbers[:1])[0]  # a model not trained so answers at once

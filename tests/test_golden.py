@@ -40,12 +40,12 @@ GOLDEN = {
     "candidates": "5b14b2c43e27e90a984210c2125a60447879de21081b46eb9aa6ffdff5b1efe0",
     "gate": "daebe230916043a464f3210bdd56891b6ae48fec6ae3514a6b7b35568c316c91",
     "new": "8264eb76cc12aa226d63fec510bd3b0365890f657e533f40c43541aabce282c4",
-    "rework": "17388af2511d4cbe3d3a0f4394f490e023f246c9a862520132f8cd7a3db1e3c6",
+    "rework": "0726b239d34f41014eacede6377c5c15fa4bd53645a23c46cd89122cab231af9",
     "recipe": "2f253664b29db9b5afa32039bfe332695b908a92b4ca56eecbb82da9c0a3ae02",
-    "train_draw": "93dd561e9b25488f00244a48c32df28588c24bcfa88174e45196655df564e0c5",
-    "ledger_generations": "9a52ce02260770c8a71b5bacbb7baa9d73c6e8daa1c5a02cabf9277897989719",
-    "ledger_steps": "b0aef476215c71f20fdc4d9b9eca3c493045ae34e6247eb1b0ab840797075427",
-    "ledger_tables": "29c3d37aea75d4ce78bbe0f3919ff39f23d07ee51c5e68158bb3ffd9724f5d83",
+    "train_draw": "8d8954401696a54b3cd9f7b36f44407ba3101945548a00814c1ed5d1f441bd69",
+    "ledger_generations": "48c1e3e4032958fa143e71f1eef37de61aa0e00a1131de297da1a406f07d9b25",
+    "ledger_steps": "7656bd1dfe44adea5acd2013b28dfbc8d0f995fdef742d197e604f2576241757",
+    "ledger_tables": "f3c4ac99483217f24932b4c4fd38d5c03020b7c279c2fa8758499acf4032c6bb",
 }
 
 # Step summaries left out of the hash, and why: pretrain and train hold their manifests (wall time,

@@ -54,7 +54,9 @@ def test_swapping_the_versions_swaps_the_probabilities(judge):
 def test_pair_averages_the_log_odds_of_both_orders(judge):
     import math
 
-    lo = judge._log_odds([prompts.pair_prompt("q", "x", "y"), prompts.pair_prompt("q", "y", "x")], judge.ab)
+    asked = judge._log_odds([prompts.pair_prompt("q", "x", "y"), prompts.pair_prompt("q", "y", "x")], judge.ab)
+    lo = [x for x, working in asked]
+    assert [working for _, working in asked] == [None, None]  # a judge not trained to work first
     expect = 1 / (1 + math.exp(-(lo[0] - lo[1]) / 2))
     assert judge.pair("x", "y", prompt="q")["p_a"] == pytest.approx(expect, rel=1e-9)
 
@@ -143,3 +145,17 @@ def test_judge_cli_prints_json(model_dir, capsys):
 def test_judge_cli_needs_both_versions(model_dir, capsys):
     assert cli.main(["judge", str(model_dir), "--a", "yes"]) == 2
     assert "--b" in capsys.readouterr().err
+
+
+def test_the_working_is_written_greedily_and_a_padded_batch_writes_what_each_row_alone_would(judge):
+    import torch
+
+    from touchstone.judge import encode, write_working
+
+    tok = judge.tokenizer
+    prefixes = [encode(tok, t) for t in ("The cat", "Paris is the capital of France. The dogs run", "17")]
+    stop = tok.convert_tokens_to_ids(prompts.ANSWER)
+    with torch.no_grad():
+        batch = write_working(judge.model, prefixes, 12, stop, tok.pad_token_id)
+        alone = [write_working(judge.model, [p], 12, stop, tok.pad_token_id)[0] for p in prefixes]
+    assert batch == alone and all(len(w) <= 12 and stop not in w for w in batch)

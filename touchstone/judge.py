@@ -5,7 +5,10 @@
 
 The question is written with `touchstone.prompts` and the answer is read from the model's next-token
 distribution at the `<|answer|>` position, renormalized over the two answer tokens (<|A|>/<|B|> for a
-pair, <|true|>/<|false|> for a claim). Nothing is sampled.
+pair, <|true|>/<|false|> for a claim). Nothing is sampled. A model fine-tuned to work first
+(`FinetuneConfig.working_first`, kept in its config.json) first writes its working after `<|work|>`,
+greedily, until it writes `<|answer|>` (or a quarter of its context, as in training), and is read there;
+the verdict then carries what it wrote ("working").
 
 Guaranteed:
 - position bias is removed: a pair is asked in both orders, (a, b) and (b, a), and the two log-odds for
@@ -83,6 +86,31 @@ def last_logits(model, seqs: list[list[int]], pad_id: int):
     return model.get_output_embeddings()(hidden[rows, last]).float()
 
 
+def write_working(model, prefixes: list[list[int]], max_new: int, stop_id: int, pad_id: int) -> list[list[int]]:
+    """What the model writes greedily after each prefix, up to `stop_id` (not included) or `max_new`
+    tokens: one left-padded batch through `generate`, which takes each row's positions from the mask."""
+    import torch
+
+    width = max(len(p) for p in prefixes)
+    x = torch.full((len(prefixes), width), pad_id, dtype=torch.long)
+    mask = torch.zeros_like(x)
+    for i, p in enumerate(prefixes):
+        x[i, width - len(p) :], mask[i, width - len(p) :] = torch.tensor(p), 1
+    device = next(model.parameters()).device
+    y = model.generate(
+        x.to(device),
+        attention_mask=mask.to(device),
+        max_new_tokens=max_new,
+        do_sample=False,
+        eos_token_id=stop_id,
+        pad_token_id=pad_id,
+    )
+    out = []
+    for row in y[:, width:].tolist():
+        out.append(row[: row.index(stop_id)] if stop_id in row else row)
+    return out
+
+
 class Judge:
     """A loaded model answering pairs and claims; see the module docstring for what is guaranteed.
     `shards`: under a launcher, every process asks its share of the batches and gets all the answers
@@ -96,25 +124,36 @@ class Judge:
         self.ab = [ids(prompts.ANSWER_A), ids(prompts.ANSWER_B)]
         self.tf = [ids(prompts.ANSWER_TRUE), ids(prompts.ANSWER_FALSE)]
         self.max_len = context_length(model)
+        self.working_first = bool(getattr(model.config, "touchstone_working_first", False))
+        self.max_working = self.max_len // 4  # training keeps a derivation to a quarter of the context
+        self.work_id, self.answer_id = ids(prompts.WORK), ids(prompts.ANSWER)
 
     @classmethod
     def load(cls, model_dir: str | Path, batch_size: int = 32) -> Judge:
         model, tokenizer = load_model(model_dir)
         return cls(model, tokenizer, batch_size)
 
-    def _log_odds(self, texts: list[str], answers: list[int], progress: bool = False) -> list[float]:
-        """log p(answers[0]) - log p(answers[1]) after each text, in length-sorted batches."""
+    def _log_odds(self, texts: list[str], answers: list[int], progress: bool = False) -> list[tuple[float, str | None]]:
+        """(log p(answers[0]) - log p(answers[1]), the working written first or None) after each text
+        (a question ending in <|answer|>), in length-sorted batches."""
         import torch
 
-        seqs = [encode(self.tokenizer, t)[-self.max_len :] for t in texts]
+        room = self.max_working + 1 if self.working_first else 0  # <|work|>, the working and <|answer|>
+        seqs = [encode(self.tokenizer, t)[-(self.max_len - room) :] for t in texts]
         order = sorted(range(len(seqs)), key=lambda i: len(seqs[i]), reverse=True)
         bar = progress_bar(len(seqs), "judge", progress)
+        pad = self.tokenizer.pad_token_id
 
-        def score(chunk: list[int]) -> list[float]:
-            logits = last_logits(self.model, [seqs[i] for i in chunk], self.tokenizer.pad_token_id)
-            logp = torch.log_softmax(logits, dim=-1)[:, answers]
+        def score(chunk: list[int]) -> list[tuple[float, str | None]]:
+            asked, written = [seqs[i] for i in chunk], [None] * len(chunk)
+            if self.working_first:
+                prefixes = [s[:-1] + [self.work_id] for s in asked]
+                workings = write_working(self.model, prefixes, self.max_working, self.answer_id, pad)
+                asked = [p + w + [self.answer_id] for p, w in zip(prefixes, workings)]
+                written = [self.tokenizer.decode(w) for w in workings]
+            logp = torch.log_softmax(last_logits(self.model, asked, pad), dim=-1)[:, answers]
             bar.update(len(chunk))
-            return (logp[:, 0] - logp[:, 1]).tolist()
+            return list(zip((logp[:, 0] - logp[:, 1]).tolist(), written))
 
         with torch.inference_mode():
             out = self.shards.per_item(score, order, self.batch_size, len(seqs))
@@ -129,7 +168,8 @@ class Judge:
         for r in records:
             p = r.get("prompt") or ""
             texts += [prompts.pair_prompt(p, r["a"], r["b"]), prompts.pair_prompt(p, r["b"], r["a"])]
-        lo = self._log_odds(texts, self.ab, progress)
+        asked = self._log_odds(texts, self.ab, progress)
+        lo = [x for x, _ in asked]
         out = []
         for i in range(len(records)):
             # (a, b) asks "is the first better?", (b, a) asks it of b: its negation is a's log-odds.
@@ -138,6 +178,8 @@ class Judge:
             out.append({"choice": "a" if p_a >= p_b else "b", "p_a": p_a, "p_b": p_b})
             if orders:
                 out[-1]["orders"] = {"a_first": _sigmoid(lo[2 * i]), "b_first": _sigmoid(-lo[2 * i + 1])}
+            if self.working_first:
+                out[-1]["working"] = {"a_first": asked[2 * i][1], "b_first": asked[2 * i + 1][1]}
         return out
 
     def claims(self, records: list[dict], progress: bool = False, contrast=None) -> list[dict]:
@@ -154,8 +196,10 @@ class Judge:
         direct = [i for i, q in enumerate(asked) if not q]
         lo = self._log_odds([prompts.claim_prompt(records[i]["statement"]) for i in direct], self.tf, progress)
         out: list[dict] = [{}] * len(records)
-        for i, x in zip(direct, lo):
+        for i, (x, working) in zip(direct, lo):
             out[i] = {"choice": x >= 0, "p_true": _sigmoid(x), "p_false": _sigmoid(-x), "method": "direct"}
+            if working is not None:
+                out[i]["working"] = working
         flat = [(i, q) for i, qs in enumerate(asked) for q in qs]
         answers = self.pairs([q for _, q in flat], progress)
         wins: dict[int, list[float]] = {}

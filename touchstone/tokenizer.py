@@ -8,7 +8,7 @@ Guaranteed:
   the byte-level split, as LLaMA's and PaLM's do): with merged digits `87576` was `8|75|7|6` and ` 131`
   ` 1|31`, so the same digit in the same place was a different token from number to number (what that
   did and did not change in learning to compare numbers: docs/learning-curves.md);
-- every token of `touchstone.prompts.SPECIAL_TOKENS` is reserved, in that order, at ids 0..10
+- every token of `touchstone.prompts.SPECIAL_TOKENS` is reserved, in that order, at ids 0..11
   (`<|endoftext|>` is 0 and separates documents; `<|pad|>` is 1), and never produced by merges;
 - the output directory loads with `AutoTokenizer.from_pretrained(dir)` and carries a MANIFEST.json
   (written last), so an interrupted training never leaves a complete-looking tokenizer.

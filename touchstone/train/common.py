@@ -129,6 +129,17 @@ class RecordOrder:
         return batch
 
 
+def text_windows(text_data: str | None, seq_len: int) -> tuple[Windows | None, Windows | None]:
+    """(train, validation) windows of the prepared data directory `text_data`; (None, None) without it."""
+    if not text_data:
+        return None, None
+    tokens = Path(text_data) / "tokens"
+    if not (tokens / "train.bin").is_file():
+        raise UserError(f"{text_data}: not a prepared data directory (no tokens/train.bin)")
+    val = Windows(tokens / "val.bin", seq_len) if (tokens / "val.bin").is_file() else None
+    return Windows(tokens / "train.bin", seq_len), val
+
+
 # --------------------------------------------------------------------------------- schedule, optimizer
 def lr_at(step: int, peak: float, warmup: int | None, max_steps: int | None, spent: float | None = None) -> float:
     """Linear warmup to `peak`, then cosine decay to peak/10 at the end of the budget.

@@ -65,6 +65,7 @@ from touchstone.train.common import (
     mean_lm_loss,
     save_model_dir,
     set_lr,
+    text_windows,
     trainer,
 )
 from touchstone.train.objectives import OBJECTIVES, DerivationTokens, judge_loss_parts
@@ -92,9 +93,14 @@ class FinetuneConfig(Config):
     # and 71-75% without (docs/learning-curves.md).
     derivation_weight: float = field(
         1.0,
-        help="weight of the next-token loss on the working a record's world writes after its answer "
-        "(touchstone.train.objectives; 0: off)",
+        help="weight of the next-token loss on the working a record's world writes with its answer "
+        "(after it, or before it with working_first; touchstone.train.objectives; 0: off)",
         min=0,
+    )
+    working_first: bool = field(
+        False,
+        help="train the working before the answer, so the judge writes its own working before every "
+        "verdict (touchstone.train.objectives; needs derivation_weight above 0)",
     )
     seed: int = field(0, help="seed for data order")
     bf16: bool | None = field(None, help="bf16 autocast (default: on a GPU or a CPU with native bf16)")
@@ -148,18 +154,9 @@ def check_config(cfg: FinetuneConfig) -> FinetuneConfig:
         raise UserError(
             "finetune: epochs, batch_size, lr and minutes must be positive, lm_weight and derivation_weight at least 0"
         )
+    if cfg.working_first and cfg.derivation_weight <= 0:
+        raise UserError("finetune: working_first needs derivation_weight above 0 (the working is what it trains)")
     return cfg
-
-
-def text_windows(text_data: str | None, seq_len: int) -> tuple[Windows | None, Windows | None]:
-    """(train, validation) windows of the prepared data directory `text_data`; (None, None) without it."""
-    if not text_data:
-        return None, None
-    tokens = Path(text_data) / "tokens"
-    if not (tokens / "train.bin").is_file():
-        raise UserError(f"{text_data}: not a prepared data directory (no tokens/train.bin)")
-    val = Windows(tokens / "val.bin", seq_len) if (tokens / "val.bin").is_file() else None
-    return Windows(tokens / "train.bin", seq_len), val
 
 
 def finetune(
@@ -206,6 +203,7 @@ def train_and_save(
     records = read_records(data_files)
     model, tokenizer = load_model(model_dir)
     ensure_special_tokens(model, tokenizer)
+    model.config.touchstone_working_first = cfg.working_first  # saved in config.json; the judge reads it
     # Under torchrun, `process_group` has already made this process's own GPU the current one.
     device = torch.device("cuda", torch.cuda.current_device()) if default_device() == "cuda" else torch.device("cpu")
     model.to(device)
@@ -345,6 +343,7 @@ class FinetuneRun:
             whole=whole if self.world > 1 else None,
             derivation_weight=cfg.derivation_weight,
             derivation_tokens_of=self.derivation_tokens,
+            working_first=cfg.working_first,
         )
         loss = 0.0
         for part in parts:  # each term's backward before the next forward: one term's activations at a time

@@ -6,11 +6,16 @@ part of the whole batch's mean, so the sum of the ranks' gradients is the gradie
 
 Derivations: where a record's world writes out the working behind its answer (`World.derivation`, from
 the record's own text, e.g. where two numbers first differ), the answer objective also trains the model
-to write that working after the answer token, weighted by `derivation_weight`. The answer position
-comes before the derivation, so what the judge reads is unchanged and judging needs no generation; the
-derivation only shapes what the model learns to represent. Why: on the number-comparison probe
-(docs/learning-curves.md), a model that also had to predict the derivation left the plateau where the
-answer-only model sat at chance for the same steps.
+to write that working, weighted by `derivation_weight`:
+- after the answer token (the default): the answer position comes before the derivation, so what the
+  judge reads is unchanged and judging needs no generation; the derivation only shapes what the model
+  learns to represent. Why: on the number-comparison probe (docs/learning-curves.md), a model that also
+  had to predict the derivation left the plateau where the answer-only model sat at chance;
+- before it (`working_first`): question, <|work|>, the working, <|answer|>, and the answer read at that
+  <|answer|>. The model learns to write the working (and the <|answer|> that ends it) and to answer from
+  it; the judge then writes its own working before every verdict (`touchstone.judge`). Why: an answer
+  read before the working has to be computed in one forward pass, where the working is many small steps
+  the model can read back.
 """
 
 from __future__ import annotations
@@ -75,10 +80,12 @@ class DerivationTokens:
         return self.by_record[id(rec)]
 
 
-def answer_positions(model, seqs: list[list[int]], answer_at: list[int], tails: list[list[int]], pad_id: int):
-    """One right-padded forward pass over question + answer + derivation sequences: the fp32 logits at
-    each answer position, and the mean next-token loss of each sequence's derivation (`tails`, the
-    tokens after the answer; zero where empty). Only those positions go through the output layer."""
+def answer_positions(
+    model, seqs: list[list[int]], answer_at: list[int], tails: list[list[int]], tail_at: list[int], pad_id: int
+):
+    """One right-padded forward pass over sequences of a question, its answer and a derivation: the fp32
+    logits at each answer position, and the mean next-token loss of each sequence's derivation (`tails`,
+    found at `tail_at` in its sequence; zero where empty). Only those positions go through the output layer."""
     import torch
     import torch.nn.functional as F
 
@@ -88,9 +95,8 @@ def answer_positions(model, seqs: list[list[int]], answer_at: list[int], tails: 
     rows = torch.arange(len(seqs), device=device)
     answers = head(hidden[rows, torch.tensor(answer_at, device=device)]).float()
     tail_loss = torch.zeros(len(seqs), device=device)
-    # The token at answer_at + 1 is the answer; the derivation's k-th token is predicted from the
-    # position before it, answer_at + 1 + k.
-    where = [(i, answer_at[i] + 1 + k) for i, t in enumerate(tails) for k in range(len(t))]
+    # The derivation's k-th token, at tail_at + k, is predicted from the position before it.
+    where = [(i, tail_at[i] - 1 + k) for i, t in enumerate(tails) for k in range(len(t))]
     if where:
         r, c = (torch.tensor(v, device=device) for v in zip(*where))
         target = torch.tensor([tok for t in tails for tok in t], device=device)
@@ -138,13 +144,15 @@ def judge_loss_parts(
     whole: list[dict] | None = None,
     derivation_weight: float = 0.0,
     derivation_tokens_of=None,
+    working_first: bool = False,
 ):
     """`judge_loss` as the terms that sum to it, each a scalar tensor computed when the previous one has
     been taken: one per length group of answer questions, then the pairwise term. Training calls
     backward on each as it comes, so only one group's activations are held at a time (a whole batch's
     were the largest part of fine-tuning's memory); the summed gradient is the same.
     `derivation_tokens_of`: a record's derivations as token ids (`DerivationTokens`, computed once per
-    run); without it they are computed here."""
+    run); without it they are computed here. `working_first`: each derivation goes before the answer
+    (the module docstring), ended by <|answer|>, which is trained with it."""
     import torch
     import torch.nn.functional as F
 
@@ -161,7 +169,17 @@ def judge_loss_parts(
             tails = [[] for _ in answers]
         questions = [encode(tokenizer, q)[-(ctx - 1 - len(t)) :] for (q, _), t in zip(answers, tails)]
         answer_ids = tokenizer.convert_tokens_to_ids([a for _, a in answers])
-        seqs = [q + ([a] + t if t else []) for q, a, t in zip(questions, answer_ids, tails)]
+        if working_first:
+            # question less its <|answer|>, <|work|>, working, <|answer|>: the working and the <|answer|>
+            # that closes it are the tail, from the position after <|work|>.
+            work, close = tokenizer.convert_tokens_to_ids([prompts.WORK, prompts.ANSWER])
+            tails = [t + [close] for t in tails]
+            seqs = [q[:-1] + [work] + t for q, t in zip(questions, tails)]
+            answer_at, tail_at = [len(s) - 1 for s in seqs], [len(q) for q in questions]
+        else:
+            seqs = [q + ([a] + t if t else []) for q, a, t in zip(questions, answer_ids, tails)]
+            answer_at = [len(q) - 1 for q in questions]
+            tail_at = [len(q) + 1 for q in questions]
         pair_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_A, prompts.ANSWER_B])
         claim_ids = tokenizer.convert_tokens_to_ids([prompts.ANSWER_TRUE, prompts.ANSWER_FALSE])
         choices = torch.tensor(
@@ -174,8 +192,9 @@ def judge_loss_parts(
                 logits, tail_loss = answer_positions(
                     model,
                     [seqs[i] for i in group],
-                    [len(questions[i]) - 1 for i in group],
+                    [answer_at[i] for i in group],
                     [tails[i] for i in group],
+                    [tail_at[i] for i in group],
                     tokenizer.pad_token_id,
                 )
             # Cross-entropy over the two answer tokens the judge reads (its renormalized log-odds), not

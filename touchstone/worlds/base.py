@@ -164,8 +164,9 @@ class World:
     def derivation(self, record: dict) -> str | None:
         """The working the world's tool does to reach a pair or claim record's answer, in words (where two
         numbers first differ), computed from the record's own text; None where the world writes none.
-        Fine-tuning trains the judge to write it after its answer token (`FinetuneConfig.derivation_weight`):
-        the answer position never sees it, so judging does not change and needs no generation."""
+        Fine-tuning trains the judge to write it after its answer token (`FinetuneConfig.derivation_weight`),
+        where the answer position never sees it, or before (`FinetuneConfig.working_first`), where the
+        judge writes its own before it answers."""
         return None
 
     def texts(self, rng: random.Random, n: int) -> list[str]:
