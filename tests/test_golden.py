@@ -40,12 +40,12 @@ GOLDEN = {
     "candidates": "5b14b2c43e27e90a984210c2125a60447879de21081b46eb9aa6ffdff5b1efe0",
     "gate": "daebe230916043a464f3210bdd56891b6ae48fec6ae3514a6b7b35568c316c91",
     "new": "8264eb76cc12aa226d63fec510bd3b0365890f657e533f40c43541aabce282c4",
-    "rework": "0726b239d34f41014eacede6377c5c15fa4bd53645a23c46cd89122cab231af9",
+    "rework": "4ebfc4e6a9397fb2a04eae0280798cbb0dc762e9abf953b37c8c98cccc606634",
     "recipe": "2f253664b29db9b5afa32039bfe332695b908a92b4ca56eecbb82da9c0a3ae02",
-    "train_draw": "8d8954401696a54b3cd9f7b36f44407ba3101945548a00814c1ed5d1f441bd69",
-    "ledger_generations": "48c1e3e4032958fa143e71f1eef37de61aa0e00a1131de297da1a406f07d9b25",
-    "ledger_steps": "7656bd1dfe44adea5acd2013b28dfbc8d0f995fdef742d197e604f2576241757",
-    "ledger_tables": "f3c4ac99483217f24932b4c4fd38d5c03020b7c279c2fa8758499acf4032c6bb",
+    "train_draw": "0a4792cedac51f864641577c3bc6e6f3ea5b0f8b3d7aad8a479a0bc848010363",
+    "ledger_generations": "4bde1cb13bfccd319d4928926d914c4f4cd315945074d882ed73c75fb230721a",
+    "ledger_steps": "d4e609d0b67010be8ccb52f26e9d936bdf19bc3e9859c0a40ff05fe5e4cb8751",
+    "ledger_tables": "74ebdea431b9100beb520dc874c21b347bcaba8cfbd62da14aca5a54690131be",
 }
 
 # Step summaries left out of the hash, and why: pretrain and train hold their manifests (wall time,
