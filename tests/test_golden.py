@@ -40,12 +40,12 @@ GOLDEN = {
     "candidates": "5b14b2c43e27e90a984210c2125a60447879de21081b46eb9aa6ffdff5b1efe0",
     "gate": "daebe230916043a464f3210bdd56891b6ae48fec6ae3514a6b7b35568c316c91",
     "new": "8264eb76cc12aa226d63fec510bd3b0365890f657e533f40c43541aabce282c4",
-    "rework": "4ebfc4e6a9397fb2a04eae0280798cbb0dc762e9abf953b37c8c98cccc606634",
+    "rework": "93cb2d710c652b9aa0f5e12bfea4067140ad4dcfb886856ad1a47c9d9127ee4d",
     "recipe": "2f253664b29db9b5afa32039bfe332695b908a92b4ca56eecbb82da9c0a3ae02",
-    "train_draw": "0a4792cedac51f864641577c3bc6e6f3ea5b0f8b3d7aad8a479a0bc848010363",
-    "ledger_generations": "4bde1cb13bfccd319d4928926d914c4f4cd315945074d882ed73c75fb230721a",
-    "ledger_steps": "d4e609d0b67010be8ccb52f26e9d936bdf19bc3e9859c0a40ff05fe5e4cb8751",
-    "ledger_tables": "74ebdea431b9100beb520dc874c21b347bcaba8cfbd62da14aca5a54690131be",
+    "train_draw": "0ac6e3dfd365ca7f8a360b6d6b273c626c43c3980446590c011a71b599625168",
+    "ledger_generations": "5826726a910ae9710882198cf9d4211e77329f398b98629634084463cf1012b8",
+    "ledger_steps": "01b2f509615f3bf798be27497f48156ff6ef581e5b2491297760a1153bed7d87",
+    "ledger_tables": "8833761de5ae25f0e187fc9c971c5811383e0af28dbb6de0857274503b9a4c4a",
 }
 
 # Step summaries left out of the hash, and why: pretrain and train hold their manifests (wall time,

@@ -89,10 +89,11 @@ class FinetuneConfig(Config):
     objective: str = field("answer", help="answer | pairwise | mix (see the module docstring)", choices=OBJECTIVES)
     lm_weight: float = field(0.5, help="weight of the language-model loss on text_data (0: off)", min=0)
     text_data: str | None = field(None, help="prepared data directory for the language-model loss and perplexity")
-    # 1.0: from the micro base, one epoch of number comparisons judged 92-94% of comparison pairs with it
-    # and 71-75% without (docs/learning-curves.md).
+    # 0.25 (docs/learning-curves.md): on the six-world mixture from nano, 3.0 and 3.1 points above 1.0 on
+    # two seeds; on number comparisons alone from micro, level with 1.0 (93.4% of the comparison records
+    # both), which was 71-75% of comparison pairs with no derivation at all.
     derivation_weight: float = field(
-        1.0,
+        0.25,
         help="weight of the next-token loss on the working a record's world writes with its answer "
         "(after it, or before it with working_first; touchstone.train.objectives; 0: off)",
         min=0,
