@@ -17,7 +17,7 @@ import pytest
 from touchstone.errors import UserError
 from touchstone.files import shared_data
 from touchstone.loop.config import LoopConfig
-from touchstone.loop.gate import decide, holm, mcnemar, paired_difference, regressed_suites
+from touchstone.loop.gate import decide, diverged, holm, mcnemar, paired_difference, regressed_suites
 from touchstone.loop.history import history, status
 from touchstone.loop.ledger import Ledger
 from touchstone.loop.recipe import Recipe, default_trainer, load_recipe, mutate, recipe_yaml
@@ -58,6 +58,18 @@ def test_mcnemar_uses_only_discordant_records():
     tie = mcnemar([True, False] * 20, [False, True] * 20)  # 20 wins, 20 losses
     assert tie["p_value"] > 0.5
     assert mcnemar([True] * 5, [True] * 5)["p_value"] == 1.0
+
+
+def test_a_challenger_whose_training_loss_rose_many_times_over_is_called_diverged(tmp_path):
+    from touchstone.files import write_manifest
+
+    cases = {"sabotaged": (5.94, 217.5), "nan": (5.9, float("nan")), "continued": (3.00, 3.08), "none": None}
+    for name, losses in cases.items():
+        (tmp_path / name).mkdir()
+        write_manifest(tmp_path / name, {} if losses is None else {"loss_first": losses[0], "loss_last": losses[1]})
+    assert diverged(tmp_path / "sabotaged").startswith("diverged: training loss 5.94 -> 218")
+    assert diverged(tmp_path / "nan").startswith("diverged")
+    assert diverged(tmp_path / "continued") is None and diverged(tmp_path / "none") is None
 
 
 def test_decide_needs_significance_and_no_significant_suite_regression():
@@ -310,7 +322,12 @@ def test_the_gate_rejects_a_sabotaged_recipe(bootstrapped, tmp_path):
     assert load_recipe(ws.recipes / "gen-0001.yaml").finetune.lr == pytest.approx(trainer.lr * 1000)
     assert ws.champion() == "gen-0000" and check_invariants(root) == []
     stats = json.loads(g["stats"])
-    assert stats["gate"]["challenger_accuracy"] <= stats["gate"]["champion_accuracy"] + 0.05
+    # Rejected by the divergence guard (its loss rose many times over), or by the gate: then it does not
+    # look better than the champion. Near chance, the gate alone once promoted such a model (p = 0.034).
+    assert g["reason"].startswith("diverged") or (
+        stats["gate"]["challenger_accuracy"] <= stats["gate"]["champion_accuracy"] + 0.05
+    )
+    assert not stats["continue"] or not g["reason"].startswith("diverged")
 
 
 @needs_corpus

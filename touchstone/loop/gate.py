@@ -20,6 +20,13 @@ over all suites together (family-wise error `alpha`): six separate tests at 0.05
 one suite by chance in about a quarter of all generations, and each flag blocks a promotion and breaks
 a training lineage.
 
+The divergence guard: a challenger whose training loss ended non-finite or above `DIVERGED` times where
+it began is not promoted, whatever the gate says. Why: near chance, a model destroyed by its recipe
+(lr a thousand times too high: loss 5.9 -> 217) answers every question alike, and against a champion
+that sits a few points below chance on its gate such a model passed McNemar's test (0.530 against
+0.474, p = 0.034). The factor is far from what learning does: the promoted challengers measured ended
+within a few percent of their first step's loss (3.00 -> 3.08 for one trained on from another).
+
 Not guaranteed: the error rate over many generations. Each gate is a separate test at `alpha`; over a
 long run some promotions will be chance wins (the regression guard and the next gates limit the harm).
 """
@@ -28,7 +35,7 @@ from __future__ import annotations
 
 import math
 
-from touchstone.files import write_json_atomic
+from touchstone.files import read_manifest, write_json_atomic
 from touchstone.loop.config import LoopConfig
 from touchstone.loop.generation import Generation
 from touchstone.loop.suites import judge_correct, suite_scores
@@ -36,6 +43,18 @@ from touchstone.loop.workspace import Workspace, data_counts, records
 
 ALPHA = 0.05
 TOLERANCE = 0.05
+DIVERGED = 2.0  # the divergence guard's factor on the first step's training loss
+
+
+def diverged(model_dir) -> str | None:
+    """Why the fine-tuning of `model_dir` diverged (its MANIFEST.json's first and last loss), or None."""
+    stats = read_manifest(model_dir)
+    first, last = stats.get("loss_first"), stats.get("loss_last")
+    if not isinstance(first, int | float) or not isinstance(last, int | float):
+        return None
+    if not math.isfinite(last) or last > DIVERGED * first:
+        return f"diverged: training loss {first:.3g} -> {last:.3g} (above {DIVERGED:g}x where it began); not promoted"
+    return None
 
 
 def mcnemar(champion: list[bool], challenger: list[bool]) -> dict:
@@ -159,10 +178,15 @@ def gate(ws: Workspace, cfg: LoopConfig, g: Generation) -> dict:
     correct = {w: [bool(c) for c in s["correct"]] for w, s in s_champ.items()}
     correct_chall = {w: [bool(c) for c in s["correct"]] for w, s in s_chall.items()}
     promote, reason = decide(test, correct, correct_chall, cfg.alpha, cfg.tolerance)
+    divergence = diverged(challenger_dir)
+    if divergence:
+        promote, reason = False, divergence
     # A rejected challenger that is no worse than the champion stays the next challenger's base (see
-    # workspace.training_base); one that lost significantly, on the gate or any suite, is dropped.
-    worse = mcnemar(chall, champ)["p_value"] < cfg.alpha or bool(
-        regressed_suites(correct, correct_chall, cfg.alpha, cfg.tolerance)
+    # workspace.training_base); one that lost significantly, on the gate or any suite, or diverged, is dropped.
+    worse = (
+        divergence is not None
+        or mcnemar(chall, champ)["p_value"] < cfg.alpha
+        or bool(regressed_suites(correct, correct_chall, cfg.alpha, cfg.tolerance))
     )
     stats = {
         "gate": test,
